@@ -1,0 +1,50 @@
+# MoFind — two commands for a fresh machine:  `make run`  and  `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: run test test-backend test-addon bench addon venv venv-bpy42 venv-bpy50 clean
+
+# --- environments ----------------------------------------------------------
+$(VENV)/.stamp: requirements.txt requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt -c requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+venv: $(VENV)/.stamp
+
+.venv-bpy%/.stamp: requirements-bpy%.txt
+	$(PYTHON) -m venv .venv-bpy$*
+	.venv-bpy$*/bin/python -m pip install -q -r $<
+	touch $@
+venv-bpy42: .venv-bpy42/.stamp
+venv-bpy50: .venv-bpy50/.stamp
+
+# --- main job: the backend with the shipped model and the default index ------
+run: venv
+	$(VENV)/bin/mofind serve
+
+# --- tests -----------------------------------------------------------------
+test: test-backend test-addon
+
+test-backend: venv
+	$(PY) -m pytest -q tests/backend tests/addon_pure
+
+test-addon: venv venv-bpy42 venv-bpy50
+	.venv-bpy42/bin/python -m pytest -q tests/addon_bpy
+	.venv-bpy50/bin/python -m pytest -q tests/addon_bpy
+
+# --- benchmarks (write bench/results/*.md) ----------------------------------
+bench: venv
+	$(PY) -m bench.run_all
+
+# --- the Blender extension zip ---------------------------------------------
+addon: venv
+	$(PY) build_addon.py
+
+clean:
+	rm -rf dist build .pytest_cache
