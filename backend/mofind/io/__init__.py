@@ -1,1 +1,18 @@
-"""io"""
+"""Reading and writing motion files (BVH, HumanML3D, KIT-ML) into `Motion` / `SourceSkeleton`."""
+
+from .bvh import BVHData, forward_kinematics, local_quaternions, parse_bvh, read_bvh, write_bvh
+from .errors import BVHParseError, MotionFormatError, MotionIOError, SkeletonMappingError
+from .motion import Motion, SourceSkeleton
+
+__all__ = [
+    "BVHData", "BVHParseError", "Motion", "MotionFormatError", "MotionIOError", "SkeletonMappingError",
+    "SourceSkeleton", "forward_kinematics", "load_motion", "local_quaternions", "parse_bvh", "read_bvh",
+    "write_bvh",
+]
+
+
+def load_motion(path, fps: float = 20.0):
+    """Load any supported motion file as a `Motion` on SMPL-22 (see `mofind.skeleton.convert.load_motion`)."""
+    from mofind.skeleton.convert import load_motion as _load
+
+    return _load(path, fps=fps)
