@@ -1,0 +1,200 @@
+"""Captions from file names: a small template file turns a studio's naming convention into text.
+
+A labelled BVH folder has no captions, only names like `dataset-2_wave-left-hand_elderly_012`.
+The template file (JSON) says how to read labels out of a name and how to talk about each label:
+
+    {
+      "pattern": "dataset-2_(?P<content>[a-z-]+)_(?P<style>[a-z]+)_\\d+",
+      "shared": {"person": ["a person", "someone"], "poss": ["their", "the"]},
+      "phrases": {
+        "content": {"wave-left-hand": {"verb": ["waves {poss} left hand", ...], "ing": [...]}},
+        "style":   {"elderly": {"subject": ["an elderly person", ...], "manner": ["slowly, like an old man", ...]}}
+      },
+      "templates": ["{style_subject} {content_verb}", "{person} {content_verb} {style_manner}", ...]
+    }
+
+A template placeholder `{group_slot}` is filled with one phrasing of that slot for the take's label in
+`group`; `{name}` alone comes from `shared`. Phrasings may contain placeholders themselves (`{poss}`).
+Many phrasings per label and many templates give the text encoder varied wording, so free-form queries
+it never saw still land near the right motions. Sampling is done afresh at every training step.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
+_MAX_NESTING = 4
+_SIDE_SWAP = {"left": "right", "right": "left", "Left": "Right", "Right": "Left", "LEFT": "RIGHT", "RIGHT": "LEFT"}
+
+
+class CaptionTemplateError(ValueError):
+    """A caption template file is malformed; the message names the file and the offending entry."""
+
+    def __init__(self, path: str | Path, message: str):
+        self.path = str(path)
+        super().__init__(f"{path}: {message}")
+
+
+def swap_sides(label: str) -> str:
+    """`wave-left-hand` -> `wave-right-hand`: swap left/right at the start of every word (leftward too)."""
+    return re.sub(r"(?<![A-Za-z])(left|right)", lambda m: _SIDE_SWAP.get(m.group(0), m.group(0)), label, flags=re.IGNORECASE)
+
+
+def tidy(text: str) -> str:
+    """Clean up what empty phrasings leave behind: doubled spaces, stray or doubled commas."""
+    text = re.sub(r"\s+", " ", text).strip()
+    text = re.sub(r"\s+,", ",", text)
+    text = re.sub(r",(\s*,)+", ",", text)
+    return text.strip(" ,")
+
+
+@dataclass(frozen=True)
+class CaptionTemplates:
+    """Parsed template file: a filename regex, phrasings per label value and slot, sentence templates."""
+
+    pattern: re.Pattern
+    phrases: dict[str, dict[str, dict[str, tuple[str, ...]]]]  # group -> value -> slot -> phrasings
+    shared: dict[str, tuple[str, ...]]  # slot -> phrasings usable by any template
+    templates: tuple[str, ...]
+    source: str = "<memory>"
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, path: str | Path) -> "CaptionTemplates":
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CaptionTemplateError(path, "caption template file not found") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CaptionTemplateError(path, f"not valid JSON ({exc})") from None
+        return cls.from_dict(raw, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str = "<memory>") -> "CaptionTemplates":
+        if not isinstance(raw, dict):
+            raise CaptionTemplateError(source, "top level must be a JSON object")
+        for key in ("pattern", "phrases", "templates"):
+            if key not in raw:
+                raise CaptionTemplateError(source, f"missing required key {key!r}")
+        try:
+            pattern = re.compile(raw["pattern"])
+        except (re.error, TypeError) as exc:
+            raise CaptionTemplateError(source, f"'pattern' is not a valid regular expression ({exc})") from None
+        phrases = {
+            group: {
+                value: _slots(source, f"phrases.{group}.{value}", slots)
+                for value, slots in _object(source, f"phrases.{group}", values).items()
+            }
+            for group, values in _object(source, "phrases", raw["phrases"]).items()
+        }
+        shared = {slot: _phrase_list(source, f"shared.{slot}", items) for slot, items in _object(source, "shared", raw.get("shared", {})).items()}
+        templates = _phrase_list(source, "templates", raw["templates"])
+        result = cls(pattern=pattern, phrases=phrases, shared=shared, templates=templates, source=source)
+        result._validate()
+        return result
+
+    def _validate(self) -> None:
+        groups = set(self.pattern.groupindex)
+        missing = set(self.phrases) - groups
+        if missing:
+            raise CaptionTemplateError(self.source, f"phrases given for {sorted(missing)} but 'pattern' has no such named group")
+        if not groups & set(self.phrases):
+            raise CaptionTemplateError(self.source, "'pattern' must have at least one named group with phrases")
+        # every placeholder must resolve for every label value, at any nesting depth
+        for group, values in self.phrases.items():
+            for value in values:
+                for template in self.templates:
+                    self._check_resolvable(template, {group: value}, f"template {template!r}")
+
+    def _check_resolvable(self, text: str, labels: dict[str, str], where: str, depth: int = 0) -> None:
+        if depth > _MAX_NESTING:
+            raise CaptionTemplateError(self.source, f"placeholders nested too deeply (cycle?) in {where}")
+        for name in PLACEHOLDER.findall(text):
+            choices = self._choices(name, labels, strict=False)
+            if choices is None:
+                raise CaptionTemplateError(self.source, f"{where}: placeholder {{{name}}} is not defined for labels {labels}")
+            for choice in choices:
+                self._check_resolvable(choice, labels, f"{where} -> {{{name}}}", depth + 1)
+
+    # ------------------------------------------------------------------ labels
+    @property
+    def groups(self) -> list[str]:
+        return list(self.phrases)
+
+    def labels_for(self, name: str | Path) -> dict[str, str] | None:
+        """Labels parsed from a file name (stem) when it matches the pattern and every label is known, else None."""
+        stem = Path(name).stem if isinstance(name, Path) or name.lower().endswith(".bvh") else name
+        match = self.pattern.fullmatch(stem)
+        if match is None:
+            return None
+        labels = {group: match.group(group) for group in self.phrases}
+        if any(value not in self.phrases[group] for group, value in labels.items()):
+            return None
+        return labels
+
+    def mirror_labels(self, labels: dict[str, str]) -> dict[str, str] | None:
+        """Labels of the left-right mirrored take (wave-left-hand -> wave-right-hand); None if one has no twin."""
+        mirrored = {}
+        for group, value in labels.items():
+            twin = swap_sides(value)
+            if twin not in self.phrases.get(group, {}):
+                return None
+            mirrored[group] = twin
+        return mirrored
+
+    # ------------------------------------------------------------------ captions
+    def sample(self, labels: dict[str, str], rng: random.Random) -> str:
+        """One random caption: a random template filled with random phrasings (fresh at every call)."""
+        return tidy(self._fill(rng.choice(self.templates), labels, lambda options: rng.choice(options)))
+
+    def canonical(self, labels: dict[str, str]) -> str:
+        """The deterministic caption (first template, first phrasing everywhere) used for evaluation."""
+        return tidy(self._fill(self.templates[0], labels, lambda options: options[0]))
+
+    def _fill(self, text: str, labels: dict[str, str], pick) -> str:
+        for _ in range(_MAX_NESTING + 1):
+            if not PLACEHOLDER.search(text):
+                return text
+            text = PLACEHOLDER.sub(lambda m: pick(self._choices(m.group(1), labels, strict=True)), text)
+        raise CaptionTemplateError(self.source, f"placeholders nested too deeply in {text!r}")
+
+    def _choices(self, name: str, labels: dict[str, str], strict: bool) -> tuple[str, ...] | None:
+        if name in self.shared:
+            return self.shared[name]
+        for group, value in labels.items():
+            prefix = f"{group}_"
+            if name.startswith(prefix):
+                slot = name[len(prefix):]
+                slots = self.phrases.get(group, {}).get(value, {})
+                if slot in slots:
+                    return slots[slot]
+        if not strict:
+            # a placeholder of a group not among `labels` is checked when that group is validated
+            if any(name.startswith(f"{group}_") and group not in labels for group in self.phrases):
+                return ()
+            return None
+        raise CaptionTemplateError(self.source, f"placeholder {{{name}}} is not defined for labels {labels}")
+
+
+def _object(source: str, where: str, value) -> dict:
+    if not isinstance(value, dict):
+        raise CaptionTemplateError(source, f"'{where}' must be a JSON object")
+    return value
+
+
+def _slots(source: str, where: str, value) -> dict[str, tuple[str, ...]]:
+    return {slot: _phrase_list(source, f"{where}.{slot}", items) for slot, items in _object(source, where, value).items()}
+
+
+def _phrase_list(source: str, where: str, value) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value):
+        raise CaptionTemplateError(source, f"'{where}' must be a non-empty list of strings")
+    return tuple(value)
