@@ -1,0 +1,161 @@
+"""`Encoder`: the one object the index and the server use to turn motions and captions into embeddings.
+
+It hides torch, tokenisation and feature extraction behind numpy in / numpy out, and guarantees that an
+embedding never depends on what else was in the batch (each caption is encoded as if alone; each motion
+window on its own valid length).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import ModelConfig
+from .motion_input import identity_stats, joints_to_input
+
+
+class Encoder:
+    """Numpy facade over a `MotionColBERT` model in eval mode.
+
+    Attributes:
+        window_frames: motion length the model sees (frames at `fps`).
+        fps: frame rate motions must be resampled to.
+        grid: (time rows, part columns) of the patch grid; patch p = cols * row + col.
+        frames_per_row: frames covered by one time row.
+        part_names: body part of each grid column.
+        dim: embedding width.
+        uses_patch_mask: True when the model's scores ignore `valid=False` patches (product models);
+            False for official checkpoints, which were trained and evaluated scoring padded patches too.
+    """
+
+    def __init__(self, model, tokenizer, stats, config: ModelConfig, *, device: str | torch.device = "cpu",
+                 model_hash: str | None = None, batch_size: int = 32):
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.stats = stats
+        self.config = config
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.window_frames = config.motion.frames
+        self.fps = float(config.motion.fps)
+        self.grid = config.motion.grid
+        self.frames_per_row = config.motion.patch_size
+        self.part_names = [name for name, _ in config.motion.parts]
+        self.dim = config.projection_dim
+        self.uses_patch_mask = config.patch_mask == "product"
+        if model_hash is not None:
+            self.__dict__["model_hash"] = model_hash
+
+    # -- construction ------------------------------------------------------------------------------------
+    @classmethod
+    def from_model(cls, model, tokenizer, stats, config: ModelConfig, **kwargs) -> "Encoder":
+        return cls(model, tokenizer, stats, config, **kwargs)
+
+    @classmethod
+    def random(cls, config_name: str = "compact", seed: int = 0, **kwargs) -> "Encoder":
+        """A randomly initialised model of a registered config (no pretrained weights read), identity stats."""
+        from .registry import build_model, get_config
+        from .text_encoder import load_tokenizer
+
+        config = get_config(config_name)
+        torch.manual_seed(seed)
+        model = build_model(config, load_text_weights=False)
+        return cls(model, load_tokenizer(config.text.tokenizer), identity_stats(), config, **kwargs)
+
+    @classmethod
+    def load(cls, model_dir: str | Path | None = None, device: str = "cpu", **kwargs) -> "Encoder":
+        """The shipped model (default `mofind.paths.model_dir()`), see `checkpoint.load_shipped`."""
+        from .checkpoint import load_shipped
+
+        if model_dir is None:
+            from mofind.paths import model_dir as default_model_dir
+
+            model_dir = default_model_dir()
+        bundle = load_shipped(Path(model_dir))
+        return cls(bundle.model, bundle.tokenizer, bundle.stats, bundle.config, device=device,
+                   model_hash=bundle.model_hash, **kwargs)
+
+    @cached_property
+    def model_hash(self) -> str:
+        """sha256 (first 16 hex) of the config, the stats and every tensor: the index refuses other models."""
+        digest = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
+        for array in (self.stats.mean, self.stats.std):
+            digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+        for key, tensor in sorted(self.model.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+    # -- motions -----------------------------------------------------------------------------------------
+    def motion_inputs(self, motions: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(T, 22, 3) joints at `fps` -> (x (N, window_frames, C) float32, valid_len (N,) int64)."""
+        xs, lengths = [], []
+        for index, joints in enumerate(motions):
+            joints = np.asarray(joints)
+            if joints.ndim != 3 or joints.shape[1:] != (22, 3):
+                raise ValueError(f"motion {index}: expected SMPL-22 joints (T, 22, 3), got shape {joints.shape}")
+            if len(joints) > self.window_frames:
+                raise ValueError(f"motion {index} has {len(joints)} frames; the model window is "
+                                 f"{self.window_frames} frames at {self.fps:g} fps (cut it into windows first)")
+            x, valid = joints_to_input(joints, self.stats, self.window_frames)
+            xs.append(x)
+            lengths.append(valid)
+        width = self.config.motion.input_dim
+        if not xs:
+            return np.zeros((0, self.window_frames, width), np.float32), np.zeros(0, np.int64)
+        return np.stack(xs), np.asarray(lengths, dtype=np.int64)
+
+    def encode_motions(self, motions: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Joints -> per motion (patches (P, D) float32 L2-normed, valid (P,) bool)."""
+        x, valid_len = self.motion_inputs(motions)
+        return self.encode_motion_inputs(x, valid_len)
+
+    @torch.inference_mode()
+    def encode_motion_inputs(self, x: np.ndarray, valid_len: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Already featurised inputs (N, window_frames, C) -> per motion (patches, valid)."""
+        out = []
+        for start in range(0, len(x), self.batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(x[start:start + self.batch_size])).to(self.device)
+            lb = torch.from_numpy(np.asarray(valid_len[start:start + self.batch_size])).to(self.device)
+            patches, valid = self.model.encode_motion(xb, lb)
+            patches = patches.float().cpu().numpy()
+            valid = valid.cpu().numpy()
+            out.extend((patches[i], valid[i]) for i in range(len(patches)))
+        return out
+
+    # -- texts -------------------------------------------------------------------------------------------
+    def tokenize(self, text: str) -> list[int]:
+        ids = self.tokenizer(text, truncation=True, max_length=self.config.text.max_length)["input_ids"]
+        return list(ids)
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str]) -> list[tuple[np.ndarray, list[str]]]:
+        """Captions -> per caption (tokens (L, D) float32 L2-normed, words) for its real tokens only.
+
+        [CLS] and [SEP] are dropped. Captions are grouped by token count and batched without padding, so each
+        result is exactly what encoding the caption alone gives.
+        """
+        if isinstance(texts, str):
+            raise TypeError("encode_texts takes a list of strings, not a single string")
+        ids = [self.tokenize(text) for text in texts]
+        results: list[tuple[np.ndarray, list[str]] | None] = [None] * len(ids)
+        by_length: dict[int, list[int]] = {}
+        for index, seq in enumerate(ids):
+            by_length.setdefault(len(seq), []).append(index)
+        for length, indices in by_length.items():
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start:start + self.batch_size]
+                input_ids = torch.tensor([ids[i] for i in chunk], dtype=torch.long, device=self.device)
+                mask = torch.ones_like(input_ids)
+                tokens, _ = self.model.encode_text(input_ids, mask)
+                tokens = tokens[:, : max(length - 2, 0)].float().cpu().numpy()
+                for row, index in enumerate(chunk):
+                    words = self.tokenizer.convert_ids_to_tokens(ids[index][1:-1])
+                    results[index] = (tokens[row], list(words))
+        return results  # type: ignore[return-value]

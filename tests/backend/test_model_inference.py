@@ -1,0 +1,106 @@
+"""The `Encoder` facade on a randomly initialised compact model (no shared data needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mofind.model.inference import Encoder
+
+# A rough SMPL-22 rest pose (metres, Y-up, facing +Z, left = +X), HumanML3D joint order.
+REST = np.array([
+    [0.0, 0.95, 0.0], [0.09, 0.87, 0.0], [-0.09, 0.87, 0.0], [0.0, 1.05, 0.0], [0.10, 0.48, 0.01],
+    [-0.10, 0.48, 0.01], [0.0, 1.18, 0.02], [0.10, 0.07, -0.02], [-0.10, 0.07, -0.02], [0.0, 1.23, 0.03],
+    [0.11, 0.02, 0.10], [-0.11, 0.02, 0.10], [0.0, 1.45, 0.0], [0.07, 1.38, 0.0], [-0.07, 1.38, 0.0],
+    [0.0, 1.60, 0.03], [0.17, 1.40, -0.01], [-0.17, 1.40, -0.01], [0.43, 1.39, -0.03], [-0.43, 1.39, -0.03],
+    [0.68, 1.40, -0.02], [-0.68, 1.40, -0.02],
+], dtype=np.float32)
+
+
+def synthetic_joints(frames: int, seed: int = 0) -> np.ndarray:
+    """Rest pose + smooth per-joint wobble + forward walk of the root: plausible, non-degenerate angles."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(frames, dtype=np.float32)[:, None, None] / 20.0
+    phase, amp = rng.uniform(0, 6.28, (1, 22, 3)), rng.uniform(0.005, 0.03, (1, 22, 3))
+    joints = REST[None] + amp * np.sin(2.0 * t + phase)
+    joints[:, :, 2] += 0.5 * t[:, :, 0]
+    return joints.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Encoder:
+    return Encoder.random("compact", seed=0)
+
+
+def test_contract_attributes(encoder):
+    assert encoder.window_frames == 96 and encoder.fps == 20.0
+    assert encoder.grid == (12, 14) and encoder.frames_per_row == 8
+    assert encoder.window_frames == encoder.grid[0] * encoder.frames_per_row
+    assert encoder.part_names[0] == "global" and len(encoder.part_names) == 14
+    assert encoder.dim == 128 and encoder.uses_patch_mask
+    assert len(encoder.model_hash) == 16
+
+
+def test_part_layout_agrees_with_features():
+    from mofind.features.parts import PART_DOFS, PART_NAMES
+    from mofind.model.config import OFFICIAL_PARTS
+
+    assert [n for n, _ in OFFICIAL_PARTS] == list(PART_NAMES)
+    assert [d for _, d in OFFICIAL_PARTS] == list(PART_DOFS)
+
+
+def test_encode_motions_shapes_norms_and_padding_rows(encoder):
+    out = encoder.encode_motions([synthetic_joints(96), synthetic_joints(50, seed=1)])
+    (full, full_valid), (short, short_valid) = out
+    assert full.shape == (168, 128) and full.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(short, axis=1), 1.0, atol=1e-5)
+    assert full_valid.all()
+    rows = short_valid.reshape(12, 14)
+    assert rows[:7].all() and not rows[7:].any()  # 50 frames -> rows 0..6 hold real frames
+
+
+def test_motion_embedding_independent_of_batch(encoder):
+    a, b = synthetic_joints(96, seed=2), synthetic_joints(40, seed=3)
+    alone = encoder.encode_motions([b])[0][0]
+    together = encoder.encode_motions([a, b])[1][0]
+    np.testing.assert_allclose(alone, together, atol=1e-5)
+
+
+def test_padding_rows_do_not_leak_into_valid_patches(encoder):
+    # Product models hide padded rows from attention: valid patches of a short clip do not depend on padding
+    # content, so they equal the same clip's patches inside a longer window whose tail differs.
+    clip = synthetic_joints(96, seed=4)
+    x, valid = encoder.motion_inputs([clip[:48]])
+    x2 = x.copy()
+    x2[0, 48:] = 3.0  # garbage where padding was, still marked invalid
+    p1, v1 = encoder.encode_motion_inputs(x, valid)[0]
+    p2, _ = encoder.encode_motion_inputs(x2, valid)[0]
+    np.testing.assert_allclose(p1[v1], p2[v1], atol=1e-5)
+
+
+def test_encode_texts_alone_equals_batched(encoder):
+    captions = ["a person kicks with the left leg", "waves", "a man walks forward and then turns around", ""]
+    batch = encoder.encode_texts(captions)
+    for caption, (tokens, words) in zip(captions, batch):
+        alone, alone_words = encoder.encode_texts([caption])[0]
+        assert words == alone_words
+        np.testing.assert_allclose(tokens, alone, atol=1e-6)
+    assert batch[0][1] == ["a", "person", "kicks", "with", "the", "left", "leg"]
+    assert batch[0][0].shape == (7, 128)
+    np.testing.assert_allclose(np.linalg.norm(batch[0][0], axis=1), 1.0, atol=1e-5)
+    assert batch[3][0].shape == (0, 128) and batch[3][1] == []
+
+
+def test_bad_inputs_raise_clear_errors(encoder):
+    with pytest.raises(ValueError, match="96 frames"):
+        encoder.encode_motions([synthetic_joints(97)])
+    with pytest.raises(ValueError, match=r"\(T, 22, 3\)"):
+        encoder.encode_motions([np.zeros((10, 21, 3), np.float32)])
+    with pytest.raises(TypeError):
+        encoder.encode_texts("not a list")
+
+
+def test_random_is_deterministic_per_seed(encoder):
+    again = Encoder.random("compact", seed=0)
+    other = Encoder.random("compact", seed=1)
+    assert again.model_hash == encoder.model_hash != other.model_hash
