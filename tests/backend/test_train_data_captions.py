@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mofind.train.captions import CaptionTemplateError, CaptionTemplates, swap_sides, tidy
+from mofind.features.mirror import mirror_caption
+from mofind.train.captions import CaptionTemplateError, CaptionTemplates, tidy
 
 BANDAI = Path(__file__).resolve().parents[2] / "backend" / "mofind" / "train" / "templates" / "bandai.json"
 CONTENTS = ["walk", "walk-turn-left", "walk-turn-right", "run", "wave-both-hands", "wave-left-hand",
@@ -75,7 +76,7 @@ def test_side_words_always_match_the_label(bandai):
                 assert not {"left", "right"} & words, caption
 
 
-def test_mirrored_labels_swap_sides(bandai):
+def test_mirrored_labels_mirror_caption(bandai):
     assert bandai.mirror_labels({"content": "wave-left-hand", "style": "elderly"}) == {"content": "wave-right-hand", "style": "elderly"}
     assert bandai.mirror_labels({"content": "walk-turn-right", "style": "active"}) == {"content": "walk-turn-left", "style": "active"}
     assert bandai.mirror_labels({"content": "run", "style": "active"}) == {"content": "run", "style": "active"}
@@ -86,8 +87,8 @@ def test_mirrored_labels_swap_sides(bandai):
 def test_left_and_right_phrasings_are_symmetric(bandai):
     """The model must not learn a side from wording differences: right phrasings are the left ones mirrored."""
     for left in ["walk-turn-left", "wave-left-hand", "raise-up-left-hand"]:
-        left_slots, right_slots = bandai.phrases["content"][left], bandai.phrases["content"][swap_sides(left)]
-        assert {s: [swap_sides(p) for p in ps] for s, ps in left_slots.items()} == {s: list(ps) for s, ps in right_slots.items()}
+        left_slots, right_slots = bandai.phrases["content"][left], bandai.phrases["content"][mirror_caption(left)]
+        assert {s: [mirror_caption(p) for p in ps] for s, ps in left_slots.items()} == {s: list(ps) for s, ps in right_slots.items()}
 
 
 def test_canonical_caption_is_deterministic_and_nested_placeholders_resolve(bandai):
@@ -97,10 +98,6 @@ def test_canonical_caption_is_deterministic_and_nested_placeholders_resolve(band
     assert {t.sample({"action": "wave-right"}, rng) for _ in range(50)} == {
         "a person waves the right hand", "someone waves the right hand",
         "a person waves with the right hand", "someone waves with the right hand"}
-
-
-def test_swap_sides_keeps_case_and_other_words():
-    assert swap_sides("Turns LEFT, then Right; leftward, bright") == "Turns RIGHT, then Left; rightward, bright"
 
 
 def test_tidy_removes_what_empty_phrasings_leave():

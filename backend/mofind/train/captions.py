@@ -27,9 +27,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from mofind.features.mirror import mirror_caption
+
 PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
 _MAX_NESTING = 4
-_SIDE_SWAP = {"left": "right", "right": "left", "Left": "Right", "Right": "Left", "LEFT": "RIGHT", "RIGHT": "LEFT"}
 
 
 class CaptionTemplateError(ValueError):
@@ -38,11 +39,6 @@ class CaptionTemplateError(ValueError):
     def __init__(self, path: str | Path, message: str):
         self.path = str(path)
         super().__init__(f"{path}: {message}")
-
-
-def swap_sides(label: str) -> str:
-    """`wave-left-hand` -> `wave-right-hand`: swap left/right at the start of every word (leftward too)."""
-    return re.sub(r"(?<![A-Za-z])(left|right)", lambda m: _SIDE_SWAP.get(m.group(0), m.group(0)), label, flags=re.IGNORECASE)
 
 
 def tidy(text: str) -> str:
@@ -139,10 +135,13 @@ class CaptionTemplates:
         return labels
 
     def mirror_labels(self, labels: dict[str, str]) -> dict[str, str] | None:
-        """Labels of the left-right mirrored take (wave-left-hand -> wave-right-hand); None if one has no twin."""
+        """Labels of the left-right mirrored take (wave-left-hand -> wave-right-hand); None if one has no twin.
+
+        Label values are mirrored with the same word rules as captions (`features.mirror.mirror_caption`).
+        """
         mirrored = {}
         for group, value in labels.items():
-            twin = swap_sides(value)
+            twin = mirror_caption(value)
             if twin not in self.phrases.get(group, {}):
                 return None
             mirrored[group] = twin
