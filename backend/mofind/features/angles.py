@@ -17,8 +17,8 @@ angles are within 3e-14 degrees and the float64 chains (rotations, arms, neck) w
 The tests assert the 1e-4 degree tolerance on every column.
 
 Degenerate geometry (zero-length segments, a limb exactly along a projection normal) yields finite
-values (0, or the geometric limit) instead of upstream's NaN; non-finite input raises
-``AngleInputError``.
+values (the geometric limit, or 0 when a direction is undefined) where upstream gives NaN or 0;
+such frames do not occur in real captures. Non-finite input raises ``AngleInputError``.
 """
 
 from __future__ import annotations
@@ -98,14 +98,13 @@ def _sagittal_deg(local: np.ndarray, from_down: bool) -> np.ndarray:
     return np.where(ok, np.degrees(np.arctan2(xy[:, 0], up)).astype(F64), 0.0)
 
 
-def _elevation_deg(local: np.ndarray, normal: int, degenerate: str) -> np.ndarray:
+def _elevation_deg(local: np.ndarray, normal: int) -> np.ndarray:
     """Signed angle (degrees) between a vector and the coordinate plane orthogonal to axis ``normal``.
 
     Positive on the side of +normal. Computed as the arccos of the cosine between the vector and its
     in-plane projection, in the vector's dtype: for float32 input this keeps the official float32
-    quantisation of small angles (``arccos`` of a float32 cosine near 1). When the in-plane projection
-    vanishes the result is the geometric limit (+-90, or 0 for a zero vector) if ``degenerate`` is
-    "limit", or 0 if it is "zero" (what the official rotation steps do).
+    quantisation of small angles (``arccos`` of a float32 cosine near 1). A vector exactly along the
+    normal gets the geometric limit +-90 (upstream: NaN or 0), a zero vector gets 0.
     """
     proj = local.copy()
     proj[:, normal] = 0
@@ -113,14 +112,9 @@ def _elevation_deg(local: np.ndarray, normal: int, degenerate: str) -> np.ndarra
     len_v = np.linalg.norm(local, axis=1)
     len_p = np.linalg.norm(proj, axis=1)
     ok = (len_p > _TINY) & (len_v > _TINY)
-    cos = np.clip(np.divide(dot, len_v * len_p, out=np.ones_like(dot), where=ok), -1.0, 1.0)
+    cos = np.clip(np.divide(dot, len_v * len_p, out=np.zeros_like(dot), where=ok), -1.0, 1.0)
     side = np.sign(local[:, normal])
-    ang = np.degrees(np.arccos(cos)).astype(F64) * side
-    if degenerate == "limit":
-        fallback = 90.0 * side.astype(F64)
-    else:
-        fallback = np.zeros_like(ang)
-    return np.where(ok, ang, fallback)
+    return np.degrees(np.arccos(cos)).astype(F64) * side
 
 
 def _included_angle_deg(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -230,10 +224,10 @@ def _hip(p, body_rows, body_cols, hip, knee, ankle):
     """
     thigh = _in_frame(body_rows, p[:, knee] - p[:, hip])
     flexion = _sagittal_deg(thigh, from_down=True)
-    adduction = _elevation_deg(thigh, Z_ACROSS, "limit")
+    adduction = _elevation_deg(thigh, Z_ACROSS)
     thigh_frame = _turn(_turn(body_cols, flexion, Z_ACROSS), -adduction, X_FWD)
     shank = _local(thigh_frame, p[:, ankle] - p[:, knee])
-    rotation = _elevation_deg(shank, Z_ACROSS, "zero")
+    rotation = _elevation_deg(shank, Z_ACROSS)
     return flexion, adduction, rotation
 
 
@@ -248,10 +242,10 @@ def _trunk(p, body_rows, body_cols):
     """
     spine = _in_frame(body_rows, p[:, NECK] - p[:, PELVIS])
     flexion = _sagittal_deg(spine, from_down=False)
-    bending = _elevation_deg(spine, Z_ACROSS, "limit")
+    bending = _elevation_deg(spine, Z_ACROSS)
     bent = _turn(_turn(body_cols, -flexion, Z_ACROSS), bending, X_FWD)
     shoulder_line = _local(bent, p[:, R_SHOULDER] - p[:, NECK])
-    rotation = _elevation_deg(shoulder_line, X_FWD, "zero")
+    rotation = _elevation_deg(shoulder_line, X_FWD)
     thorax = _turn(bent, rotation, Y_UP)
     return flexion, bending, rotation, thorax
 
@@ -265,17 +259,17 @@ def _shoulder(p, thorax_rows, thorax_cols, shoulder, elbow, wrist):
     """
     upper = _in_frame(thorax_rows, p[:, elbow] - p[:, shoulder])
     flexion = _sagittal_deg(upper, from_down=True)
-    adduction = _elevation_deg(upper, Z_ACROSS, "limit")
+    adduction = _elevation_deg(upper, Z_ACROSS)
     arm_frame = _turn(_turn(thorax_cols, flexion, Z_ACROSS), -adduction, X_FWD)
     forearm = _local(arm_frame, p[:, wrist] - p[:, elbow])
-    rotation = _elevation_deg(forearm, Z_ACROSS, "zero")
+    rotation = _elevation_deg(forearm, Z_ACROSS)
     return flexion, adduction, rotation
 
 
 def _neck(p, thorax_rows):
     """Neck flexion (forward lean of neck->head in the thorax sagittal plane) and side bend."""
     head = _in_frame(thorax_rows, p[:, HEAD] - p[:, NECK])
-    return _sagittal_deg(head, from_down=False), _elevation_deg(head, Z_ACROSS, "limit")
+    return _sagittal_deg(head, from_down=False), _elevation_deg(head, Z_ACROSS)
 
 
 # --------------------------------------------------------------------------------------------
