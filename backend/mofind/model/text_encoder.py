@@ -169,9 +169,11 @@ def load_backbone_weights(model: nn.Module, folder: Path) -> None:
     prefix = model.base_model_prefix
     if any(key.startswith(prefix + ".") for key in state):
         state = {key[len(prefix) + 1:]: value for key, value in state.items() if key.startswith(prefix + ".")}
-    state = {key: value for key, value in state.items() if not key.startswith("pooler.")}
     expected = base.state_dict()
-    missing = sorted(set(expected) - set(state) - {"embeddings.position_ids", "embeddings.token_type_ids"})
+    buffers = {"embeddings.position_ids", "embeddings.token_type_ids"}  # saved by older transformers
+    state = {key: value for key, value in state.items()
+             if not key.startswith("pooler.") and (key in expected or key not in buffers)}
+    missing = sorted(set(expected) - set(state) - buffers)
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise ValueError(f"{path}: backbone keys differ from the config's architecture "
