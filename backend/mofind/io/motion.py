@@ -57,7 +57,10 @@ class Motion:
     source_fps: float = 0.0
     skeleton: SourceSkeleton | None = None
     local_rotations: np.ndarray | None = None  # (Ts, J, 4) float32, w,x,y,z per source frame
-    root_translation: np.ndarray | None = None  # (Ts, 3) float32, source units
+    root_translation: np.ndarray | None = None  # (Ts, 3) float32, source units (joint 0's translation)
+    # (Ts, J, 3) float32 local translation of every joint (its OFFSET, or its position channels when a non-root
+    # joint has them, e.g. Bandai's Hips carry the body's movement); None when only the root moves.
+    joint_translations: np.ndarray | None = None
     mapping: dict | None = None  # preset, smpl_to_source, unmapped, unit_scale, up_axis
 
     @property
