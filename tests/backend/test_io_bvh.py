@@ -50,3 +50,58 @@ def test_every_synthetic_action_parses(tmp_path, kind, action):
     up = "XYZ".index(KIND_INFO[kind].up_axis)
     height = (pos[:, :, up].max(axis=1) - pos[:, :, up].min(axis=1)).max()
     assert 1.4 < height < 2.1
+
+
+@pytest.mark.parametrize("order", ["XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX"])
+@pytest.mark.parametrize("position_channels", [3, 0])
+def test_any_rotation_order_reproduces_the_same_pose(tmp_path, order, position_channels):
+    clip = make_action("cmu", "wave_right", seconds=0.25)
+    skel = clip.skeleton
+    rot = [f"{axis}rotation" for axis in order]
+    pos = ["Xposition", "Yposition", "Zposition"][:position_channels]
+    skel.channels = [(["Zposition", "Xposition", "Yposition"] + rot if p < 0 else pos + rot) for p in skel.parents]
+    path = write_bvh(tmp_path / f"{order}.bvh", skel, clip.fps, clip.local_rotations, clip.root_translation)
+    bvh = read_bvh(path)
+    assert bvh.skeleton.rotation_order(3) == order
+    np.testing.assert_allclose(forward_kinematics(bvh), _fk_from_clip(clip), atol=1e-4)
+
+
+def test_euler_channels_follow_the_intrinsic_bvh_convention(tmp_path):
+    """'Zrotation Xrotation Yrotation' = Rz @ Rx @ Ry applied to the child offset (hand-computed case)."""
+    text = """HIERARCHY
+ROOT root
+{
+  OFFSET 0 0 0
+  CHANNELS 3 Zrotation Xrotation Yrotation
+  JOINT tip
+  {
+    OFFSET 0 1 0
+    CHANNELS 3 Zrotation Xrotation Yrotation
+    End Site
+    {
+      OFFSET 0 0 1
+    }
+  }
+}
+MOTION
+Frames: 1
+Frame Time: 0.5
+90 90 0 0 0 0
+"""
+    path = tmp_path / "tiny.bvh"
+    path.write_text(text)
+    bvh = read_bvh(path)
+    assert bvh.fps == 2.0 and bvh.skeleton.end_sites[1].tolist() == [0, 0, 1]
+    # Rx(90) takes +Y to +Z; then Rz(90) leaves +Z alone: the tip sits at (0, 0, 1)
+    np.testing.assert_allclose(forward_kinematics(bvh)[0, 1], [0.0, 0.0, 1.0], atol=1e-12)
+    q = local_quaternions(bvh)[0, 0]
+    np.testing.assert_allclose(q, [0.5, 0.5, 0.5, 0.5], atol=1e-12)  # Rz(90)·Rx(90) as w,x,y,z
+
+
+def test_position_channels_replace_the_offset(tmp_path):
+    skel = make_skeleton("bandai")
+    clip = make_action("bandai", "walk", seconds=0.5)
+    bvh = read_bvh(write_action_bvh(tmp_path / "w.bvh", "bandai", "walk", seconds=0.5))
+    hips = skel.index("Hips")
+    np.testing.assert_allclose(local_translations(bvh)[:, hips], clip.joint_translations[:, hips], atol=1e-5)
+    assert np.ptp(local_translations(bvh)[:, hips, 2]) > 30.0  # the Hips carry the walk (cm)

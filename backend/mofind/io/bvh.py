@@ -218,7 +218,7 @@ def _parse_motion(body: str, skeleton: SourceSkeleton, path: str | None, motion_
         if not line:
             continue
         key, _, value = line.partition(":")
-        key_norm = key.strip().lower().replace(" ", "")
+        key_norm = "".join(key.split()).lower()
         if key_norm == "frames" and frames is None:
             try:
                 frames = int(float(value))
@@ -244,11 +244,14 @@ def _parse_motion(body: str, skeleton: SourceSkeleton, path: str | None, motion_
     data = body[data_start:]
     first_data_line = motion_line + lines_consumed  # 1-based line number of the first data line
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        flat = np.fromstring(data, dtype=np.float64, sep=" ") if data.strip() else np.zeros(0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # older numpy warns instead of raising
+            flat = np.fromstring(data, dtype=np.float64, sep=" ") if data.strip() else np.zeros(0)
+    except ValueError:  # numpy >= 2.3: "could not be read to its end"
+        flat = None
     expected = frames * num_channels
-    if flat.size != expected or (num_channels == 0 and frames and data.strip()):
+    if flat is None or flat.size != expected or (num_channels == 0 and frames and data.strip()):
         _diagnose_motion(data, frames, num_channels, path, first_data_line)
     if not np.all(np.isfinite(flat)):
         bad = int(np.flatnonzero(~np.isfinite(flat))[0]) // max(num_channels, 1)
