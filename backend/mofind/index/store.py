@@ -1,0 +1,479 @@
+"""The index folder: read it (`IndexReader`, lock-free snapshots) and write it (`IndexWriter`, one at a time).
+
+Layout of an index folder:
+    manifest.json            the commit point (see manifest.py): spec, codec, chunk list, tombstones
+    codec.safetensors        the codec's rotation matrix (see codec.py), written once at creation
+    chunks/chunk-NNNNNN.safetensors   immutable, append-only chunk files (see chunk.py)
+    write.lock               the writers' flock (see lock.py)
+
+Updates and removals never touch a chunk: they add tombstones (chunk name -> clip ids) to the manifest;
+`IndexWriter.compact` later rewrites chunks without their dead clips (copying the packed codes, no
+re-encoding) and merges small chunks. A clip id is derived from the source path, so re-indexing a
+changed file replaces its clip under the same id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import fsync_dir, remove_stale_temps, write_atomic
+from .chunk import Chunk, ChunkFormatError, chunk_bytes
+from .codec import RotatedInt4Codec
+from .lock import WriteLock
+from .manifest import (ChunkEntry, IndexFormatError, IndexNotFoundError, IndexSpec, IndexStoreError, Manifest,
+                       MANIFEST_NAME)
+
+CODEC_FILE = "codec.safetensors"
+CHUNK_DIR = "chunks"
+CHUNK_PREFIX = "chunk-"
+CHUNK_SUFFIX = ".safetensors"
+
+
+def clip_id_for(source: str | Path) -> str:
+    """Stable id of a take: 16 hex digits of sha256 of its absolute path."""
+    return hashlib.sha256(str(Path(source).resolve()).encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class ClipRecord:
+    """What the index remembers about one take besides its embeddings."""
+
+    clip_id: str
+    source: str  # absolute path
+    content_hash: str  # sha256 of the file bytes
+    size: int
+    mtime_ns: int
+    format: str  # "bvh", "humanml3d", ...
+    frame_range: tuple[int, int]  # source frames, end exclusive
+    source_fps: float
+    num_frames: int  # frames at the model's fps
+    duration: float  # seconds
+    skeleton: str  # preset name ("bandai", "cmu_bvh", "smpl", ...) or "custom"
+    labels: list[str] = field(default_factory=list)
+    joints: int = 0  # joint count of the source skeleton
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["frame_range"] = [int(v) for v in self.frame_range]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ClipRecord":
+        data = dict(data)
+        data["frame_range"] = tuple(data["frame_range"])
+        return cls(**data)
+
+
+@dataclass
+class WindowEmbedding:
+    """One encoded window of a clip."""
+
+    start: int  # first frame in the clip's model-rate timeline
+    source_start: int  # [source_start, source_end) in source frames
+    source_end: int
+    patches: np.ndarray  # (P, D) float32, L2-normalised
+    valid: np.ndarray  # (P,) bool
+
+
+@dataclass
+class WindowRef:
+    """Where one stored window lives, for explanations and query-by-example."""
+
+    chunk: Chunk
+    index: int  # window index inside the chunk
+    start: int
+    source_start: int
+    source_end: int
+
+
+def pool_parts(patches: np.ndarray, valid: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """(P, D), (P,) -> (cols, D): per body-part column, the normalised mean over valid time rows.
+
+    The first stage of two-stage search scores these 14 vectors instead of 168 patches: a caption token
+    still meets each body part, only the time detail is averaged away.
+    """
+    rows, cols = grid
+    grid_patches = patches.reshape(rows, cols, -1)
+    weights = valid.reshape(rows, cols, 1).astype(np.float32)
+    pooled = (grid_patches * weights).sum(0) / np.maximum(weights.sum(0), 1.0)
+    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+    return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def _chunk_path(folder: Path, name: str) -> Path:
+    return Path(folder) / CHUNK_DIR / name
+
+
+def _load_codec(folder: Path, description: dict) -> RotatedInt4Codec:
+    from safetensors.numpy import load_file
+
+    path = Path(folder) / CODEC_FILE
+    try:
+        rotation = load_file(path)["rotation"]
+    except FileNotFoundError:
+        raise IndexFormatError(f"{path} is missing: the index cannot be decoded") from None
+    except Exception as exc:  # safetensors raises its own error types on a damaged file
+        raise IndexFormatError(f"{path} is unreadable ({exc})") from None
+    try:
+        return RotatedInt4Codec.from_arrays(description, rotation)
+    except (KeyError, ValueError) as exc:
+        raise IndexFormatError(f"{folder}: {exc}") from None
+
+
+class IndexReader:
+    """An immutable snapshot of a committed index. Cheap to reopen: unchanged chunks are reused."""
+
+    def __init__(self, folder: Path, manifest: Manifest, codec: RotatedInt4Codec, chunks: list[Chunk]):
+        self.folder = Path(folder)
+        self.manifest = manifest
+        self.codec = codec
+        self.chunks = chunks
+        dead = {name: set(ids) for name, ids in manifest.tombstones.items()}
+        self._by_id: dict[str, tuple[Chunk, int]] = {}
+        for chunk in chunks:  # later chunks win, so an update supersedes its older copy
+            gone = dead.get(chunk.name, set())
+            for index, clip in enumerate(chunk.clips):
+                if clip["clip_id"] not in gone:
+                    self._by_id[clip["clip_id"]] = (chunk, index)
+
+    @classmethod
+    def open(cls, folder: str | Path, spec: IndexSpec | None = None,
+             previous: "IndexReader | None" = None, attempts: int = 5) -> "IndexReader":
+        """Open the last committed state; with `spec`, refuse an index built by another model."""
+        folder = Path(folder)
+        for attempt in range(attempts):
+            manifest = Manifest.read(folder)
+            if spec is not None:
+                manifest.check_spec(spec, folder)
+            reuse = {chunk.name: chunk for chunk in previous.chunks} if previous is not None else {}
+            try:
+                chunks = [reuse.get(entry.name) or Chunk.open(_chunk_path(folder, entry.name), entry.bytes)
+                          for entry in manifest.chunks]
+            except ChunkFormatError as exc:
+                # A compaction may have replaced the manifest and deleted a chunk between our two reads.
+                if attempt + 1 < attempts and Manifest.read(folder).generation != manifest.generation:
+                    continue
+                raise IndexFormatError(str(exc)) from None
+            codec = previous.codec if previous is not None else _load_codec(folder, manifest.codec)
+            return cls(folder, manifest, codec, chunks)
+        raise IndexStoreError(f"{folder} kept changing while it was being opened; retry")
+
+    def reopen_if_changed(self) -> "IndexReader":
+        """This snapshot if it is still current, else a fresh one sharing the unchanged chunks."""
+        try:
+            generation = Manifest.read(self.folder).generation
+        except IndexStoreError:
+            return self
+        return self if generation == self.manifest.generation else IndexReader.open(self.folder, previous=self)
+
+    # -- clips -------------------------------------------------------------------------------------------
+    @property
+    def spec(self) -> IndexSpec:
+        return self.manifest.spec
+
+    @property
+    def generation(self) -> int:
+        return self.manifest.generation
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, clip_id: object) -> bool:
+        return clip_id in self._by_id
+
+    def clip_ids(self) -> list[str]:
+        return list(self._by_id)
+
+    def live(self) -> list[tuple[Chunk, int]]:
+        """(chunk, clip index) of every live clip, in chunk order."""
+        return list(self._by_id.values())
+
+    def clip(self, clip_id: str) -> ClipRecord:
+        chunk, index = self._locate(clip_id)
+        return ClipRecord.from_dict(chunk.clips[index])
+
+    def clips(self) -> list[ClipRecord]:
+        return [ClipRecord.from_dict(chunk.clips[i]) for chunk, i in self._by_id.values()]
+
+    def thumbnail(self, clip_id: str) -> bytes | None:
+        chunk, index = self._locate(clip_id)
+        return chunk.thumbnail(index)
+
+    def windows(self, clip_id: str) -> list[WindowRef]:
+        chunk, index = self._locate(clip_id)
+        start, source = chunk.arrays["win_start"], chunk.arrays["win_source"]
+        return [WindowRef(chunk, int(w), int(start[w]), int(source[w, 0]), int(source[w, 1]))
+                for w in chunk.clip_windows[index]]
+
+    def window_patches(self, ref: WindowRef) -> tuple[np.ndarray, np.ndarray]:
+        """Decoded patches of one window in the model's space, (P, D) float32 with invalid rows zero, + valid."""
+        num = self.spec.num_patches
+        valid = ref.chunk.valid_mask(ref.index, num)
+        patches = np.zeros((num, self.spec.dim), np.float32)
+        patches[valid] = self.codec.decode_original(ref.chunk.window_packed(ref.index))
+        return patches, valid
+
+    @property
+    def num_windows(self) -> int:
+        live = self.live()
+        return sum(len(chunk.clip_windows[i]) for chunk, i in live)
+
+    def disk_bytes(self) -> int:
+        return sum(entry.bytes for entry in self.manifest.chunks)
+
+    def _locate(self, clip_id: str) -> tuple[Chunk, int]:
+        try:
+            return self._by_id[clip_id]
+        except KeyError:
+            raise KeyError(f"clip {clip_id!r} is not in the index {self.folder}") from None
+
+
+@dataclass
+class _PendingClip:
+    record: ClipRecord
+    packed: np.ndarray  # (n_valid_total, D/2) uint8
+    pooled: np.ndarray  # (W*K, D/2) uint8
+    counts: np.ndarray  # (W,) valid patches per window
+    valid_bits: np.ndarray  # (W, ceil(P/8)) uint8
+    source: np.ndarray  # (W, 2) int32
+    start: np.ndarray  # (W,) int32
+    thumbnail: bytes
+
+
+class IndexWriter:
+    """Exclusive writer: add / update / remove clips, commit atomically, compact.
+
+    Use as a context manager; leaving the block normally commits, an exception discards what was not
+    committed (the committed state stays valid, and a rerun of `mofind index` resumes from it).
+    """
+
+    def __init__(self, folder: str | Path, spec: IndexSpec, *, create: bool = True, lock_timeout: float = 0.0):
+        self.folder = Path(folder)
+        if create:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        elif not (self.folder / MANIFEST_NAME).exists():
+            raise IndexNotFoundError(f"{self.folder} is not a MoFind index (no {MANIFEST_NAME})")
+        self._lock = WriteLock(self.folder, timeout=lock_timeout).acquire()
+        try:
+            self._open(spec, create)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._pending: list[_PendingClip] = []
+
+    def _open(self, spec: IndexSpec, create: bool) -> None:
+        (self.folder / CHUNK_DIR).mkdir(exist_ok=True)
+        try:
+            self.manifest = Manifest.read(self.folder)
+        except IndexNotFoundError:
+            if not create:
+                raise
+            codec = RotatedInt4Codec.create(spec.dim)
+            from safetensors.numpy import save
+
+            write_atomic(self.folder / CODEC_FILE, save({"rotation": codec.rotation}))
+            self.manifest = Manifest(spec=spec, codec=codec.describe())
+            self.manifest.write(self.folder)
+        self.manifest.check_spec(spec, self.folder)
+        self.codec = _load_codec(self.folder, self.manifest.codec)
+        self._remove_orphans()
+        self._reader = IndexReader.open(self.folder)
+
+    def _remove_orphans(self) -> None:
+        """Chunk files no manifest lists are leftovers of a crash or a compaction: delete them."""
+        listed = {entry.name for entry in self.manifest.chunks}
+        chunk_dir = self.folder / CHUNK_DIR
+        for path in chunk_dir.glob(f"{CHUNK_PREFIX}*{CHUNK_SUFFIX}"):
+            if path.name not in listed:
+                path.unlink(missing_ok=True)
+        remove_stale_temps(chunk_dir)
+        remove_stale_temps(self.folder)
+
+    # -- queries on the committed + pending state ------------------------------------------------------
+    @property
+    def spec(self) -> IndexSpec:
+        return self.manifest.spec
+
+    @property
+    def reader(self) -> IndexReader:
+        """The committed state (pending clips excluded)."""
+        return self._reader
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def known_sources(self) -> dict[str, ClipRecord]:
+        """source path -> record, for every live clip (committed or pending)."""
+        known = {record.source: record for record in self._reader.clips()}
+        known.update({p.record.source: p.record for p in self._pending})
+        return known
+
+    # -- changes -----------------------------------------------------------------------------------------
+    def add(self, record: ClipRecord, windows: list[WindowEmbedding], thumbnail: bytes | None = None) -> None:
+        """Stage a clip (replacing any live clip with the same id at the next commit)."""
+        spec = self.spec
+        if not windows:
+            raise ValueError(f"{record.source}: no windows to index")
+        packed, pooled, counts, bits, source, start = [], [], [], [], [], []
+        for window in windows:
+            patches = np.asarray(window.patches, dtype=np.float32)
+            if patches.shape != (spec.num_patches, spec.dim):
+                raise ValueError(f"{record.source}: window patches have shape {patches.shape}, the index "
+                                 f"expects {(spec.num_patches, spec.dim)}")
+            valid = np.ones(spec.num_patches, bool) if not spec.patch_mask else np.asarray(window.valid, bool)
+            if not valid.any():
+                raise ValueError(f"{record.source}: window at frame {window.start} has no valid patch")
+            packed.append(self.codec.encode(patches[valid]))
+            pooled.append(self.codec.encode(pool_parts(patches, valid, spec.grid)))
+            counts.append(int(valid.sum()))
+            bits.append(np.packbits(valid))
+            source.append((window.source_start, window.source_end))
+            start.append(window.start)
+        self._drop_pending(record.clip_id)
+        self._pending.append(_PendingClip(
+            record=record, packed=np.concatenate(packed), pooled=np.concatenate(pooled),
+            counts=np.asarray(counts, np.int64), valid_bits=np.stack(bits),
+            source=np.asarray(source, np.int32).reshape(-1, 2), start=np.asarray(start, np.int32),
+            thumbnail=thumbnail or b""))
+
+    def remove(self, clip_ids) -> int:
+        """Tombstone clips by id (committed or pending); returns how many were live."""
+        removed = 0
+        for clip_id in set(clip_ids):
+            found = self._drop_pending(clip_id) > 0
+            if clip_id in self._reader:
+                chunk, _ = self._reader._locate(clip_id)
+                self.manifest.tombstones.setdefault(chunk.name, []).append(clip_id)
+                found = True
+            removed += found
+        if removed:
+            self._reader = IndexReader(self.folder, self.manifest, self.codec, self._reader.chunks)
+        return removed
+
+    def remove_prefix(self, prefix: str) -> int:
+        """Remove every clip whose source path starts with `prefix`."""
+        ids = [r.clip_id for r in self._reader.clips() if r.source.startswith(prefix)]
+        ids += [p.record.clip_id for p in self._pending if p.record.source.startswith(prefix)]
+        return self.remove(ids)
+
+    def _drop_pending(self, clip_id: str) -> int:
+        before = len(self._pending)
+        self._pending = [p for p in self._pending if p.record.clip_id != clip_id]
+        return before - len(self._pending)
+
+    # -- commit ------------------------------------------------------------------------------------------
+    def commit(self) -> int:
+        """Write staged clips as one new chunk and publish it; returns the number of clips committed."""
+        pending, self._pending = self._pending, []
+        if not pending and not self._dirty_tombstones():
+            return 0
+        generation = self.manifest.generation + 1
+        if pending:
+            for item in pending:  # an update supersedes the older copy of the same clip
+                if item.record.clip_id in self._reader:
+                    chunk, _ = self._reader._locate(item.record.clip_id)
+                    self.manifest.tombstones.setdefault(chunk.name, []).append(item.record.clip_id)
+            entry = self._write_chunk(f"{CHUNK_PREFIX}{generation:06d}{CHUNK_SUFFIX}", _assemble(pending))
+            self.manifest.chunks.append(entry)
+        self._publish(generation)
+        return len(pending)
+
+    def _dirty_tombstones(self) -> bool:
+        committed = Manifest.read(self.folder).tombstones
+        return {k: sorted(v) for k, v in committed.items() if v} != \
+            {k: sorted(v) for k, v in self.manifest.tombstones.items() if v}
+
+    def _write_chunk(self, name: str, assembled: tuple[dict, list[dict]]) -> ChunkEntry:
+        arrays, clips = assembled
+        data = chunk_bytes(arrays, clips)
+        write_atomic(_chunk_path(self.folder, name), data)
+        return ChunkEntry(name=name, clips=len(clips), windows=int(len(arrays["win_clip"])), bytes=len(data))
+
+    def _publish(self, generation: int) -> None:
+        listed = {entry.name for entry in self.manifest.chunks}
+        self.manifest.tombstones = {name: sorted(set(ids)) for name, ids in self.manifest.tombstones.items()
+                                    if ids and name in listed}
+        self.manifest.generation = generation
+        self.manifest.write(self.folder)
+        self._reader = IndexReader.open(self.folder, previous=self._reader)
+
+    # -- compaction --------------------------------------------------------------------------------------
+    def compact(self, small_chunk_clips: int = 256) -> dict:
+        """Rewrite chunks that hold dead clips, merging them with small chunks; codes are copied bit-exact.
+
+        Returns {"chunks_before", "chunks_after", "dropped_clips"}.
+        """
+        self.commit()
+        dead = {name for name, ids in self.manifest.tombstones.items() if ids}
+        victims = [e for e in self.manifest.chunks if e.name in dead or e.clips < small_chunk_clips]
+        before = len(self.manifest.chunks)
+        dropped = sum(len(ids) for ids in self.manifest.tombstones.values())
+        if not dead and len(victims) < 2:
+            return {"chunks_before": before, "chunks_after": before, "dropped_clips": 0}
+        victim_names = {e.name for e in victims}
+        survivors = [_restage(chunk, index)
+                     for chunk, index in self._reader.live() if chunk.name in victim_names]
+        generation = self.manifest.generation + 1
+        kept = [e for e in self.manifest.chunks if e.name not in victim_names]
+        if survivors:
+            kept.append(self._write_chunk(f"{CHUNK_PREFIX}{generation:06d}{CHUNK_SUFFIX}", _assemble(survivors)))
+        self.manifest.chunks = kept
+        self._publish(generation)
+        for name in victim_names:  # readers that still map them keep working (POSIX unlink semantics)
+            _chunk_path(self.folder, name).unlink(missing_ok=True)
+        fsync_dir(self.folder / CHUNK_DIR)
+        return {"chunks_before": before, "chunks_after": len(kept), "dropped_clips": dropped}
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._pending = []
+        self._lock.release()
+
+    def __enter__(self) -> "IndexWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.commit()
+        finally:
+            self.close()
+
+
+def _restage(chunk: Chunk, index: int) -> _PendingClip:
+    """A committed clip, as staged data again (for compaction)."""
+    windows = chunk.clip_windows[index]
+    arrays = chunk.arrays
+    offsets = arrays["win_offsets"]
+    k = len(arrays["pooled"]) // max(chunk.num_windows, 1)
+    packed = np.concatenate([arrays["patches"][offsets[w]:offsets[w + 1]] for w in windows])
+    pooled = np.concatenate([arrays["pooled"][w * k:(w + 1) * k] for w in windows])
+    return _PendingClip(
+        record=ClipRecord.from_dict(chunk.clips[index]), packed=np.asarray(packed), pooled=np.asarray(pooled),
+        counts=np.asarray([offsets[w + 1] - offsets[w] for w in windows], np.int64),
+        valid_bits=np.asarray(arrays["win_valid"][windows]), source=np.asarray(arrays["win_source"][windows]),
+        start=np.asarray(arrays["win_start"][windows]), thumbnail=chunk.thumbnail(index) or b"")
+
+
+def _assemble(items: list[_PendingClip]) -> tuple[dict, list[dict]]:
+    counts = np.concatenate([item.counts for item in items])
+    thumbs = [item.thumbnail for item in items]
+    arrays = {
+        "patches": np.concatenate([item.packed for item in items]),
+        "pooled": np.concatenate([item.pooled for item in items]),
+        "win_offsets": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        "win_valid": np.concatenate([item.valid_bits for item in items]),
+        "win_clip": np.concatenate([np.full(len(item.counts), i, np.int32) for i, item in enumerate(items)]),
+        "win_source": np.concatenate([item.source for item in items]).astype(np.int32),
+        "win_start": np.concatenate([item.start for item in items]).astype(np.int32),
+        "thumb_bytes": np.frombuffer(b"".join(thumbs), dtype=np.uint8),
+        "thumb_offsets": np.concatenate([[0], np.cumsum([len(t) for t in thumbs])]).astype(np.int64),
+    }
+    return arrays, [item.record.to_dict() for item in items]
+
