@@ -33,13 +33,25 @@ def load_motion(path: str | Path, fps: float = DEFAULT_FPS) -> Motion:
     if suffix == ".bvh":
         return motion_from_bvh(read_bvh(path), fps=fps)
     if suffix == ".npy":
-        from mofind.io.humanml3d import read_joints_npy
-
-        joints = read_joints_npy(path)
-        joints = resample(joints, 20.0, fps)
-        return Motion(joints=joints.astype(np.float32), fps=float(fps), source=str(path),
-                      frame_range=(0, int(len(joints))), source_fps=20.0)
+        return _motion_from_npy(path, fps)
     raise MotionFormatError(f"unsupported motion file type {suffix or '(none)'!r}; expected .bvh or .npy", path)
+
+
+def _motion_from_npy(path: Path, fps: float) -> Motion:
+    """HumanML3D (T, 22, 3) joints at 20 fps, or KIT-ML (T, 21, 3) at 12.5 fps, told apart by shape."""
+    from mofind.io.humanml3d import HUMANML3D_FPS, read_joints_npy
+    from mofind.io.kitml import KIT_FPS, kit_to_smpl22
+
+    try:
+        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+    except (OSError, ValueError, EOFError) as exc:
+        raise MotionFormatError(f"cannot read joints array: {exc}", path) from exc
+    if len(shape) == 3 and shape[1:] == (21, 3):
+        joints, source_fps = kit_to_smpl22(read_joints_npy(path, 21)), KIT_FPS
+    else:
+        joints, source_fps = read_joints_npy(path, 22), HUMANML3D_FPS
+    return Motion(joints=resample(joints, source_fps, fps).astype(np.float32), fps=float(fps), source=str(path),
+                  frame_range=(0, int(joints.shape[0])), source_fps=source_fps)
 
 
 def motion_from_bvh(bvh: BVHData, fps: float = DEFAULT_FPS, mapping: SkeletonMapping | None = None) -> Motion:
