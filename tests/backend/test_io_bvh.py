@@ -105,3 +105,18 @@ def test_position_channels_replace_the_offset(tmp_path):
     hips = skel.index("Hips")
     np.testing.assert_allclose(local_translations(bvh)[:, hips], clip.joint_translations[:, hips], atol=1e-5)
     assert np.ptp(local_translations(bvh)[:, hips, 2]) > 30.0  # the Hips carry the walk (cm)
+
+
+@pytest.mark.parametrize("order", ["XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX", "ZXZ", "Y", "ZX"])
+def test_numpy_euler_conversion_matches_scipy(order):
+    from scipy.spatial.transform import Rotation
+
+    from mofind.io.rotations import euler_to_matrices, euler_to_quats
+
+    angles = np.random.default_rng(3).uniform(-180.0, 180.0, (500, len(order)))
+    expected = Rotation.from_euler(order, angles, degrees=True)
+    np.testing.assert_allclose(euler_to_matrices(angles, order), expected.as_matrix(), atol=1e-12)
+    quats = euler_to_quats(angles, order)
+    assert (quats[:, 0] >= 0).all()
+    same = np.abs(np.sum(quats * expected.as_quat(scalar_first=True), axis=1))
+    np.testing.assert_allclose(same, 1.0, atol=1e-12)

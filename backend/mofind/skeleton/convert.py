@@ -14,7 +14,7 @@ import numpy as np
 from mofind.io.bvh import BVHData, forward_kinematics_arrays, local_translations, read_bvh
 from mofind.io.errors import MotionFormatError, MotionIOError
 from mofind.io.motion import Motion, SourceSkeleton
-from mofind.io.rotations import euler_to_rotation, rotation_to_quat_wxyz
+from mofind.io.rotations import euler_to_matrices, euler_to_quats
 
 from .mapping import SkeletonMapping, map_skeleton
 from .smpl import COLLAR_WEIGHTS, HEAD_OVER_TORSO, SMPL22_INDEX, SMPL22_NAMES, SPINE, SPINE_FRACTIONS
@@ -156,7 +156,7 @@ def resample(values: np.ndarray, source_fps: float, target_fps: float) -> np.nda
 
 
 def _local_rotations(bvh: BVHData) -> tuple[np.ndarray, np.ndarray]:
-    """(T, J, 4) w,x,y,z quaternions and (T, J, 3, 3) matrices from one scipy conversion per rotation order."""
+    """(T, J, 4) w,x,y,z quaternions and (T, J, 3, 3) matrices, one vectorised call per rotation order."""
     from mofind.io.bvh import _rotation_groups  # same grouping as the reader's own FK
 
     num_frames, num_joints = bvh.num_frames, bvh.skeleton.num_joints
@@ -164,9 +164,9 @@ def _local_rotations(bvh: BVHData) -> tuple[np.ndarray, np.ndarray]:
     quats[..., 0] = 1.0
     mats = np.broadcast_to(np.eye(3), (num_frames, num_joints, 3, 3)).copy()
     for order, joints, cols in _rotation_groups(bvh):
-        rot = euler_to_rotation(bvh.values[:, cols].reshape(-1, len(order)), order)
-        quats[:, joints] = rotation_to_quat_wxyz(rot).reshape(num_frames, len(joints), 4)
-        mats[:, joints] = rot.as_matrix().reshape(num_frames, len(joints), 3, 3)
+        angles = bvh.values[:, cols].reshape(-1, len(order))
+        quats[:, joints] = euler_to_quats(angles, order).reshape(num_frames, len(joints), 4)
+        mats[:, joints] = euler_to_matrices(angles, order).reshape(num_frames, len(joints), 3, 3)
     return quats, mats
 
 
