@@ -2,12 +2,14 @@
 
 from .bvh import BVHData, forward_kinematics, local_quaternions, parse_bvh, read_bvh, write_bvh
 from .errors import BVHParseError, MotionFormatError, MotionIOError, SkeletonMappingError
+from .humanml3d import Caption, HumanML3DFolder, read_captions, read_joints_npy
+from .kitml import KITMLFolder, kit_to_smpl22
 from .motion import Motion, SourceSkeleton
 
 __all__ = [
-    "BVHData", "BVHParseError", "Motion", "MotionFormatError", "MotionIOError", "SkeletonMappingError",
-    "SourceSkeleton", "forward_kinematics", "load_motion", "local_quaternions", "parse_bvh", "read_bvh",
-    "write_bvh",
+    "BVHData", "BVHParseError", "Caption", "HumanML3DFolder", "KITMLFolder", "Motion", "MotionFormatError",
+    "MotionIOError", "SkeletonMappingError", "SourceSkeleton", "forward_kinematics", "kit_to_smpl22", "load_motion",
+    "local_quaternions", "parse_bvh", "read_bvh", "read_captions", "read_joints_npy", "write_bvh",
 ]
 
 

@@ -1,19 +1,26 @@
-"""Rotation conversions shared by the BVH reader/writer (thin wrappers over scipy).
+"""Rotation conversions shared by the BVH reader/writer.
 
-scipy's `Rotation` is vectorised C code and handles every Euler sequence; BVH channel lists map
-directly onto its intrinsic (upper-case) sequences: "Zrotation Xrotation Yrotation" means
-R = Rz @ Rx @ Ry, i.e. `Rotation.from_euler("ZXY", ...)`.
+BVH channel lists are intrinsic Euler sequences: "Zrotation Xrotation Yrotation" means
+R = Rz @ Rx @ Ry, i.e. scipy's `Rotation.from_euler("ZXY", ...)`. The hot path (Euler -> matrix /
+quaternion while reading) is plain numpy; scipy is used, lazily, for the inverse (matrix -> Euler when
+writing), where its careful gimbal-lock handling is worth having.
 Quaternions in MoFind are always w,x,y,z (scalar first).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from scipy.spatial.transform import Rotation
+
+if TYPE_CHECKING:
+    from scipy.spatial.transform import Rotation
 
 
 def euler_to_rotation(angles_deg: np.ndarray, order: str) -> Rotation:
     """(N, len(order)) angles in degrees, applied in channel order -> scipy Rotation of length N."""
+    from scipy.spatial.transform import Rotation
+
     return Rotation.from_euler(order.upper(), np.asarray(angles_deg, dtype=np.float64).reshape(-1, len(order)),
                                degrees=True)
 
@@ -55,6 +62,8 @@ def euler_to_quats(angles_deg: np.ndarray, order: str) -> np.ndarray:
 
 
 def quat_wxyz_to_rotation(quats: np.ndarray) -> Rotation:
+    from scipy.spatial.transform import Rotation
+
     return Rotation.from_quat(np.asarray(quats, dtype=np.float64).reshape(-1, 4), scalar_first=True)
 
 
