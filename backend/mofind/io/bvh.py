@@ -312,25 +312,25 @@ def _diagnose_motion(data: str, frames: int, num_channels: int, path: str | None
 
 def local_rotations(bvh: BVHData) -> np.ndarray:
     """(T, J, 3, 3) local rotation matrices from the rotation channels (identity where a joint has none)."""
-    skel = bvh.skeleton
-    num_frames, num_joints = bvh.num_frames, skel.num_joints
-    mats = np.broadcast_to(np.eye(3), (num_frames, num_joints, 3, 3)).copy()
-    for order, joints, cols in _rotation_groups(bvh):
-        angles = bvh.values[:, cols].reshape(num_frames * len(joints), len(order))
-        mats[:, joints] = euler_to_matrices(angles, order).reshape(num_frames, len(joints), 3, 3)
-    return mats
+    return local_rotations_and_quaternions(bvh)[0]
 
 
 def local_quaternions(bvh: BVHData) -> np.ndarray:
     """(T, J, 4) local rotations as w,x,y,z quaternions (w >= 0)."""
-    skel = bvh.skeleton
-    num_frames, num_joints = bvh.num_frames, skel.num_joints
+    return local_rotations_and_quaternions(bvh)[1]
+
+
+def local_rotations_and_quaternions(bvh: BVHData) -> tuple[np.ndarray, np.ndarray]:
+    """Both forms at once ((T, J, 3, 3), (T, J, 4)): one vectorised conversion per rotation order."""
+    num_frames, num_joints = bvh.num_frames, bvh.skeleton.num_joints
+    mats = np.broadcast_to(np.eye(3), (num_frames, num_joints, 3, 3)).copy()
     quats = np.zeros((num_frames, num_joints, 4))
     quats[..., 0] = 1.0
     for order, joints, cols in _rotation_groups(bvh):
         angles = bvh.values[:, cols].reshape(num_frames * len(joints), len(order))
+        mats[:, joints] = euler_to_matrices(angles, order).reshape(num_frames, len(joints), 3, 3)
         quats[:, joints] = euler_to_quats(angles, order).reshape(num_frames, len(joints), 4)
-    return quats
+    return mats, quats
 
 
 def local_translations(bvh: BVHData) -> np.ndarray:
@@ -347,17 +347,7 @@ def local_translations(bvh: BVHData) -> np.ndarray:
 
 def root_translation(bvh: BVHData, root: int = 0) -> np.ndarray:
     """(T, 3) translation of a root joint in source units."""
-    return local_translations_of(bvh, root)
-
-
-def local_translations_of(bvh: BVHData, joint: int) -> np.ndarray:
-    skel = bvh.skeleton
-    trans = np.broadcast_to(skel.offsets[joint], (bvh.num_frames, 3)).copy()
-    start = bvh.channel_offsets[joint]
-    for k, channel in enumerate(skel.channels[joint]):
-        if channel.endswith("position"):
-            trans[:, "XYZ".index(channel[0])] = bvh.values[:, start + k]
-    return trans
+    return local_translations(bvh)[:, root]
 
 
 def forward_kinematics(bvh: BVHData, return_rotations: bool = False):

@@ -17,14 +17,6 @@ if TYPE_CHECKING:
     from scipy.spatial.transform import Rotation
 
 
-def euler_to_rotation(angles_deg: np.ndarray, order: str) -> Rotation:
-    """(N, len(order)) angles in degrees, applied in channel order -> scipy Rotation of length N."""
-    from scipy.spatial.transform import Rotation
-
-    return Rotation.from_euler(order.upper(), np.asarray(angles_deg, dtype=np.float64).reshape(-1, len(order)),
-                               degrees=True)
-
-
 def euler_to_matrices(angles_deg: np.ndarray, order: str) -> np.ndarray:
     """(N, k) degrees -> (N, 3, 3) R = R_order[0] @ R_order[1] @ ... (the BVH channel convention).
 
@@ -65,13 +57,6 @@ def quat_wxyz_to_rotation(quats: np.ndarray) -> Rotation:
     from scipy.spatial.transform import Rotation
 
     return Rotation.from_quat(np.asarray(quats, dtype=np.float64).reshape(-1, 4), scalar_first=True)
-
-
-def rotation_to_quat_wxyz(rot: Rotation) -> np.ndarray:
-    """Unit quaternions with w >= 0 (a canonical sign keeps interpolation and tests stable)."""
-    q = rot.as_quat(scalar_first=True)
-    q[q[:, 0] < 0] *= -1.0
-    return q
 
 
 def quat_wxyz_to_euler(quats: np.ndarray, order: str) -> np.ndarray:

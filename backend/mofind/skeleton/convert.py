@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mofind.io.bvh import BVHData, forward_kinematics_arrays, local_translations, read_bvh
-from mofind.io.errors import MotionFormatError, MotionIOError
+from mofind.io.bvh import (BVHData, forward_kinematics_arrays, local_rotations_and_quaternions,
+                           local_translations, read_bvh)
+from mofind.io.errors import MotionFormatError
 from mofind.io.motion import Motion, SourceSkeleton
-from mofind.io.rotations import euler_to_matrices, euler_to_quats
 
 from .mapping import SkeletonMapping, map_skeleton
 from .smpl import COLLAR_WEIGHTS, HEAD_OVER_TORSO, SMPL22_INDEX, SMPL22_NAMES, SPINE, SPINE_FRACTIONS
@@ -60,7 +60,7 @@ def motion_from_bvh(bvh: BVHData, fps: float = DEFAULT_FPS, mapping: SkeletonMap
     if bvh.num_frames == 0:
         raise MotionFormatError("the file holds no frames", bvh.path)
     mapping = mapping or map_skeleton(skeleton, bvh.path)
-    quats, mats = _local_rotations(bvh)
+    mats, quats = local_rotations_and_quaternions(bvh)
     translations = local_translations(bvh)
     positions, global_rotations = forward_kinematics_arrays(skeleton.parents, mats, translations, True)
     joints, info = source_to_smpl22(positions, skeleton, mapping, global_rotations)
@@ -153,21 +153,6 @@ def resample(values: np.ndarray, source_fps: float, target_fps: float) -> np.nda
     i1 = np.minimum(i0 + 1, num - 1)
     w = (src - i0).reshape((-1,) + (1,) * (values.ndim - 1))
     return values[i0] * (1.0 - w) + values[i1] * w
-
-
-def _local_rotations(bvh: BVHData) -> tuple[np.ndarray, np.ndarray]:
-    """(T, J, 4) w,x,y,z quaternions and (T, J, 3, 3) matrices, one vectorised call per rotation order."""
-    from mofind.io.bvh import _rotation_groups  # same grouping as the reader's own FK
-
-    num_frames, num_joints = bvh.num_frames, bvh.skeleton.num_joints
-    quats = np.zeros((num_frames, num_joints, 4))
-    quats[..., 0] = 1.0
-    mats = np.broadcast_to(np.eye(3), (num_frames, num_joints, 3, 3)).copy()
-    for order, joints, cols in _rotation_groups(bvh):
-        angles = bvh.values[:, cols].reshape(-1, len(order))
-        quats[:, joints] = euler_to_quats(angles, order).reshape(num_frames, len(joints), 4)
-        mats[:, joints] = euler_to_matrices(angles, order).reshape(num_frames, len(joints), 3, 3)
-    return quats, mats
 
 
 def _has_animated_joint_translations(skeleton: SourceSkeleton) -> bool:
@@ -282,5 +267,5 @@ def _sample_polyline(points: np.ndarray, fractions: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["DEFAULT_FPS", "MotionIOError", "canonicalize", "load_motion", "motion_from_bvh", "resample",
+__all__ = ["DEFAULT_FPS", "canonicalize", "load_motion", "motion_from_bvh", "resample",
            "source_to_smpl22"]
