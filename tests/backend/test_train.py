@@ -197,3 +197,13 @@ def test_bad_items_and_config_are_reported():
     bad = dict(SyntheticMotions(1, 0, frames=20)[0])
     with pytest.raises(ValueError, match="take0: x has shape"):
         trainer.collate([bad])
+
+
+def test_bf16_autocast_step_runs_and_global_baseline_trains():
+    data = SyntheticMotions(16, 0)
+    trainer = Trainer(_config(precision="bf16"), data, None, STATS, "/nonexistent-unused", progress=False)
+    values = trainer.train_step(trainer.collate([data[i] for i in range(8)]))
+    assert np.isfinite(values["loss"]) and "mlm" in values
+    global_model = dict(TINY_MODEL, scoring="global")
+    trainer = Trainer(_config(model=global_model), data, None, STATS, "/nonexistent-unused", progress=False)
+    assert np.isfinite(trainer.train_step(trainer.collate([data[i] for i in range(8)]))["loss"])

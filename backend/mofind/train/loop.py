@@ -146,7 +146,7 @@ class Trainer:
     """One training run in `run_dir`; `fit()` resumes from `state.pt` when it exists."""
 
     def __init__(self, config: TrainConfig, train_data, val_data, stats, run_dir: str | Path, *,
-                 progress: bool = True, model=None):
+                 progress: bool = True, model=None, allow_download: bool = False):
         self.config = config
         self.train_data, self.val_data, self.stats = train_data, val_data, stats
         self.run_dir = Path(run_dir)
@@ -154,7 +154,7 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.model_config = config.model_config()
         torch.manual_seed(config.seed)
-        self.model = (model or build_model(self.model_config)).to(self.device)
+        self.model = (model or build_model(self.model_config, allow_download=allow_download)).to(self.device)
         self.tokenizer = _tokenizer_for(self.model_config)
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, config))
         self.steps_per_epoch = self._steps_per_epoch()

@@ -1,0 +1,93 @@
+"""`mofind train --data SPEC --out RUN_DIR [--config train.json]`: train a retrieval model, resumably.
+
+`--data` names a training source:
+  bandai                 the Bandai dev archive in shared/data with the packaged caption templates
+  humanml3d:DIR          a HumanML3D folder (its train/val split files)
+  kitml:DIR              a KIT-ML folder
+  DIR --templates FILE   a labelled BVH folder captioned from file names by a template file
+Re-running the same command continues an interrupted run from RUN_DIR/state.pt (use --restart to start over).
+The best epoch on the validation split is written to RUN_DIR/model in the shipped format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = "Train a model (InfoNCE + MLM) on HumanML3D, KIT-ML or a labelled BVH folder."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="bandai | humanml3d:DIR | kitml:DIR | DIR (with --templates)")
+    parser.add_argument("--templates", type=Path, help="caption template JSON for a labelled BVH folder")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (created; resumed when it exists)")
+    parser.add_argument("--config", type=Path, help="TrainConfig JSON (defaults: compact model, 30 epochs)")
+    parser.add_argument("--model", help="registered model config name, overrides the config file's model")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 or auto")
+    parser.add_argument("--precision", choices=["fp32", "bf16"])
+    parser.add_argument("--max-steps-per-epoch", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--workers", type=int, default=2, help="processes for feature extraction")
+    parser.add_argument("--restart", action="store_true", help="ignore RUN_DIR/state.pt and train from scratch")
+    parser.add_argument("--allow-download", action="store_true",
+                        help="let configs that name hub weights (timm / Hugging Face) download them")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def train_config_from_args(args: argparse.Namespace):
+    from mofind.train.loop import TrainConfig
+
+    config = TrainConfig.load(args.config) if args.config else TrainConfig()
+    overrides = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "device": args.device,
+                 "precision": args.precision, "max_steps_per_epoch": args.max_steps_per_epoch, "seed": args.seed}
+    data = {**vars(config), **{k: v for k, v in overrides.items() if v is not None}}
+    return TrainConfig.from_dict(data)
+
+
+def prepare_data(spec: str, frames: int, *, templates: Path | None = None, workers: int = 2, seed: int = 0,
+                 val_split: str = "val", quiet: bool = False):
+    """`--data` spec -> `mofind.train.data.PreparedData` (train / val datasets + stats fit on train)."""
+    from mofind.train import data
+
+    progress = None if quiet else _progress_printer("features")
+    common = dict(workers=workers, seed=seed, progress=progress)
+    kind, _, rest = spec.partition(":")
+    if spec == "bandai":
+        return data.prepare_bandai(frames, **common)
+    if kind in ("humanml3d", "kitml") and rest:
+        return data.prepare_text_folder(Path(rest), frames, kind=kind, val_split=val_split, **common)
+    folder = Path(spec)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--data {spec}: not 'bandai', 'humanml3d:DIR', 'kitml:DIR' or an existing folder")
+    if templates is None:
+        raise ValueError(f"--data {spec}: a labelled BVH folder needs --templates FILE")
+    return data.prepare_labelled_folder(folder, templates, frames, **common)
+
+
+def _progress_printer(label: str):
+    def report(done: int, total: int) -> None:
+        if done == total or done % 50 == 0:
+            print(f"\r{label}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    from mofind.train.loop import Trainer
+
+    config = train_config_from_args(args)
+    frames = config.model_config().motion.frames
+    prepared = prepare_data(args.data, frames, templates=args.templates, workers=args.workers, seed=config.seed,
+                            quiet=args.quiet)
+    if prepared.failed:
+        print(f"{len(prepared.failed)} file(s) could not be read, e.g. {next(iter(prepared.failed.values()))}",
+              file=sys.stderr)
+    print(f"train items: {len(prepared.train)}, validation items: {len(prepared.val)}", file=sys.stderr)
+    trainer = Trainer(config, prepared.train, prepared.val, prepared.stats, args.out, progress=not args.quiet,
+                      allow_download=args.allow_download)
+    result = trainer.fit(resume=not args.restart)
+    print(f"done: {result.epochs_done} epochs, best epoch {result.best_epoch} "
+          f"(mean R@5 {result.best_score}), model in {args.out / 'model'}")
+    return 0
