@@ -8,7 +8,10 @@ Sources, each producing `Segment`s (a take, or a captioned part of one):
 
 `split_by_take` makes a deterministic, stratified train/validation split; `MotionTextDataset` turns
 segments + cached features (`mofind.train.feature_cache`) into the items the training loop reads:
-`{"x": (frames, 29) float32 normalised, "valid_len": int, "caption": str, "take_id": str}`.
+`{"x": (frames, 29) float32 normalised, "valid_len": int, "caption": str, "take_id": str}`, plus
+`"group"` (e.g. "content=walk|style=elderly", of the mirrored labels for a mirrored item) for labelled data:
+items of one group are interchangeable for their captions, so a contrastive loss should not treat them as
+negatives of each other.
 Training items get a random window, a fresh random caption and, half the time, the left-right mirror
 of the motion with a caption that talks about the other side.
 """
@@ -73,6 +76,47 @@ def labelled_folder_segments(folder: str | Path, templates: CaptionTemplates, re
         take_id = path.relative_to(folder).with_suffix("").as_posix()
         segments.append(Segment(take_id=take_id, path=path, labels=tuple(labels.items())))
     return segments, skipped
+
+
+def text_folder_segments(folder, split: str | None, fps: float = 20.0) -> list[Segment]:
+    """Segments of a HumanML3D-layout folder (`mofind.io.HumanML3DFolder` / `KITMLFolder`) for one split.
+
+    Whole-clip captions of a motion share one segment (a random one is drawn per training step); a caption
+    with start/end times becomes its own segment cropped to that span, as upstream does. Ids that ship their
+    mirrored twin (`M` + id) are never mirrored again at training time.
+    """
+    all_ids = set(folder.ids(None))
+    segments = []
+    for motion_id in folder.ids(split):
+        if motion_id not in all_ids:
+            continue  # listed in the split file but its joints file is absent (upstream skips these too)
+        path = folder.joints_path(motion_id)
+        mirrorable = not (motion_id.startswith("M") and motion_id[1:] in all_ids) and f"M{motion_id}" not in all_ids
+        captions = folder.captions(motion_id)
+        whole = tuple(c.text for c in captions if c.whole_clip and c.text)
+        if whole:
+            segments.append(Segment(take_id=motion_id, path=path, captions=whole, mirrorable=mirrorable))
+        for caption in captions:
+            if not caption.whole_clip and caption.text:
+                start, end = int(caption.start * fps), int(caption.end * fps)
+                if end > start:
+                    segments.append(Segment(take_id=motion_id, path=path, start=start, end=end,
+                                            captions=(caption.text,), mirrorable=mirrorable))
+    return segments
+
+
+def humanml3d_segments(root: str | Path, split: str | None, fps: float = 20.0) -> list[Segment]:
+    """A HumanML3D folder (new_joints/, texts/, train.txt ...) as segments of `split`."""
+    from mofind.io.humanml3d import HumanML3DFolder
+
+    return text_folder_segments(HumanML3DFolder(root), split, fps)
+
+
+def kitml_segments(root: str | Path, split: str | None, fps: float = 20.0) -> list[Segment]:
+    """A KIT-ML folder in the HumanML3D layout (21 joints, 12.5 fps; resampled to `fps` by the reader)."""
+    from mofind.io.kitml import KITMLFolder
+
+    return text_folder_segments(KITMLFolder(root), split, fps)
 
 
 # --------------------------------------------------------------------------- splitting
@@ -183,7 +227,11 @@ class MotionTextDataset:
         angles = angles[segment.start:segment.end]
         start = rng.randint(0, len(angles) - self.frames) if self.train and len(angles) > self.frames else 0
         x, valid_len = motion_input(angles, self.stats, self.frames, start=start)
-        return {"x": x, "valid_len": valid_len, "caption": caption, "take_id": segment.take_id}
+        item = {"x": x, "valid_len": valid_len, "caption": caption, "take_id": segment.take_id}
+        if segment.labels:
+            labels = self.templates.mirror_labels(segment.label_dict) if mirror else segment.label_dict
+            item["group"] = "|".join(f"{k}={v}" for k, v in labels.items())
+        return item
 
     def captions(self) -> list[str]:
         """The evaluation caption of every item, in order (what `train=False` items carry)."""
@@ -237,6 +285,22 @@ def prepare_labelled_folder(folder: str | Path, templates: CaptionTemplates | st
     return _prepare(segments, *split_by_take(segments, val_fraction), frames=frames, templates=templates,
                     workers=workers, cache=cache, seed=seed, mirror_prob=mirror_prob, progress=progress,
                     skipped=skipped)
+
+
+def prepare_text_folder(root: str | Path, frames: int, *, kind: str = "humanml3d", train_split: str = "train",
+                        val_split: str = "val", workers: int = 2, cache: FeatureCache | None = None, seed: int = 0,
+                        mirror_prob: float = 0.5, min_frames: int | None = None, progress=None) -> PreparedData:
+    """HumanML3D or KIT-ML with their own split files; segments shorter than upstream's minimum are dropped
+    (40 frames for HumanML3D, 24 for KIT-ML, at 20 fps)."""
+    readers = {"humanml3d": (humanml3d_segments, 40), "kitml": (kitml_segments, 24)}
+    if kind not in readers:
+        raise ValueError(f"kind must be one of {sorted(readers)}, got {kind!r}")
+    read, default_min = readers[kind]
+    train, val = read(root, train_split), read(root, val_split)
+    if not train:
+        raise ValueError(f"{root}: the {train_split!r} split has no motion with captions")
+    return _prepare(train + val, train, val, frames=frames, templates=None, workers=workers, cache=cache, seed=seed,
+                    mirror_prob=mirror_prob, progress=progress, min_frames=default_min if min_frames is None else min_frames)
 
 
 def prepare_bandai(frames: int, *, archive: str | Path | None = None, **kwargs) -> PreparedData:
