@@ -1,0 +1,153 @@
+"""Put a retargeted take on an armature as one new Action (the only retarget module that uses bpy).
+
+Rest matrices come from `bone.matrix_local`, the numpy core does the rest, and keys go in with
+`keyframe_points.foreach_set` (one call per F-curve, no per-key Python). Blender 4.4+ stores
+animation in layered actions (slot -> layer -> keyframe strip -> channelbag -> F-curves; the flat
+`action.fcurves` is gone in 5.0), 4.2/4.3 in `action.fcurves`; `_new_channels` hides the difference.
+Undo is the calling operator's business: apply_clip makes all its changes in one go.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+
+import bpy
+import numpy as np
+
+from .core import RetargetError, RetargetOptions, SourceClip, TargetKeys, TargetRig, retarget
+from .mapping import BoneMap, BoneMapError, detect_bone_map
+
+__all__ = ["RetargetError", "apply_clip", "read_rig", "uses_layered_actions"]
+
+
+def uses_layered_actions() -> bool:
+    """Blender 4.4 introduced slotted, layered actions; 5.0 removed the flat F-curve list."""
+    return bpy.app.version >= (4, 4, 0)
+
+
+def apply_clip(context, armature, motion_payload, bone_map=None, *, in_place=False, start_frame=1,
+               match_fps=True, push_to_nla=False, name=None) -> bpy.types.Action:
+    """Retarget `motion_payload` (the get_motion result, arrays decoded) onto `armature` as a new Action.
+
+    Args:
+        context: a bpy context; its scene's frame rate is the output rate when `match_fps`.
+        armature: the armature object to animate (the motion lands in its own space).
+        motion_payload: dict with skeleton {names, parents, offsets}, fps, unit_scale, up_axis,
+            rotations (T, J, 4) w,x,y,z, root_translation (T, 3), smpl_to_source and optionally
+            joint_translations (T, J, 3), clip_id, source, start_frame, end_frame.
+        bone_map: None (detect from bone names), a `BoneMap`, or the plain dict the UI edits.
+        in_place: keep the hips over the rig's rest position instead of travelling.
+        start_frame: scene frame of the first key.
+        match_fps: resample (slerp) to the scene frame rate; otherwise one source frame per scene frame.
+        push_to_nla: put the action in a new NLA track at `start_frame` instead of making it active.
+        name: action name (Blender adds .001 when taken); default from the clip's source and range.
+
+    Returns the new Action. Raises RetargetError (a ValueError) with a readable message on bad input.
+    """
+    if armature is None or getattr(armature, "type", None) != "ARMATURE":
+        kind = getattr(armature, "type", type(armature).__name__)
+        raise RetargetError(f"apply needs an armature object, got {getattr(armature, 'name', armature)!r} ({kind})")
+    source = SourceClip.from_payload(motion_payload)
+    rig, preset = read_rig(armature, bone_map)
+    fps = None
+    if match_fps:
+        render = context.scene.render
+        fps = render.fps / render.fps_base
+    keys = retarget(source, rig, RetargetOptions(in_place=in_place, fps=fps))
+
+    action = bpy.data.actions.new(name or default_action_name(motion_payload))
+    fcurves, slot = _new_channels(action, armature)
+    _write_keys(fcurves, keys, float(start_frame))
+    for bone_name, keyed in zip(keys.bone_names, keys.keyed):
+        if keyed:
+            armature.pose.bones[bone_name].rotation_mode = "QUATERNION"
+    action["mofind"] = {
+        "clip_id": str(motion_payload.get("clip_id") or ""),
+        "source": str(motion_payload.get("source") or ""),
+        "preset": preset or "",
+        "scale": keys.scale,
+        "fps": keys.fps,
+    }
+    _assign(armature, action, slot, push_to_nla, int(round(start_frame)))
+    return action
+
+
+def read_rig(armature, bone_map=None) -> tuple[TargetRig, str | None]:
+    """The armature as the core sees it, plus the preset name the bone map came from (if any)."""
+    bones = armature.data.bones
+    names = [bone.name for bone in bones]
+    index = {n: i for i, n in enumerate(names)}
+    parents = [index[bone.parent.name] if bone.parent else -1 for bone in bones]
+    rest = np.array([np.array(bone.matrix_local, dtype=np.float64) for bone in bones]).reshape(len(names), 4, 4)
+    try:
+        if bone_map is None:
+            resolved = detect_bone_map(names)
+        elif isinstance(bone_map, BoneMap):
+            resolved = bone_map
+        else:
+            resolved = BoneMap.from_dict(dict(bone_map))
+        resolved.checked(names)
+    except BoneMapError as error:
+        raise RetargetError(f"{armature.name}: {error}") from None
+    return TargetRig(tuple(names), np.array(parents), rest, resolved.smpl_to_bone), resolved.preset
+
+
+def default_action_name(payload) -> str:
+    """'MoFind walk_01 120-240': the clip's file stem (or id) and its source frame range."""
+    source = payload.get("source") or payload.get("clip_id") or "clip"
+    label = PurePath(str(source)).stem or str(source)
+    if "start_frame" in payload and "end_frame" in payload:
+        return f"MoFind {label} {int(payload['start_frame'])}-{int(payload['end_frame'])}"
+    return f"MoFind {label}"
+
+
+def _new_channels(action, armature):
+    """(F-curve collection, slot or None) of a fresh action, for this Blender's action model."""
+    if uses_layered_actions():
+        slot = action.slots.new(id_type="OBJECT", name=armature.name)
+        layer = action.layers.new("MoFind")
+        strip = layer.strips.new(type="KEYFRAME")
+        return strip.channelbag(slot, ensure=True).fcurves, slot
+    action.id_root = "OBJECT"
+    return action.fcurves, None
+
+
+def _write_keys(fcurves, keys: TargetKeys, start_frame: float) -> None:
+    frames = start_frame + np.arange(keys.num_frames, dtype=np.float64)
+    channels = []
+    for b in np.flatnonzero(keys.keyed):
+        bone = keys.bone_names[b]
+        channels += [(bone, "rotation_quaternion", i, keys.rotations[:, b, i]) for i in range(4)]
+    channels += [(keys.root_bone, "location", i, keys.root_location[:, i]) for i in range(3)]
+    linear = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
+    layered = uses_layered_actions()
+    for bone, prop, index, values in channels:
+        path = f'pose.bones["{bpy.utils.escape_identifier(bone)}"].{prop}'
+        if layered:
+            curve = fcurves.new(path, index=index, group_name=bone)
+        else:
+            curve = fcurves.new(path, index=index, action_group=bone)
+        # A channel that never changes (bones pinned to rest) needs one key, not one per frame.
+        count = 1 if np.ptp(values) < 1e-9 else len(values)
+        co = np.empty((count, 2), dtype=np.float32)
+        co[:, 0] = frames[:count]
+        co[:, 1] = values[:count]
+        points = curve.keyframe_points
+        points.add(count)
+        points.foreach_set("co", co.ravel())
+        points.foreach_set("interpolation", np.full(count, linear, dtype=np.int32))
+        curve.update()
+
+
+def _assign(armature, action, slot, push_to_nla: bool, start_frame: int) -> None:
+    animation = armature.animation_data or armature.animation_data_create()
+    if push_to_nla:
+        track = animation.nla_tracks.new()
+        track.name = action.name
+        strip = track.strips.new(action.name, start_frame, action)
+        if slot is not None:
+            strip.action_slot = slot
+        return
+    animation.action = action
+    if slot is not None:
+        animation.action_slot = slot
