@@ -56,8 +56,8 @@ def apply_clip(context, armature, motion_payload, bone_map=None, *, in_place=Fal
     keys = retarget(source, rig, RetargetOptions(in_place=in_place, fps=fps))
 
     action = bpy.data.actions.new(name or default_action_name(motion_payload))
-    fcurves, slot = _new_channels(action, armature)
-    _write_keys(fcurves, keys, float(start_frame))
+    new_curve, slot = _new_channels(action, armature)
+    _write_keys(new_curve, keys, float(start_frame))
     for bone_name, keyed in zip(keys.bone_names, keys.keyed):
         if keyed:
             armature.pose.bones[bone_name].rotation_mode = "QUATERNION"
@@ -102,17 +102,36 @@ def default_action_name(payload) -> str:
 
 
 def _new_channels(action, armature):
-    """(F-curve collection, slot or None) of a fresh action, for this Blender's action model."""
+    """(new_curve(data_path, index, group) -> FCurve, slot or None) for a fresh action.
+
+    Layered actions (4.4+): one slot for this object, one layer, one keyframe strip, and its
+    channelbag. `fcurves.new` only takes a group name from 5.0 on, so groups are made and
+    assigned by hand, the same way on 4.4, 4.5 and 5.x.
+    """
     if uses_layered_actions():
         slot = action.slots.new(id_type="OBJECT", name=armature.name)
-        layer = action.layers.new("MoFind")
-        strip = layer.strips.new(type="KEYFRAME")
-        return strip.channelbag(slot, ensure=True).fcurves, slot
+        strip = action.layers.new("MoFind").strips.new(type="KEYFRAME")
+        bag = strip.channelbag(slot, ensure=True)
+        groups = {}
+
+        def new_curve(data_path, index, group):
+            curve = bag.fcurves.new(data_path, index=index)
+            if group not in groups:
+                groups[group] = bag.groups.new(group)
+            curve.group = groups[group]
+            return curve
+
+        return new_curve, slot
+
     action.id_root = "OBJECT"
-    return action.fcurves, None
+
+    def new_flat_curve(data_path, index, group):
+        return action.fcurves.new(data_path, index=index, action_group=group)
+
+    return new_flat_curve, None
 
 
-def _write_keys(fcurves, keys: TargetKeys, start_frame: float) -> None:
+def _write_keys(new_curve, keys: TargetKeys, start_frame: float) -> None:
     frames = start_frame + np.arange(keys.num_frames, dtype=np.float64)
     channels = []
     for b in np.flatnonzero(keys.keyed):
@@ -120,13 +139,8 @@ def _write_keys(fcurves, keys: TargetKeys, start_frame: float) -> None:
         channels += [(bone, "rotation_quaternion", i, keys.rotations[:, b, i]) for i in range(4)]
     channels += [(keys.root_bone, "location", i, keys.root_location[:, i]) for i in range(3)]
     linear = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
-    layered = uses_layered_actions()
     for bone, prop, index, values in channels:
-        path = f'pose.bones["{bpy.utils.escape_identifier(bone)}"].{prop}'
-        if layered:
-            curve = fcurves.new(path, index=index, group_name=bone)
-        else:
-            curve = fcurves.new(path, index=index, action_group=bone)
+        curve = new_curve(f'pose.bones["{bpy.utils.escape_identifier(bone)}"].{prop}', index, bone)
         # A channel that never changes (bones pinned to rest) needs one key, not one per frame.
         count = 1 if np.ptp(values) < 1e-9 else len(values)
         co = np.empty((count, 2), dtype=np.float32)

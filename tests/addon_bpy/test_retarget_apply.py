@@ -130,6 +130,7 @@ def test_keys_cover_mapped_bones_and_the_root_location_only(apply, take):
     assert not any("LeftHandIndex" in p or "Toe_End" in p for p, _ in paths)
     rotated = {p.split('"')[1] for p, _ in paths if p.endswith("rotation_quaternion")}
     assert len(rotated) == 22
+    assert all(fc.group.name == fc.data_path.split('"')[1] for fc in curves)  # grouped per bone
     dense = 0
     for fc in curves:
         points = fc.keyframe_points
