@@ -320,7 +320,7 @@ class IndexWriter:
         spec = self.spec
         if not windows:
             raise ValueError(f"{record.source}: no windows to index")
-        packed, pooled, counts, bits, source, start = [], [], [], [], [], []
+        kept, pooled, counts, bits, source, start = [], [], [], [], [], []
         for window in windows:
             patches = np.asarray(window.patches, dtype=np.float32)
             if patches.shape != (spec.num_patches, spec.dim):
@@ -329,15 +329,16 @@ class IndexWriter:
             valid = np.ones(spec.num_patches, bool) if not spec.patch_mask else np.asarray(window.valid, bool)
             if not valid.any():
                 raise ValueError(f"{record.source}: window at frame {window.start} has no valid patch")
-            packed.append(self.codec.encode(patches[valid]))
-            pooled.append(self.codec.encode(pool_parts(patches, valid, spec.grid)))
+            kept.append(patches[valid])
+            pooled.append(pool_parts(patches, valid, spec.grid))
             counts.append(int(valid.sum()))
             bits.append(np.packbits(valid))
             source.append((window.source_start, window.source_end))
             start.append(window.start)
         self._drop_pending(record.clip_id)
         self._pending.append(_PendingClip(
-            record=record, packed=np.concatenate(packed), pooled=np.concatenate(pooled),
+            record=record, packed=self.codec.encode(np.concatenate(kept)),
+            pooled=self.codec.encode(np.concatenate(pooled)),
             counts=np.asarray(counts, np.int64), valid_bits=np.stack(bits),
             source=np.asarray(source, np.int32).reshape(-1, 2), start=np.asarray(start, np.int32),
             thumbnail=thumbnail or b""))

@@ -1,0 +1,332 @@
+"""Bulk indexing: files -> (parallel parse) -> windows -> (batched encode) -> committed chunks.
+
+Parsing, resampling and thumbnails run in a process pool (they are pure numpy and scale with cores);
+encoding runs in this process, in batches, because the model is loaded once here. Every
+`commit_every` clips the work so far is committed, so an interrupted run loses at most that much and
+a rerun resumes: files whose size and mtime (or, failing that, content hash) match the indexed copy
+are skipped. A file that cannot be read is reported with its reason and never stops the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .discover import discover
+from .labels import labels_from_name
+from .manifest import IndexSpec
+from .store import ClipRecord, IndexWriter, WindowEmbedding, clip_id_for
+from .windows import cut_windows
+
+DEFAULT_COMMIT_EVERY = 256
+ENCODE_BATCH_WINDOWS = 128
+
+
+@dataclass
+class BuildReport:
+    """What a bulk indexing run did; `failed` lists (path, reason) for every file that was not indexed."""
+
+    files: int = 0
+    indexed: int = 0
+    skipped: int = 0
+    windows: int = 0
+    seconds_of_motion: float = 0.0
+    elapsed: float = 0.0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    cancelled: bool = False
+    clips_in_index: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.indexed + self.skipped + len(self.failed)
+
+    def to_dict(self) -> dict:
+        return {
+            "files": self.files, "indexed": self.indexed, "skipped": self.skipped, "windows": self.windows,
+            "failed": [{"path": p, "error": e} for p, e in self.failed], "cancelled": self.cancelled,
+            "seconds_of_motion": round(self.seconds_of_motion, 3), "elapsed": round(self.elapsed, 3),
+            "clips_in_index": self.clips_in_index,
+            "ten_second_takes_per_second": round(self.seconds_of_motion / 10.0 / self.elapsed, 3)
+            if self.elapsed > 0 else None,
+        }
+
+
+@dataclass
+class _Task:
+    path: str
+    known_hash: str | None
+    fps: float
+    window: int
+    stride: int
+
+
+@dataclass
+class _Prepared:
+    record: ClipRecord
+    windows: list  # list[windows.Window]
+    joints: np.ndarray  # (T, 22, 3) float32 at the model fps
+    thumbnail: bytes
+
+
+@dataclass
+class _Outcome:
+    path: str
+    prepared: _Prepared | None = None
+    skipped: bool = False
+    error: str | None = None
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def prepare_file(task: _Task) -> _Outcome:
+    """Worker: hash, parse and window one file (runs in a pool process; never raises)."""
+    try:
+        return _prepare(task)
+    except Exception as exc:  # noqa: BLE001 - one bad file must never stop the run; the reason is reported
+        from mofind.io.errors import MotionIOError
+
+        if isinstance(exc, MotionIOError):
+            return _Outcome(task.path, error=str(exc))
+        if isinstance(exc, OSError):
+            return _Outcome(task.path, error=f"{task.path}: cannot read ({exc.strerror or exc})")
+        return _Outcome(task.path, error=f"{task.path}: {type(exc).__name__}: {exc}")
+
+
+def _prepare(task: _Task) -> _Outcome:
+    from mofind.io import load_motion
+
+    from .thumbnail import filmstrip_png
+
+    stat = os.stat(task.path)
+    content_hash = file_sha256(task.path)
+    if content_hash == task.known_hash:
+        return _Outcome(task.path, skipped=True)
+    motion = load_motion(task.path, fps=task.fps)
+    joints = np.asarray(motion.joints, dtype=np.float32)
+    if joints.ndim != 3 or joints.shape[1:] != (22, 3) or len(joints) == 0:
+        return _Outcome(task.path, error=f"{task.path}: no usable frames (joints shape {joints.shape})")
+    source_fps = float(motion.source_fps or motion.fps)
+    frame_range = tuple(int(v) for v in motion.frame_range) if motion.frame_range[1] > motion.frame_range[0] \
+        else (0, int(round(len(joints) * source_fps / motion.fps)))
+    mapping = motion.mapping or {}
+    suffix = Path(task.path).suffix.lower()
+    record = ClipRecord(
+        clip_id=clip_id_for(task.path), source=task.path, content_hash=content_hash, size=stat.st_size,
+        mtime_ns=stat.st_mtime_ns, format="bvh" if suffix == ".bvh" else "humanml3d",
+        frame_range=frame_range, source_fps=source_fps, num_frames=len(joints),
+        duration=(frame_range[1] - frame_range[0]) / source_fps,
+        skeleton=str(mapping.get("preset") or ("smpl" if suffix == ".npy" else "custom")),
+        labels=labels_from_name(task.path),
+        joints=motion.skeleton.num_joints if motion.skeleton is not None else 22,
+    )
+    windows = cut_windows(len(joints), task.window, task.stride, motion.fps, frame_range, source_fps)
+    return _Outcome(task.path, prepared=_Prepared(record, windows, joints, filmstrip_png(joints)))
+
+
+class _InlineExecutor(Executor):
+    """Runs tasks in this process (workers=0): simpler to debug and no process start-up cost."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def _executor(workers: int) -> Executor:
+    if workers <= 0:
+        return _InlineExecutor()
+    import multiprocessing
+
+    # spawn, not fork: the parent holds torch's thread pools, which a forked child can deadlock on.
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def default_workers() -> int:
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+ProgressCallback = Callable[[BuildReport], None]
+
+
+def build_index(paths, index_dir: str | Path, encoder, *, workers: int | None = None, recursive: bool = True,
+                commit_every: int = DEFAULT_COMMIT_EVERY, stride_frames: int | None = None,
+                progress: bool = False, on_progress: ProgressCallback | None = None,
+                cancel: threading.Event | None = None, lock_timeout: float = 0.0) -> BuildReport:
+    """Index every motion file under `paths` into `index_dir` (created if needed); see the module docstring."""
+    started = time.monotonic()
+    report = BuildReport()
+    found = discover(paths, recursive=recursive)
+    report.failed.extend(found.missing)
+    report.files = len(found.files) + len(found.missing)
+    spec = IndexSpec.from_encoder(encoder, stride_frames)
+    with IndexWriter(index_dir, spec, lock_timeout=lock_timeout) as writer:
+        spec = writer.spec  # the index's own stride wins over the argument
+        known = writer.known_sources()
+        tasks = []
+        for path in found.files:
+            record = known.get(str(path))
+            if record is not None and _same_stat(path, record):
+                report.skipped += 1
+                continue
+            tasks.append(_Task(str(path), record.content_hash if record else None, spec.fps, spec.window_frames,
+                               spec.stride_frames))
+        bar = _progress_bar(report, progress)
+        pipeline = _Pipeline(writer, encoder, report, commit_every, bar, on_progress)
+        try:
+            pipeline.run(tasks, workers if workers is not None else default_workers(), cancel)
+        except KeyboardInterrupt:
+            pipeline.flush(commit=True)  # keep every clip that was fully encoded
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        report.clips_in_index = len(writer.reader)
+    report.elapsed = time.monotonic() - started
+    return report
+
+
+def _same_stat(path: Path, record: ClipRecord) -> bool:
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    return stat.st_size == record.size and stat.st_mtime_ns == record.mtime_ns
+
+
+def _progress_bar(report: BuildReport, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    bar = tqdm(total=report.files, initial=report.skipped + len(report.failed), unit="clip", dynamic_ncols=True,
+               desc="indexing", smoothing=0.1)
+    return bar
+
+
+class _Pipeline:
+    """The parent side of a build: keeps the pool busy, batches encoding, commits periodically."""
+
+    def __init__(self, writer: IndexWriter, encoder, report: BuildReport, commit_every: int, bar,
+                 on_progress: ProgressCallback | None):
+        self.writer = writer
+        self.encoder = encoder
+        self.report = report
+        self.commit_every = max(1, commit_every)
+        self.bar = bar
+        self.on_progress = on_progress
+        self.buffer: list[_Prepared] = []
+        self.since_commit = 0
+
+    def run(self, tasks: list[_Task], workers: int, cancel: threading.Event | None) -> None:
+        self._notify(0)
+        if not tasks:
+            return
+        in_flight_limit = max(4, 4 * max(workers, 1))
+        executor = _executor(workers)
+        pending: dict[Future, _Task] = {}
+        queue = iter(tasks)
+        try:
+            exhausted = False
+            while True:
+                if cancel is not None and cancel.is_set():
+                    self.report.cancelled = True
+                    break
+                while not exhausted and len(pending) < in_flight_limit:
+                    task = next(queue, None)
+                    if task is None:
+                        exhausted = True
+                        break
+                    pending[executor.submit(prepare_file, task)] = task
+                if not pending:
+                    break
+                done, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)
+                broken = False
+                for future in done:
+                    task = pending.pop(future)
+                    try:
+                        self._accept(future.result())
+                    except BrokenExecutor as exc:  # a worker died (killed, out of memory): report, go on
+                        self._accept(_Outcome(task.path, error=f"{task.path}: the parsing process died ({exc})"))
+                        broken = True
+                if broken:
+                    executor.shutdown(wait=False, cancel_futures=True)
+                    executor = _executor(workers)
+                    for future, task in list(pending.items()):
+                        del pending[future]
+                        pending[executor.submit(prepare_file, task)] = task
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+        self.flush(commit=True)
+
+    def _accept(self, outcome: _Outcome) -> None:
+        if outcome.error is not None:
+            self.report.failed.append((outcome.path, outcome.error))
+            self._notify(1)
+        elif outcome.skipped:
+            self.report.skipped += 1
+            self._notify(1)
+        else:
+            self.buffer.append(outcome.prepared)
+            if (sum(len(p.windows) for p in self.buffer) >= ENCODE_BATCH_WINDOWS
+                    or len(self.buffer) + self.since_commit >= self.commit_every):
+                self.flush(commit=False)
+
+    def flush(self, commit: bool) -> None:
+        """Encode the buffered clips, stage them, and commit when due (or when asked)."""
+        buffer, self.buffer = self.buffer, []
+        if buffer:
+            for prepared, encoded in self._encode(buffer):
+                if isinstance(encoded, str):
+                    self.report.failed.append((prepared.record.source, encoded))
+                    continue
+                windows = [WindowEmbedding(w.start, w.source_start, w.source_end, patches, valid)
+                           for w, (patches, valid) in zip(prepared.windows, encoded, strict=True)]
+                self.writer.add(prepared.record, windows, prepared.thumbnail)
+                self.report.indexed += 1
+                self.report.windows += len(windows)
+                self.report.seconds_of_motion += prepared.record.duration
+                self.since_commit += 1
+            self._notify(len(buffer))
+        if self.since_commit and (commit or self.since_commit >= self.commit_every):
+            self.writer.commit()
+            self.since_commit = 0
+
+    def _encode(self, buffer: list[_Prepared]):
+        """(prepared, per-window embeddings or an error message): one batch, or clip by clip if it fails."""
+        motions = [p.joints[w.start:w.end] for p in buffer for w in p.windows]
+        try:
+            flat = self.encoder.encode_motions(motions)
+        except Exception:  # noqa: BLE001 - isolate the clip that breaks the batch, report it, keep the rest
+            for prepared in buffer:
+                try:
+                    yield prepared, self.encoder.encode_motions([prepared.joints[w.start:w.end]
+                                                                 for w in prepared.windows])
+                except Exception as exc:  # noqa: BLE001
+                    yield prepared, f"{prepared.record.source}: the model could not encode it ({exc})"
+            return
+        position = 0
+        for prepared in buffer:
+            yield prepared, flat[position:position + len(prepared.windows)]
+            position += len(prepared.windows)
+
+    def _notify(self, advanced: int) -> None:
+        if self.bar is not None and advanced:
+            self.bar.update(advanced)
+            if self.report.failed:
+                self.bar.set_postfix(failed=len(self.report.failed), refresh=False)
+        if self.on_progress is not None:
+            self.on_progress(self.report)

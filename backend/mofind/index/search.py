@@ -1,0 +1,335 @@
+"""Text -> motion search over an index: MaxSim over every window, filters, one result per take.
+
+Modes (chosen by the caller, never silently by `k`):
+  * "exact": MaxSim of the query tokens against every stored patch of every window (integer kernel
+    over the 4-bit codes, see kernels.py). Needs the unpacked codes in memory (21 KiB per window).
+  * "two_stage": MaxSim against each window's 14 pooled body-part vectors picks `candidates`
+    windows, which are then re-ranked with exact MaxSim. Its recall@10 against "exact" is measured
+    in bench/bench_index.py.
+  * "auto" (default): "exact" up to AUTO_EXACT_MAX_WINDOWS live windows, "two_stage" above.
+
+Query encoding (`Encoder.encode_texts`) is separate from scoring (`search_tokens`), as in ColBERT,
+so batched queries and tests can bypass the text model.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .codec import LEVELS
+from .kernels import ChunkScan, max_dots
+from .store import IndexReader
+
+MODES = ("auto", "exact", "two_stage")
+AUTO_EXACT_MAX_WINDOWS = 20_000
+DEFAULT_CANDIDATES = 400
+
+
+class SearchError(ValueError):
+    """A search request that cannot be answered as asked (empty query, bad filter, unknown mode)."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrict results to takes that satisfy every given condition."""
+
+    min_duration: float | None = None  # seconds, of the whole take
+    max_duration: float | None = None
+    path_prefix: str | None = None
+    skeleton: str | None = None  # e.g. "bandai", "cmu_bvh", "smpl", "custom"
+    label: str | None = None  # one of the labels parsed from the file name (case-insensitive)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "Filters":
+        if data is None:
+            return cls()
+        if not isinstance(data, dict):
+            raise SearchError("filters must be an object")
+        unknown = sorted(set(data) - {"min_duration", "max_duration", "path_prefix", "skeleton", "label"})
+        if unknown:
+            raise SearchError(f"unknown filter(s): {', '.join(unknown)}")
+        values = {}
+        for name in ("min_duration", "max_duration"):
+            value = data.get(name)
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                    raise SearchError(f"filter {name} must be a number of seconds")
+                values[name] = float(value)
+        for name in ("path_prefix", "skeleton", "label"):
+            value = data.get(name)
+            if value is not None:
+                if not isinstance(value, str):
+                    raise SearchError(f"filter {name} must be a string")
+                values[name] = value
+        return cls(**values)
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in (self.min_duration, self.max_duration, self.path_prefix, self.skeleton,
+                                           self.label))
+
+    def clip_mask(self, clips: list[dict]) -> np.ndarray:
+        keep = np.ones(len(clips), bool)
+        if not self.active:
+            return keep
+        label = self.label.lower() if self.label is not None else None
+        for i, clip in enumerate(clips):
+            duration = clip["duration"]
+            keep[i] = ((self.min_duration is None or duration >= self.min_duration)
+                       and (self.max_duration is None or duration <= self.max_duration)
+                       and (self.path_prefix is None or clip["source"].startswith(self.path_prefix))
+                       and (self.skeleton is None or clip["skeleton"] == self.skeleton)
+                       and (label is None or label in (lbl.lower() for lbl in clip["labels"])))
+        return keep
+
+
+@dataclass
+class Hit:
+    """One result: a window of a take, in the take's own (source) frames."""
+
+    clip_id: str
+    source: str
+    start_frame: int
+    end_frame: int
+    fps: float
+    score: float
+    duration: float
+    labels: list[str] = field(default_factory=list)
+    skeleton: str = ""
+    window_start: int = 0  # first frame of the window in the clip's model-rate timeline
+
+    def to_dict(self) -> dict:
+        return {"clip_id": self.clip_id, "source": self.source, "start_frame": self.start_frame,
+                "end_frame": self.end_frame, "fps": self.fps, "score": round(float(self.score), 6),
+                "duration": round(self.duration, 4), "labels": list(self.labels), "skeleton": self.skeleton}
+
+
+class _Snapshot:
+    """Flattened view of one IndexReader: every live window, its clip, and the per-chunk scans."""
+
+    def __init__(self, reader: IndexReader, previous: "_Snapshot | None"):
+        self.reader = reader
+        spec = reader.spec
+        old = {scan.chunk.name: scan for scan in previous.scans} if previous is not None else {}
+        self.scans: list[ChunkScan] = []
+        self.clips: list[dict] = []
+        live = reader.live()
+        live_by_chunk: dict[str, list[int]] = {}
+        for chunk, index in live:
+            live_by_chunk.setdefault(chunk.name, []).append(index)
+        window_chunk, window_index, window_clip = [], [], []
+        for chunk in reader.chunks:
+            scan = old.get(chunk.name) or ChunkScan(chunk, reader.codec, spec.num_patches)
+            self.scans.append(scan)
+            for clip_index in live_by_chunk.get(chunk.name, []):
+                windows = chunk.clip_windows[clip_index]
+                window_chunk.append(np.full(len(windows), len(self.scans) - 1, np.int32))
+                window_index.append(windows.astype(np.int64))
+                window_clip.append(np.full(len(windows), len(self.clips), np.int64))
+                self.clips.append(chunk.clips[clip_index])
+        self.window_chunk = np.concatenate(window_chunk) if window_chunk else np.zeros(0, np.int32)
+        self.window_index = np.concatenate(window_index) if window_index else np.zeros(0, np.int64)
+        self.window_clip = np.concatenate(window_clip) if window_clip else np.zeros(0, np.int64)
+        self.chunk_windows = [np.flatnonzero(self.window_chunk == c) for c in range(len(self.scans))]
+
+    @property
+    def num_windows(self) -> int:
+        return len(self.window_clip)
+
+
+class Searcher:
+    """Searches one index folder; `refresh()` picks up commits made since (cheap when nothing changed)."""
+
+    def __init__(self, reader: IndexReader, encoder=None):
+        self.encoder = encoder
+        self._lock = threading.Lock()
+        self._snapshot = _Snapshot(reader, None)
+
+    @property
+    def reader(self) -> IndexReader:
+        return self._snapshot.reader
+
+    @property
+    def snapshot(self) -> _Snapshot:
+        """The current flattened view; hold on to it for a whole request so a refresh cannot split it."""
+        return self._snapshot
+
+    def refresh(self) -> bool:
+        """Reload if the index was committed to since; True when something changed."""
+        with self._lock:
+            current = self._snapshot
+            reader = current.reader.reopen_if_changed()
+            if reader is current.reader:
+                return False
+            self._snapshot = _Snapshot(reader, current)
+            return True
+
+    def warm(self, mode: str = "auto") -> None:
+        """Unpack the codes a search in `mode` will need now, instead of during the first query."""
+        snapshot = self._snapshot
+        mode = self.resolve_mode(mode, snapshot)
+        for scan in snapshot.scans:
+            scan.pooled() if mode == "two_stage" else scan.levels()
+
+    # -- public entry points ---------------------------------------------------------------------------
+    def search(self, queries, k: int = 10, filters: Filters | dict | None = None, per_take: int = 1,
+               mode: str = "auto", candidates: int = DEFAULT_CANDIDATES):
+        """Text query (str) -> list[Hit]; list of texts -> list of list[Hit] (batched encoding and scoring)."""
+        if self.encoder is None:
+            raise SearchError("this searcher has no text encoder")
+        single = isinstance(queries, str)
+        texts = [queries] if single else list(queries)
+        for text in texts:
+            if not isinstance(text, str) or not text.strip():
+                raise SearchError("a query must be a non-empty string")
+        tokens = [t for t, _ in self.encoder.encode_texts(texts)]
+        results = self.search_tokens(tokens, k=k, filters=filters, per_take=per_take, mode=mode,
+                                     candidates=candidates)
+        return results[0] if single else results
+
+    def search_tokens(self, token_sets: list[np.ndarray], k: int = 10, filters: Filters | dict | None = None,
+                      per_take: int = 1, mode: str = "auto", candidates: int = DEFAULT_CANDIDATES) -> list[list[Hit]]:
+        """Already-encoded queries ((L, D) float32 each) -> per query, hits best first."""
+        if not isinstance(filters, Filters):
+            filters = Filters.from_dict(filters)
+        if k < 1 or per_take < 1:
+            raise SearchError("k and per_take must be at least 1")
+        snapshot = self._snapshot
+        for tokens in token_sets:
+            if len(tokens) == 0:
+                raise SearchError("the query has no words the model knows")
+        allowed = self.allowed_windows(snapshot, filters)
+        if len(allowed) == 0 or not token_sets:
+            return [[] for _ in token_sets]
+        scores = self.score_windows(token_sets, allowed, mode=mode, candidates=max(candidates, 4 * k * per_take),
+                                    snapshot=snapshot)
+        return [self._top_takes(snapshot, allowed, column, k, per_take) for column in scores.T]
+
+    def score_windows(self, token_sets: list[np.ndarray], windows: np.ndarray, mode: str = "auto",
+                      candidates: int = DEFAULT_CANDIDATES, snapshot: _Snapshot | None = None) -> np.ndarray:
+        """(len(windows), len(token_sets)) MaxSim scores; windows are snapshot positions.
+
+        In two-stage mode the windows that were not shortlisted for a query score -inf for it.
+        """
+        snapshot = snapshot or self._snapshot
+        mode = self.resolve_mode(mode, snapshot)
+        queries = _QueryBatch(token_sets, snapshot.reader.codec)
+        if mode == "exact":
+            return queries.scores(self._scan(snapshot, windows, queries, pooled=False))
+        first = queries.scores(self._scan(snapshot, windows, queries, pooled=True))
+        if len(windows) <= candidates:
+            return queries.scores(self._scan(snapshot, windows, queries, pooled=False, lazy=True))
+        out = np.full_like(first, -np.inf)
+        shortlist = np.argpartition(-first, candidates - 1, axis=0)[:candidates]
+        union = np.unique(shortlist)
+        exact = queries.scores(self._scan(snapshot, windows[union], queries, pooled=False, lazy=True))
+        position = np.searchsorted(union, shortlist)
+        for q in range(first.shape[1]):
+            out[shortlist[:, q], q] = exact[position[:, q], q]
+        return out
+
+    def first_stage_scores(self, token_sets: list[np.ndarray], windows: np.ndarray,
+                           snapshot: _Snapshot | None = None) -> np.ndarray:
+        """MaxSim against the pooled body-part vectors only: the cheap shortlist score of two-stage mode."""
+        snapshot = snapshot or self._snapshot
+        queries = _QueryBatch(token_sets, snapshot.reader.codec)
+        return queries.scores(self._scan(snapshot, windows, queries, pooled=True))
+
+    @staticmethod
+    def resolve_mode(mode: str, snapshot: _Snapshot) -> str:
+        if mode not in MODES:
+            raise SearchError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
+        if mode == "auto":
+            return "exact" if snapshot.num_windows <= AUTO_EXACT_MAX_WINDOWS else "two_stage"
+        return mode
+
+    @staticmethod
+    def allowed_windows(snapshot: _Snapshot, filters: Filters) -> np.ndarray:
+        if not filters.active:
+            return np.arange(snapshot.num_windows)
+        keep = filters.clip_mask(snapshot.clips)
+        return np.flatnonzero(keep[snapshot.window_clip])
+
+    @staticmethod
+    def _scan(snapshot: _Snapshot, windows: np.ndarray, queries: "_QueryBatch", pooled: bool,
+              lazy: bool = False) -> np.ndarray:
+        """Integer maxima (len(windows), query rows) over the patches (or pooled vectors) of each window."""
+        import torch
+
+        out = np.empty((len(windows), queries.rows), np.int32)
+        chunks = snapshot.window_chunk[windows]
+        q8 = queries.q8_torch
+        with torch.inference_mode():
+            for c in np.unique(chunks):
+                scan = snapshot.scans[c]
+                where = np.flatnonzero(chunks == c)
+                local = snapshot.window_index[windows[where]]
+                if lazy:
+                    out[where] = max_dots(scan.window_levels(local), q8).numpy()
+                    continue
+                levels = scan.pooled() if pooled else scan.levels()
+                if 2 * len(local) >= scan.chunk.num_windows:  # cheaper to score the whole chunk and pick
+                    out[where] = max_dots(levels, q8).numpy()[local]
+                else:
+                    out[where] = max_dots(levels[torch.from_numpy(local)], q8).numpy()
+        return out
+
+    @staticmethod
+    def _top_takes(snapshot: _Snapshot, allowed: np.ndarray, scores: np.ndarray, k: int, per_take: int) -> list[Hit]:
+        finite = np.isfinite(scores)
+        positions, values = allowed[finite], scores[finite]
+        clips = snapshot.window_clip[positions]
+        order = np.lexsort((-values, clips))  # by clip, best window first
+        clips_sorted = clips[order]
+        first = np.ones(len(order), bool)
+        first[1:] = clips_sorted[1:] != clips_sorted[:-1]
+        group_start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+        rank_in_clip = np.arange(len(order)) - group_start
+        best = order[first]  # best window of each clip
+        top_clips = best[np.argsort(-values[best], kind="stable")[:k]]
+        hits = []
+        for head in top_clips:
+            clip = clips[head]
+            members = order[(clips_sorted == clip) & (rank_in_clip < per_take)]
+            for member in members:
+                hits.append(_hit(snapshot, positions[member], float(values[member])))
+        return hits
+
+
+def _hit(snapshot: _Snapshot, position: int, score: float) -> Hit:
+    scan = snapshot.scans[snapshot.window_chunk[position]]
+    window = snapshot.window_index[position]
+    clip = snapshot.clips[snapshot.window_clip[position]]
+    source = scan.chunk.arrays["win_source"][window]
+    return Hit(clip_id=clip["clip_id"], source=clip["source"], start_frame=int(source[0]), end_frame=int(source[1]),
+               fps=float(clip["source_fps"]), score=score, duration=float(clip["duration"]),
+               labels=list(clip["labels"]), skeleton=clip["skeleton"],
+               window_start=int(scan.chunk.arrays["win_start"][window]))
+
+
+class _QueryBatch:
+    """Several queries' tokens stacked as one int8 matrix, and the affine map back to mean cosines."""
+
+    def __init__(self, token_sets: list[np.ndarray], codec):
+        import torch
+
+        tokens = np.concatenate([np.asarray(t, np.float32) for t in token_sets])
+        quantized = codec.quantize_queries(tokens)
+        self.rows = len(tokens)
+        self.q8_torch = torch.from_numpy(np.ascontiguousarray(quantized.q8.T))
+        self.factor = quantized.scale.astype(np.float64) * codec.step / 2.0
+        self.offset = (LEVELS - 1) * quantized.row_sum.astype(np.float64)
+        lengths = [len(t) for t in token_sets]
+        self.average = np.zeros((self.rows, len(token_sets)))
+        start = 0
+        for q, length in enumerate(lengths):
+            self.average[start:start + length, q] = 1.0 / length
+            start += length
+
+    def scores(self, maxima: np.ndarray) -> np.ndarray:
+        """Integer maxima (n, rows) -> MaxSim (n, queries): cosine per token, averaged per query."""
+        cosines = (2.0 * maxima.astype(np.float64) - self.offset) * self.factor
+        return cosines @ self.average
