@@ -30,9 +30,13 @@ import numpy as np
 from . import quat
 from .mapping import LIMB_CHAINS, SMPL22_NAMES, SMPL22_PARENTS, detect_bone_map
 
-# Source axes -> Blender's Z-up: Y-up data turns +90 degrees about X (x, y, z) -> (x, -z, y),
-# so a HumanML3D-style body facing +Z ends up facing -Y, Blender's front view.
-_TO_Z_UP = {"Y": quat.axis_rotation("X", np.pi / 2), "Z": np.eye(3)}
+UP_AXES = ("Y", "Z")
+
+
+def to_z_up(up_axis: str) -> np.ndarray:
+    """Source axes -> Blender's Z-up. Y-up data turns +90 degrees about X, (x, y, z) -> (x, -z, y),
+    so a HumanML3D-style body facing +Z ends up facing -Y, Blender's front view."""
+    return quat.axis_rotation("X", np.pi / 2) if up_axis == "Y" else np.eye(3)
 
 
 class RetargetError(ValueError):
@@ -74,7 +78,8 @@ class SourceClip:
             raise RetargetError("motion payload 'skeleton' must hold 'names', 'parents' and 'offsets'")
         for key in ("rotations", "root_translation", "joint_translations"):
             if isinstance(payload.get(key), Mapping):
-                raise RetargetError(f"motion payload '{key}' is still a frame reference; decode the binary frames first")
+                raise RetargetError(f"motion payload '{key}' is still a frame reference; "
+                                    "decode the binary frames first")
         names = tuple(str(n) for n in skeleton["names"])
         smpl_to_source = payload.get("smpl_to_source") or detect_bone_map(list(names)).smpl_to_bone
         joint_translations = payload.get("joint_translations")
@@ -139,8 +144,8 @@ def retarget(source: SourceClip, target: TargetRig, options: RetargetOptions | N
     rest_rot = _orthonormal(target.rest_matrices[:, :3, :3])
     rest_heads = np.asarray(target.rest_matrices[:, :3, 3], dtype=np.float64)
     raw_rest = source_rest_positions(source)
-    turn = _facing_turn(raw_rest @ _TO_Z_UP[source.up_axis].T, rest_heads, pairs)
-    to_target = turn @ _TO_Z_UP[source.up_axis]
+    turn = _facing_turn(raw_rest @ to_z_up(source.up_axis).T, rest_heads, pairs)
+    to_target = turn @ to_z_up(source.up_axis)
     src_rest = source.unit_scale * raw_rest @ to_target.T
     world_rot, world_pos = source_forward_kinematics(source)
     src_rot = to_target @ world_rot @ to_target.T
@@ -266,7 +271,8 @@ def _joint_pairs(source: SourceClip, target: TargetRig) -> dict[str, tuple[int, 
 
 def _facing_turn(src_rest_z_up: np.ndarray, rest_heads: np.ndarray, pairs: dict) -> np.ndarray:
     """Rotation about Z that lays the source's rest left->right axis along the rig's (identity if unknown)."""
-    for left, right in (("left_hip", "right_hip"), ("left_shoulder", "right_shoulder"), ("left_collar", "right_collar")):
+    for left, right in (("left_hip", "right_hip"), ("left_shoulder", "right_shoulder"),
+                        ("left_collar", "right_collar")):
         if left in pairs and right in pairs:
             src = src_rest_z_up[pairs[left][0]] - src_rest_z_up[pairs[right][0]]
             tgt = rest_heads[pairs[left][1]] - rest_heads[pairs[right][1]]
@@ -480,7 +486,7 @@ def _check_source(clip: SourceClip) -> None:
             raise RetargetError(f"{key} must be positive, got {value}")
         set_(clip, key, value)
     up_axis = str(clip.up_axis).upper()
-    if up_axis not in _TO_Z_UP:
+    if up_axis not in UP_AXES:
         raise RetargetError(f"up_axis must be 'Y' or 'Z', got {clip.up_axis!r}")
     set_(clip, "up_axis", up_axis)
     set_(clip, "smpl_to_source", _check_map(clip.smpl_to_source, names, "smpl_to_source", "source joint"))

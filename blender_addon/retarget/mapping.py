@@ -10,6 +10,7 @@ entry per rig); anything else falls back to `CANONICAL_ALIASES` (SMPL joint -> n
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -41,7 +42,7 @@ def _limb_chains() -> MappingProxyType:
 LIMB_CHAINS = _limb_chains()
 
 
-def _preset(centre: dict[str, str | tuple[str, ...]], sided: dict[str, str | tuple[str, ...]],
+def _preset(centre: Mapping[str, str | tuple[str, ...]], sided: Mapping[str, str | tuple[str, ...]],
             *side_styles: tuple[str, str]) -> MappingProxyType:
     """One rig's table: SMPL joint -> bone names to try in order.
 
@@ -58,10 +59,10 @@ def _preset(centre: dict[str, str | tuple[str, ...]], sided: dict[str, str | tup
     return MappingProxyType(table)
 
 
-_MIXAMO_LIMBS = {"hip": "UpLeg", "knee": "Leg", "ankle": "Foot", "foot": "ToeBase",
-                 "collar": "Shoulder", "shoulder": "Arm", "elbow": "ForeArm", "wrist": "Hand"}
-_SMPL_PARTS = {part: part.capitalize() for part in
-               ("hip", "knee", "ankle", "foot", "collar", "shoulder", "elbow", "wrist")}
+_MIXAMO_LIMBS = MappingProxyType({"hip": "UpLeg", "knee": "Leg", "ankle": "Foot", "foot": "ToeBase",
+                                  "collar": "Shoulder", "shoulder": "Arm", "elbow": "ForeArm", "wrist": "Hand"})
+_SMPL_PARTS = MappingProxyType({part: part.capitalize() for part in
+                                ("hip", "knee", "ankle", "foot", "collar", "shoulder", "elbow", "wrist")})
 
 # Known rigs, tried in this order (earlier wins a tie). Names compare case-insensitively after
 # dropping a namespace ("mixamorig:", "Armature|") and the SMPL FBX prefixes "m_avg_"/"f_avg_".
@@ -76,12 +77,13 @@ PRESETS = MappingProxyType({
          "shoulder": "upper_arm", "elbow": "forearm", "wrist": "hand"}, ("DEF-{}.L", "DEF-{}.R")),
     "unreal5": _preset(
         # spine3 first so that a UE4 mannequin (spine_01..03) gets spine_03 there and spine_02 as spine2
-        {"pelvis": "pelvis", "spine1": "spine_01", "spine3": ("spine_05", "spine_03"), "spine2": ("spine_03", "spine_02"),
-         "neck": "neck_01", "head": "head"},
+        {"pelvis": "pelvis", "spine1": "spine_01", "spine3": ("spine_05", "spine_03"),
+         "spine2": ("spine_03", "spine_02"), "neck": "neck_01", "head": "head"},
         {"hip": "thigh", "knee": "calf", "ankle": "foot", "foot": "ball", "collar": "clavicle",
          "shoulder": "upperarm", "elbow": "lowerarm", "wrist": "hand"}, ("{}_l", "{}_r")),
     "smpl": _preset(
-        {"pelvis": "Pelvis", "spine1": "Spine1", "spine2": "Spine2", "spine3": "Spine3", "neck": "Neck", "head": "Head"},
+        {"pelvis": "Pelvis", "spine1": "Spine1", "spine2": "Spine2", "spine3": "Spine3", "neck": "Neck",
+         "head": "Head"},
         _SMPL_PARTS, ("L_{}", "R_{}"), ("Left_{}", "Right_{}")),
     "cmu_bvh": _preset(
         {"pelvis": "Hips", "spine1": "LowerBack", "spine2": "Spine", "spine3": "Spine1", "neck": ("Neck1", "Neck"),

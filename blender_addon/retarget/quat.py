@@ -36,21 +36,18 @@ def quat_to_matrix(q: np.ndarray) -> np.ndarray:
 def matrix_to_quat(m: np.ndarray) -> np.ndarray:
     """(..., 3, 3) rotation -> (..., 4) unit quaternion with w >= 0 (Shepperd's stable branch choice)."""
     m = np.asarray(m, dtype=np.float64)
-    trace = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
-    # Four candidate formulas; each is accurate when its leading term is the largest.
-    candidates = np.stack(
-        [
-            np.stack([1 + trace, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
-            np.stack([m[..., 2, 1] - m[..., 1, 2], 1 + 2 * m[..., 0, 0] - trace, m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
-            np.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 + 2 * m[..., 1, 1] - trace, m[..., 1, 2] + m[..., 2, 1]], -1),
-            np.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1], 1 + 2 * m[..., 2, 2] - trace], -1),
-        ],
-        axis=-2,
-    )
-    leading = np.stack([trace, m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]], -1)
-    best = np.argmax(leading, axis=-1)
-    q = np.take_along_axis(candidates, best[..., None, None], axis=-2)[..., 0, :]
-    q = normalize(q)
+    (m00, m01, m02), (m10, m11, m12), (m20, m21, m22) = (np.moveaxis(row, -1, 0) for row in np.moveaxis(m, -2, 0))
+    trace = m00 + m11 + m22
+    # Four formulas for 4*q*q_k; each is accurate when its leading diagonal term is the largest.
+    candidates = np.array([
+        [1 + trace, m21 - m12, m02 - m20, m10 - m01],
+        [m21 - m12, 1 + m00 - m11 - m22, m01 + m10, m02 + m20],
+        [m02 - m20, m01 + m10, 1 - m00 + m11 - m22, m12 + m21],
+        [m10 - m01, m02 + m20, m12 + m21, 1 - m00 - m11 + m22],
+    ])
+    candidates = np.moveaxis(candidates, (0, 1), (-2, -1))
+    best = np.argmax(np.stack([trace, m00, m11, m22], -1), axis=-1)
+    q = normalize(np.take_along_axis(candidates, best[..., None, None], axis=-2)[..., 0, :])
     return np.where(q[..., :1] < 0, -q, q)
 
 

@@ -14,8 +14,8 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from addon_pure.retarget_fixtures import (
-    HELPER_JOINTS, SOURCE_SMPL, Y_TO_Z_UP, BoneSpec, mixamo_spec, rest_matrices, rigify_spec, source_rest_blender, unreal_apose_spec,
-    walking_take,
+    SOURCE_SMPL, Y_TO_Z_UP, BoneSpec, mixamo_spec, rest_matrices, rigify_spec, source_rest_blender,
+    unreal_apose_spec, walking_take,
 )
 
 RIGS = {"mixamo": mixamo_spec, "rigify": rigify_spec, "unreal_apose": unreal_apose_spec}
@@ -299,7 +299,8 @@ def test_backend_synthetic_bvh_round_trip_retargets(core, mapping, tmp_path):
                 continue
             j = motion.skeleton.names.index(payload["smpl_to_source"][smpl])
             jc = motion.skeleton.names.index(payload["smpl_to_source"][child])
-            got = world[:, names.index(rig.smpl_to_bone[child]), :3, 3] - world[:, names.index(rig.smpl_to_bone[smpl]), :3, 3]
+            got = (world[:, names.index(rig.smpl_to_bone[child]), :3, 3]
+                   - world[:, names.index(rig.smpl_to_bone[smpl]), :3, 3])
             assert angle_deg(got, src[:, jc] - src[:, j]).max() < 0.05, (kind, smpl)
         hips = world[:, names.index("mixamorig:Hips"), :3, 3]
         assert np.linalg.norm(hips[-1, :2] - hips[0, :2]) > 0.5, kind  # ~1.2 m/s for a second, scaled to the rig
@@ -341,7 +342,8 @@ def test_real_takes_retarget_onto_a_mixamo_rig(core, mapping, bvh_samples):
                             ("right_elbow", "right_wrist")):
             j = motion.skeleton.names.index(payload["smpl_to_source"][smpl])
             jc = motion.skeleton.names.index(payload["smpl_to_source"][child])
-            got = world[:, names.index(rig.smpl_to_bone[child]), :3, 3] - world[:, names.index(rig.smpl_to_bone[smpl]), :3, 3]
+            got = (world[:, names.index(rig.smpl_to_bone[child]), :3, 3]
+                   - world[:, names.index(rig.smpl_to_bone[smpl]), :3, 3])
             assert angle_deg(got, src[:, jc] - src[:, j]).max() < 1.0, (path.name, smpl)
 
 
