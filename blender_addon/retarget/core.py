@@ -157,17 +157,9 @@ def retarget(source: SourceClip, target: TargetRig, options: RetargetOptions | N
     mapped_bones = {b for _, b in pairs.values()}
     root = _translation_bone(target.parents, mapped_bones)
     scale = _leg_ratio(pairs, src_rest, rest_heads)
-    hip_target = _hip_centre(pairs, bone_heads, side="target")
-    hip_source = _hip_centre(pairs, src_pos, side="source")
-    rest_hip = _hip_centre(pairs, rest_heads[None], side="target")[0]
-    wanted = np.empty_like(hip_source)
-    wanted[:, 2] = scale * hip_source[:, 2]
-    if options.in_place:
-        wanted[:, :2] = rest_hip[:2]
-    else:
-        wanted[:, :2] = rest_hip[:2] + scale * (hip_source[:, :2] - hip_source[:1, :2])
+    hip_shift = _hip_shift(pairs, src_pos, bone_heads, rest_heads, scale, options.in_place)
     # Ancestors of the root bone stay at rest, so its location is the head shift in its rest frame.
-    root_location = (wanted - hip_target) @ rest_rot[root]
+    root_location = hip_shift @ rest_rot[root]
 
     local = _local_rotations(target.parents, rest_rot, bone_world)
     keyed = np.zeros(len(target.names), dtype=bool)
@@ -394,6 +386,22 @@ def _leg_ratio(pairs, src_rest, rest_heads) -> float:
     if not ratios_src or sum(ratios_src) < 1e-9:
         return 1.0
     return float(sum(ratios_tgt) / sum(ratios_src))
+
+
+def _hip_shift(pairs, src_pos, bone_heads, rest_heads, scale: float, in_place: bool) -> np.ndarray:
+    """(T, 3) move that puts the rig's hip centre where the source's is, scaled by `scale`.
+
+    Height is absolute (both grounds at zero); travel starts over the rig's rest position, or
+    stays there with `in_place`.
+    """
+    hip_source = _hip_centre(pairs, src_pos, side="source")
+    rest_hip = _hip_centre(pairs, rest_heads[None], side="target")[0]
+    wanted = np.empty_like(hip_source)
+    wanted[:, 2] = scale * hip_source[:, 2]
+    wanted[:, :2] = rest_hip[:2]
+    if not in_place:
+        wanted[:, :2] += scale * (hip_source[:, :2] - hip_source[:1, :2])
+    return wanted - _hip_centre(pairs, bone_heads, side="target")
 
 
 def _hip_centre(pairs, positions: np.ndarray, side: str) -> np.ndarray:
