@@ -1,0 +1,57 @@
+"""`mofind query "TEXT" --index DIR -k 10 --json`: search an index from the command line.
+
+`--json` prints exactly {"results": [{"clip_id", "source", "start_frame", "end_frame", "fps", "score",
+...}]} with frames in the source file's own frame numbers (end exclusive) and `fps` the source rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HELP = "Search an index with a text query."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("text", help="what the motion should show, e.g. \"a person waves with the left hand\"")
+    parser.add_argument("--index", type=Path, default=None, help="index folder (default: the default index)")
+    parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped weights)")
+    parser.add_argument("-k", type=int, default=10, help="number of takes to return")
+    parser.add_argument("--per-take", type=int, default=1, help="windows listed per take")
+    parser.add_argument("--mode", choices=("auto", "exact", "two_stage"), default="auto")
+    parser.add_argument("--min-duration", type=float, default=None, help="seconds")
+    parser.add_argument("--max-duration", type=float, default=None, help="seconds")
+    parser.add_argument("--path-prefix", default=None)
+    parser.add_argument("--skeleton", default=None)
+    parser.add_argument("--label", default=None)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mofind.index.encoders import ModelUnavailableError, load_encoder
+    from mofind.index.manifest import IndexSpec, IndexStoreError
+    from mofind.index.search import SearchError, Searcher
+    from mofind.index.store import IndexReader
+    from mofind.paths import default_index_dir
+
+    filters = {name: getattr(args, name) for name in ("min_duration", "max_duration", "path_prefix", "skeleton",
+                                                      "label") if getattr(args, name) is not None}
+    try:
+        encoder = load_encoder(args.model)
+        reader = IndexReader.open(args.index or default_index_dir(), IndexSpec.from_encoder(encoder))
+        hits = Searcher(reader, encoder).search(args.text, k=args.k, filters=filters, per_take=args.per_take,
+                                                mode=args.mode)
+    except (IndexStoreError, ModelUnavailableError, SearchError) as exc:
+        print(f"mofind query: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"results": [hit.to_dict() for hit in hits]}, indent=1))
+        return 0
+    if not hits:
+        print("no results")
+    for rank, hit in enumerate(hits, 1):
+        print(f"{rank:3d}. {hit.score:.4f}  {hit.source}  frames {hit.start_frame}-{hit.end_frame} "
+              f"@ {hit.fps:g} fps  [{', '.join(hit.labels)}]")
+    return 0
