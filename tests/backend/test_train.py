@@ -207,3 +207,17 @@ def test_bf16_autocast_step_runs_and_global_baseline_trains():
     global_model = dict(TINY_MODEL, scoring="global")
     trainer = Trainer(_config(model=global_model), data, None, STATS, "/nonexistent-unused", progress=False)
     assert np.isfinite(trainer.train_step(trainer.collate([data[i] for i in range(8)]))["loss"])
+
+
+def test_masked_only_mlm_loss_equals_hugging_face_loss():
+    trainer = Trainer(_config(), SyntheticMotions(16, 0), None, STATS, "/nonexistent-unused", progress=False)
+    text = trainer.model.text_encoder.eval()
+    batch = trainer.tokenizer(["a person waves the left hand", "someone kicks"], padding=True, return_tensors="pt")
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    corrupted, labels = mask_tokens(ids, mask, special_ids=trainer.special_ids, mask_id=trainer.tokenizer.mask_token_id,
+                                    vocab_size=trainer.vocab_size, probability=0.3,
+                                    generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = text.mlm_loss(corrupted, mask, labels)
+        reference = text.text_model(input_ids=corrupted, attention_mask=mask, labels=labels).loss
+    assert float(ours) == pytest.approx(float(reference), rel=1e-5)
