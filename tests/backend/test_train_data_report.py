@@ -1,0 +1,30 @@
+"""Validation report: per-label breakdown that exposes left/right confusions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mofind.train.report import label_breakdown, side_of
+
+
+def test_side_of_reads_the_side_word_of_a_label():
+    assert side_of("wave-left-hand") == "left" and side_of("walk-turn-right") == "right"
+    assert side_of("wave-both-hands") is None and side_of("run") is None
+
+
+def test_breakdown_separates_exact_label_and_side_hits():
+    labels = [{"content": c, "style": s} for c, s in [("wave-left-hand", "normal"), ("wave-left-hand", "elderly"),
+                                                       ("wave-right-hand", "normal"), ("raise-up-left-hand", "normal")]]
+    captions = [f"{l['style']} {l['content']}" for l in labels]
+    scores = np.array([
+        [0.9, 0.1, 0.2, 0.3],  # exact hit
+        [0.9, 0.1, 0.2, 0.3],  # right content, wrong style: no R@1, content hit
+        [0.8, 0.1, 0.2, 0.3],  # right-hand query finds a left-hand wave: content and side wrong
+        [0.1, 0.9, 0.2, 0.3],  # left raise finds a left wave: content wrong, side right
+    ])
+    out = label_breakdown(scores, captions, labels, "content", ["wave-left-hand", "wave-right-hand",
+                                                               "raise-up-left-hand", "run"])
+    assert out["wave-left-hand"] == {"queries": 2, "t2m_r1": 50.0, "content_top1": 100.0, "side_top1": 100.0}
+    assert out["wave-right-hand"] == {"queries": 1, "t2m_r1": 0.0, "content_top1": 0.0, "side_top1": 0.0}
+    assert out["raise-up-left-hand"] == {"queries": 1, "t2m_r1": 0.0, "content_top1": 0.0, "side_top1": 100.0}
+    assert "run" not in out  # no queries of that label
