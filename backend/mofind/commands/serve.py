@@ -1,0 +1,85 @@
+"""`mofind serve`: the ZeroMQ backend the Blender add-on talks to (protocol v1, docs/protocol.md).
+
+Binds loopback by default. A non-loopback bind is refused unless CurveZMQ keys are configured
+(`--curve-secret` + `--curve-clients`) or `--insecure` is given. SIGINT / SIGTERM stop it cleanly: the
+running indexing job commits what it finished, sockets close, the index is never left half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+HELP = "Run the ZeroMQ backend that the Blender add-on talks to."
+DEFAULT_BIND = "tcp://127.0.0.1:5555"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--index", type=Path, default=None,
+                        help="index folder (default: mofind.paths.default_index_dir(); created empty if missing)")
+    parser.add_argument("--bind", default=DEFAULT_BIND, help=f"ZeroMQ address to listen on (default {DEFAULT_BIND})")
+    parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped weights)")
+    parser.add_argument("--workers", type=int, default=4, help="request worker threads")
+    parser.add_argument("--index-workers", type=int, default=1, help="parsing processes for indexing jobs")
+    parser.add_argument("--curve-secret", type=Path, default=None, metavar="FILE",
+                        help="server certificate with its CurveZMQ secret key (zmq.auth format)")
+    parser.add_argument("--curve-clients", type=Path, default=None, metavar="DIR",
+                        help="folder of authorised client public-key certificates")
+    parser.add_argument("--insecure", action="store_true",
+                        help="allow a non-loopback bind without encryption (trusted networks only)")
+    parser.add_argument("--verbose", action="store_true", help="log every failed request with its traceback")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mofind.index.encoders import ModelUnavailableError, load_encoder
+    from mofind.index.manifest import IndexStoreError
+    from mofind.paths import default_index_dir
+    from mofind.server.handlers import Backend
+    from mofind.server.router import BindRefusedError, Security, Server, check_bind
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    security = Security(args.curve_secret, args.curve_clients, args.insecure)
+    try:
+        for warning in check_bind(args.bind, security):
+            print(warning, file=sys.stderr)
+    except BindRefusedError as exc:
+        print(f"mofind serve: {exc}", file=sys.stderr)
+        return 2
+    index_dir = args.index or default_index_dir()
+    try:
+        encoder = load_encoder(args.model)
+        backend = Backend(index_dir, encoder, job_workers=args.index_workers)
+        server = Server(backend, args.bind, workers=args.workers, security=security)
+    except (IndexStoreError, ModelUnavailableError, BindRefusedError) as exc:
+        print(f"mofind serve: {exc}", file=sys.stderr)
+        return 2
+
+    def request_stop(signum, _frame) -> None:
+        print(f"\nmofind serve: {signal.Signals(signum).name} received, stopping", file=sys.stderr, flush=True)
+        server.stop()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    threading.Thread(target=backend.searcher.warm, name="mofind-warm", daemon=True).start()
+    reader = backend.searcher.reader
+    print(f"MoFind backend listening on {args.bind}\n"
+          f"  model: {reader.spec.model_name} ({reader.spec.model_hash})\n"
+          f"  index: {index_dir} ({len(reader)} clips, {reader.num_windows} windows)\n"
+          f"Index a folder:   mofind index /path/to/mocap --index {index_dir}\n"
+          f"                  (or in Blender: MoFind panel > Index > Add Folder, while this server runs)\n"
+          f"Connect Blender:  Edit > Preferences > Add-ons > MoFind > Server address = {args.bind}\n"
+          f"Stop with Ctrl-C.", flush=True)
+    try:
+        server.run()
+    except Exception as exc:  # noqa: BLE001 - e.g. the port is taken: say so, no traceback
+        print(f"mofind serve: cannot serve on {args.bind}: {exc}", file=sys.stderr)
+        backend.stop()
+        return 2
+    backend.stop()
+    print("mofind serve: stopped", file=sys.stderr)
+    return 0

@@ -1,0 +1,288 @@
+"""The methods of protocol v1, on top of one index folder and one model (`Backend`).
+
+`Backend.handle(frames) -> reply frames` is all the router calls; it never raises. Handlers validate
+their params with `protocol.Params`, so a wrong type, a missing field or an unknown one is a
+BAD_REQUEST naming it, and library exceptions are mapped to codes here (KeyError of a clip ->
+NOT_FOUND, a locked index -> BUSY, a bad filter -> BAD_REQUEST, anything else -> INTERNAL, logged).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+import mofind
+from mofind.index.explain import explain_tokens
+from mofind.index.lock import IndexLockedError
+from mofind.index.manifest import IndexNotFoundError, IndexSpec
+from mofind.index.search import MODES, Filters, SearchError, Searcher
+from mofind.index.similar import similar
+from mofind.index.store import IndexReader, IndexWriter
+
+from .jobs import JobManager
+from .protocol import (BAD_REQUEST, BUSY, CANCELLED, INTERNAL, NOT_FOUND, PROTOCOL_VERSION, TOO_LARGE, UNKNOWN_METHOD,
+                       FrameSet, Limits, Params, ProtocolError, error_reply, ok_reply, parse_request, peek_id)
+
+log = logging.getLogger(__name__)
+
+PER_TAKE_MAX = 50
+
+
+def open_or_create_index(index_dir: Path, spec: IndexSpec) -> IndexReader:
+    """The index at `index_dir`, created empty on first use; ModelMismatchError if another model built it."""
+    try:
+        return IndexReader.open(index_dir, spec)
+    except IndexNotFoundError:
+        with IndexWriter(index_dir, spec, lock_timeout=10.0):
+            pass
+        return IndexReader.open(index_dir, spec)
+
+
+class Backend:
+    """Everything a request can touch: the index (read + background writes), the model, the limits."""
+
+    def __init__(self, index_dir: str | Path, encoder, *, limits: Limits = Limits(), job_workers: int = 1,
+                 commit_every: int = 64):
+        self.index_dir = Path(index_dir)
+        self.encoder = encoder
+        self.limits = limits
+        self.spec = IndexSpec.from_encoder(encoder)
+        self.searcher = Searcher(open_or_create_index(self.index_dir, self.spec))
+        self.jobs = JobManager(self.index_dir, encoder, workers=job_workers, commit_every=commit_every)
+        self._text_lock = threading.Lock()  # HF fast tokenizers are not safe to call from two threads at once
+        self._stopping = threading.Event()
+        self.methods = {
+            "ping": self.ping, "info": self.info, "search": self.search, "similar": self.similar,
+            "explain": self.explain, "get_motion": self.get_motion, "index_add": self.index_add,
+            "index_status": self.index_status, "index_remove": self.index_remove, "cancel": self.cancel,
+        }
+
+    # -- dispatch ----------------------------------------------------------------------------------------
+    def handle(self, frames: list[bytes]) -> list[bytes]:
+        request_id = peek_id(frames[0]) if frames else None
+        try:
+            request = parse_request(frames, self.limits)
+            request_id = request.id
+            if self._stopping.is_set():
+                raise ProtocolError(CANCELLED, "the server is shutting down")
+            method = self.methods.get(request.method)
+            if method is None:
+                raise ProtocolError(UNKNOWN_METHOD, f"unknown method {request.method[:64]!r}; known: "
+                                                    f"{', '.join(sorted(self.methods))}")
+            result, frame_set = method(request.params)
+            return ok_reply(request_id, result, frame_set)
+        except ProtocolError as exc:
+            return error_reply(request_id, exc.code, exc.message)
+        except Exception as exc:  # noqa: BLE001 - the server must answer and keep serving whatever happens
+            log.exception("request %r failed", request_id)
+            return error_reply(request_id, INTERNAL, f"internal error: {type(exc).__name__}: {str(exc)[:300]}")
+
+    def stop(self) -> None:
+        """Refuse new requests (CANCELLED) and stop the indexing thread after it commits."""
+        self._stopping.set()
+        self.jobs.shutdown()
+
+    # -- helpers -----------------------------------------------------------------------------------------
+    def _current(self) -> Searcher:
+        self.searcher.refresh()
+        return self.searcher
+
+    def _encode_query(self, text: str) -> tuple[np.ndarray, list[str]]:
+        with self._text_lock:
+            tokens, words = self.encoder.encode_texts([text])[0]
+        if len(tokens) == 0:
+            raise ProtocolError(BAD_REQUEST, "the query has no words the model knows")
+        return tokens, words
+
+    def _filters(self, params: Params) -> Filters:
+        try:
+            return Filters.from_dict(params.mapping("filters"))
+        except SearchError as exc:
+            raise ProtocolError(BAD_REQUEST, str(exc)) from None
+
+    def _hits_result(self, hits, want_thumbnails: bool) -> tuple[dict, FrameSet]:
+        frames = FrameSet()
+        thumbs: dict[str, dict | None] = {}
+        reader = self.searcher.reader
+        results = []
+        for hit in hits:
+            item = hit.to_dict()
+            if want_thumbnails:
+                if hit.clip_id not in thumbs:
+                    png = reader.thumbnail(hit.clip_id) if hit.clip_id in reader else None
+                    thumbs[hit.clip_id] = frames.add_bytes(png, "image/png") if png else None
+                item["thumbnail"] = thumbs[hit.clip_id]
+            else:
+                item["thumbnail"] = None
+            results.append(item)
+        return {"results": results}, frames
+
+    @staticmethod
+    def _clip_missing(clip_id: str) -> ProtocolError:
+        return ProtocolError(NOT_FOUND, f"clip {clip_id!r} is not in the index")
+
+    # -- methods -----------------------------------------------------------------------------------------
+    def ping(self, params: dict):
+        Params(params, ())
+        return {"pong": True, "version": mofind.__version__, "protocol": PROTOCOL_VERSION}, None
+
+    def info(self, params: dict):
+        Params(params, ())
+        reader = self._current().reader
+        spec = reader.spec
+        return {
+            "version": mofind.__version__, "protocol": PROTOCOL_VERSION,
+            "model": {"name": spec.model_name, "hash": spec.model_hash, "dim": spec.dim},
+            "index": {"path": str(self.index_dir), "clips": len(reader), "windows": reader.num_windows,
+                      "bytes": reader.disk_bytes(), "generation": reader.generation},
+            "grid": list(spec.grid), "part_names": list(spec.part_names),
+            "window": {"frames": spec.window_frames, "stride": spec.stride_frames, "fps": spec.fps,
+                       "frames_per_row": spec.frames_per_row},
+            "search_modes": list(MODES), "limits": self.limits.to_dict(), "indexing": self.jobs.busy,
+        }, None
+
+    def search(self, params: dict):
+        p = Params(params, ("query", "k", "filters", "per_take", "mode", "thumbnails"))
+        query = p.string("query", max_chars=self.limits.max_query_chars)
+        k = p.integer("k", default=10, low=1, high=self.limits.max_k, high_code=TOO_LARGE)
+        per_take = p.integer("per_take", default=1, low=1, high=PER_TAKE_MAX)
+        mode = p.string("mode", required=False, default="auto", max_chars=16)
+        if mode not in MODES:
+            raise ProtocolError(BAD_REQUEST, f"'mode' must be one of {', '.join(MODES)}")
+        filters = self._filters(p)
+        want_thumbnails = p.boolean("thumbnails", True)
+        tokens, _ = self._encode_query(query)
+        searcher = self._current()
+        hits = searcher.search_tokens([tokens], k=k, filters=filters, per_take=per_take, mode=mode)[0]
+        return self._hits_result(hits, want_thumbnails)
+
+    def similar(self, params: dict):
+        p = Params(params, ("clip_id", "k", "start_frame", "filters", "mode", "thumbnails"))
+        clip_id = p.string("clip_id", max_chars=64)
+        k = p.integer("k", default=10, low=1, high=self.limits.max_k, high_code=TOO_LARGE)
+        start_frame = p.integer("start_frame", low=0)
+        mode = p.string("mode", required=False, default="auto", max_chars=16)
+        if mode not in MODES:
+            raise ProtocolError(BAD_REQUEST, f"'mode' must be one of {', '.join(MODES)}")
+        filters = self._filters(p)
+        want_thumbnails = p.boolean("thumbnails", True)
+        searcher = self._current()
+        if clip_id not in searcher.reader:
+            raise self._clip_missing(clip_id)
+        hits = similar(searcher, clip_id, k=k, start_frame=start_frame, filters=filters, mode=mode)
+        return self._hits_result(hits, want_thumbnails)
+
+    def explain(self, params: dict):
+        p = Params(params, ("query", "clip_id", "start_frame"))
+        query = p.string("query", max_chars=self.limits.max_query_chars)
+        clip_id = p.string("clip_id", max_chars=64)
+        start_frame = p.integer("start_frame", low=0)
+        reader = self._current().reader
+        if clip_id not in reader:
+            raise self._clip_missing(clip_id)
+        tokens, words = self._encode_query(query)
+        explanation = explain_tokens(reader, tokens, words, clip_id, start_frame)
+        frames = FrameSet()
+        return {
+            "clip_id": clip_id, "start_frame": explanation.start_frame, "end_frame": explanation.end_frame,
+            "score": round(explanation.score, 6), "tokens": [t.to_dict() for t in explanation.tokens],
+            "matrix": frames.add_array(explanation.matrix, np.float32),
+            "grid": list(explanation.grid), "part_names": explanation.part_names,
+        }, frames
+
+    def get_motion(self, params: dict):
+        from mofind.index.build import file_sha256
+        from mofind.io import MotionIOError, load_motion
+
+        p = Params(params, ("clip_id", "start_frame", "end_frame"))
+        clip_id = p.string("clip_id", max_chars=64)
+        reader = self._current().reader
+        if clip_id not in reader:
+            raise self._clip_missing(clip_id)
+        record = reader.clip(clip_id)
+        first, last = record.frame_range
+        start = p.integer("start_frame", default=first, low=first, high=last - 1)
+        end = p.integer("end_frame", default=last, low=start + 1, high=last)
+        if end - start > self.limits.max_motion_frames:
+            raise ProtocolError(TOO_LARGE, f"{end - start} frames requested; at most {self.limits.max_motion_frames}"
+                                           " per get_motion (ask for a frame range)")
+        source = Path(record.source)
+        try:
+            stat = source.stat()
+            if (stat.st_size, stat.st_mtime_ns) != (record.size, record.mtime_ns) and \
+                    file_sha256(source) != record.content_hash:
+                raise ProtocolError(NOT_FOUND, f"{source} changed since it was indexed; re-index it")
+            motion = load_motion(source, fps=self.spec.fps)
+        except FileNotFoundError:
+            raise ProtocolError(NOT_FOUND, f"{source} no longer exists (the index still lists it)") from None
+        except (MotionIOError, OSError) as exc:
+            raise ProtocolError(NOT_FOUND, f"{source} can no longer be read: {exc}") from None
+        if motion.skeleton is None or motion.local_rotations is None:
+            raise ProtocolError(BAD_REQUEST, f"{source} holds joint positions only (no source skeleton and "
+                                             "rotations to retarget)")
+        rows = slice(start - motion.frame_range[0], end - motion.frame_range[0])
+        frames = FrameSet()
+        mapping = motion.mapping or {}
+        skeleton = motion.skeleton
+        result = {
+            "clip_id": clip_id, "source": str(source),
+            "skeleton": {"names": list(skeleton.names), "parents": [int(v) for v in skeleton.parents],
+                         "offsets": np.asarray(skeleton.offsets, float).tolist()},
+            "fps": float(motion.source_fps), "start_frame": start, "end_frame": end,
+            "unit_scale": float(mapping.get("unit_scale", 1.0)), "up_axis": str(mapping.get("up_axis", "Y")),
+            "smpl_to_source": dict(mapping.get("smpl_to_source", {})), "preset": mapping.get("preset"),
+            "rotations": frames.add_array(motion.local_rotations[rows], np.float32),
+            "root_translation": frames.add_array(motion.root_translation[rows], np.float32),
+            "joint_translations": None,
+        }
+        joint_translations = getattr(motion, "joint_translations", None)
+        if joint_translations is not None:
+            result["joint_translations"] = frames.add_array(joint_translations[rows], np.float32)
+        return result, frames
+
+    def index_add(self, params: dict):
+        p = Params(params, ("paths", "recursive"))
+        paths = p.strings("paths", max_items=self.limits.max_paths, max_chars=self.limits.max_path_chars)
+        if not paths:
+            raise ProtocolError(BAD_REQUEST, "'paths' must list at least one file or folder")
+        relative = [path for path in paths if not os.path.isabs(os.path.expanduser(path))]
+        if relative:
+            raise ProtocolError(BAD_REQUEST, f"paths must be absolute (the server's working directory is not "
+                                             f"the client's): {relative[0][:200]!r}")
+        job = self.jobs.submit([os.path.expanduser(path) for path in paths], p.boolean("recursive", True))
+        return {"job_id": job.job_id}, None
+
+    def index_status(self, params: dict):
+        p = Params(params, ("job_id",))
+        job_id = p.string("job_id", required=False, max_chars=64)
+        try:
+            jobs = self.jobs.status(job_id)
+        except KeyError:
+            raise ProtocolError(NOT_FOUND, f"no indexing job {job_id!r}") from None
+        return {"jobs": jobs, "clips": len(self._current().reader)}, None
+
+    def index_remove(self, params: dict):
+        p = Params(params, ("clip_ids", "path_prefix"))
+        clip_ids = p.strings("clip_ids", max_items=self.limits.max_clip_ids, max_chars=64, required=False)
+        prefix = p.string("path_prefix", required=False, max_chars=self.limits.max_path_chars)
+        if (clip_ids is None) == (prefix is None):
+            raise ProtocolError(BAD_REQUEST, "give exactly one of 'clip_ids' or 'path_prefix'")
+        try:
+            with IndexWriter(self.index_dir, self.spec, create=False, lock_timeout=2.0) as writer:
+                removed = writer.remove(clip_ids) if clip_ids is not None else writer.remove_prefix(prefix)
+        except IndexLockedError as exc:
+            raise ProtocolError(BUSY, f"{exc} (an indexing job may be running: cancel it or retry later)") from None
+        return {"removed": removed}, None
+
+    def cancel(self, params: dict):
+        p = Params(params, ("job_id",))
+        job_id = p.string("job_id", max_chars=64)
+        try:
+            return {"cancelled": self.jobs.cancel(job_id)}, None
+        except KeyError:
+            raise ProtocolError(NOT_FOUND, f"no indexing job {job_id!r}") from None
+
