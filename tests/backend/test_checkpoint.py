@@ -148,3 +148,44 @@ def test_config_json_round_trip():
         assert type(config).from_json(config.to_json()) == config
     with pytest.raises(ValueError, match="unknown ModelConfig field"):
         type(config).from_dict({"name": "x", "bogus": 1})
+
+
+def test_vit_pretrained_only_from_a_local_file_unless_download_is_allowed(tmp_path):
+    import dataclasses
+
+    from mofind.model.motion_encoder import MotionEncoder
+
+    small = dataclasses.replace(get_config("compact").motion, timm_kwargs={"embed_dim": 32, "depth": 1,
+                                                                           "num_heads": 2})
+    torch.manual_seed(1)
+    source = MotionEncoder(small)
+    path = tmp_path / "vit.pth"
+    torch.save(source.model.state_dict(), path)
+    torch.manual_seed(2)
+    loaded = MotionEncoder(dataclasses.replace(small, pretrained_file=str(path)))
+    assert torch.equal(loaded.model.blocks[0].attn.qkv.weight, source.model.blocks[0].attn.qkv.weight)
+    with pytest.raises(FileNotFoundError, match="absent.pth"):
+        MotionEncoder(dataclasses.replace(small, pretrained_file=str(tmp_path / "absent.pth")))
+    with pytest.raises(RuntimeError, match="allow_download"):
+        MotionEncoder(dataclasses.replace(small, pretrained_from_hub=True))
+
+
+def test_text_hub_names_are_never_fetched_without_permission():
+    from mofind.model.config import TextEncoderConfig
+    from mofind.model.text_encoder import TextEncoder
+
+    config = TextEncoderConfig(hf_config={"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 1,
+                                          "num_attention_heads": 2, "intermediate_size": 64},
+                               weights="no-such-org/no-such-model-mofind")
+    with pytest.raises(OSError):
+        TextEncoder(config)
+
+
+@pytest.mark.needs_shared
+def test_packaged_vocab_tokenizer_equals_reference_tokenizer(reference_dir):
+    from mofind.model.text_encoder import load_tokenizer
+
+    ours, ref = load_tokenizer("bert-base-uncased-vocab"), load_tokenizer(str(reference_dir / "tokenizer"))
+    texts = json.loads((reference_dir / "outputs" / "meta.json").read_text())["captions"] + [
+        "Café, naïve résumé — \"quoted\" (x2)!"]
+    assert ours(texts, padding=True)["input_ids"] == ref(texts, padding=True)["input_ids"]

@@ -124,6 +124,7 @@ def test_parameter_groups_follow_freezing():
     assert all(p.ndim < 2 for p in groups["motion_no_decay"]["params"])
 
 
+@pytest.mark.slow
 def test_tiny_training_lowers_loss_and_ships_a_loadable_model(tmp_path):
     train, val = SyntheticMotions(64, seed=0), SyntheticMotions(32, seed=1)
     trainer = Trainer(_config(epochs=3, mlm_weight=0.2), train, val, STATS, tmp_path, progress=False)
@@ -162,6 +163,7 @@ class Interrupting(SyntheticMotions):
         return super().__getitem__(index)
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_equals_uninterrupted(tmp_path):
     config = _config(epochs=2, mlm_weight=0.2, save_every_steps=3)  # 4 steps per epoch
     straight = Trainer(config, SyntheticMotions(32, 0), None, STATS, tmp_path / "a", progress=False)

@@ -36,6 +36,7 @@ def library(tmp_path, monkeypatch):
     return folder, templates, config
 
 
+@pytest.mark.slow
 def test_train_then_eval_with_global_baseline(library, tmp_path, capsys):
     folder, templates, config = library
     run = tmp_path / "run"

@@ -151,7 +151,7 @@ def load_tokenizer(spec: str, *, allow_download: bool = False):
     if spec == BERT_UNCASED_VOCAB:
         # distilbert-base-uncased uses exactly the bert-base-uncased vocabulary shipped with the MiniLM package.
         vocab = minilm_dir() / "vocab.txt"
-        return DistilBertTokenizer(vocab_file=str(vocab), do_lower_case=True, model_max_length=512)
+        return DistilBertTokenizer(vocab=str(vocab), do_lower_case=True, model_max_length=512)  # transformers 5 API
     path = Path(spec).expanduser()
     if path.is_dir():
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
