@@ -101,6 +101,9 @@ def test_info_nce_multi_positive():
     positives = positive_matrix(["a", "a", "b"], ["t1", "t2", "t3"])
     assert positives.tolist() == [[True, True, False], [True, True, False], [False, False, True]]
     assert positive_matrix(["a", "b"], ["t1", "t1"]).all()  # two windows of one take are not negatives
+    grouped = positive_matrix(["a", "b", "c"], ["t1", "t2", "t3"], ["walk|old", "walk|old", None])
+    assert grouped.tolist() == [[True, True, False], [True, True, False], [False, False, True]]
+    assert not positive_matrix(["a", "b"], ["t1", "t2"], [None, None])[0, 1]
 
     def grad(pos):
         logits = torch.tensor([[5.0, 5.0, 0.0], [5.0, 5.0, 0.0], [0.0, 0.0, 5.0]], requires_grad=True)

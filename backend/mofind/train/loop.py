@@ -8,8 +8,8 @@ Run folder layout (everything needed to resume or to ship):
     run_dir/model/                 the best-on-validation model in the shipped format (Encoder.load reads it)
 
 Data: any map-style dataset whose items are mappings `{"x": (frames, C) float32 normalised, "valid_len": int,
-"caption": str, "take_id": str}` (see docs/architecture.md, "train data"); an optional `set_epoch(epoch)` is
-called at the start of every epoch. Model selection uses the validation split only, never a test split.
+"caption": str, "take_id": str}` plus an optional "group" (see docs/architecture.md, "train data"); an optional
+`set_epoch(epoch)` is called at the start of every epoch. Model selection uses the validation split only, never a test split.
 """
 
 from __future__ import annotations
@@ -227,6 +227,7 @@ class Trainer:
             "valid_len": torch.tensor([int(item["valid_len"]) for item in items]),
             "input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"],
             "captions": captions, "take_ids": [str(item["take_id"]) for item in items],
+            "groups": [item.get("group") for item in items],
         }
 
     def batches(self, epoch: int, skip: int):
@@ -248,7 +249,7 @@ class Trainer:
         ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
             logits = self.model(x, valid_len, ids, mask)
-            positives = positive_matrix(batch["captions"], batch["take_ids"], device)
+            positives = positive_matrix(batch["captions"], batch["take_ids"], batch.get("groups"), device)
             contrastive = symmetric_info_nce(logits.float(), positives)
             out = {"contrastive": contrastive, "loss": contrastive}
             if self.config.mlm_weight > 0:

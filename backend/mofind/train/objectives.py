@@ -6,15 +6,23 @@ import torch
 from torch.nn import functional as F
 
 
-def positive_matrix(captions: list[str], take_ids: list[str], device=None) -> torch.Tensor:
-    """(B, B) bool: pairs that must not be pushed apart — identical caption strings or the same take.
+def positive_matrix(captions: list[str], take_ids: list[str], groups: list[str | None] | None = None,
+                    device=None) -> torch.Tensor:
+    """(B, B) bool: pairs that must not be pushed apart — identical captions, the same take, or the same group.
 
     Template captions repeat a lot (a studio has many "walk, elderly" takes), so treating the other copies as
-    negatives would train the model to separate motions the text cannot tell apart.
+    negatives would train the model to separate motions the text cannot tell apart. `groups` (e.g. the label
+    combination of a labelled take) extends that to differently worded captions of the same labels; None or ""
+    means "no group".
     """
     n = len(captions)
-    same = [[captions[i] == captions[j] or take_ids[i] == take_ids[j] for j in range(n)] for i in range(n)]
-    return torch.tensor(same, dtype=torch.bool, device=device)
+    groups = groups or [None] * n
+
+    def same(i: int, j: int) -> bool:
+        return (captions[i] == captions[j] or take_ids[i] == take_ids[j]
+                or (bool(groups[i]) and groups[i] == groups[j]))
+
+    return torch.tensor([[same(i, j) for j in range(n)] for i in range(n)], dtype=torch.bool, device=device)
 
 
 def symmetric_info_nce(logits: torch.Tensor, positives: torch.Tensor | None = None) -> torch.Tensor:
