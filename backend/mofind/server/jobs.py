@@ -39,7 +39,10 @@ class Job:
     cancel_event: threading.Event = field(default_factory=threading.Event)
 
     def to_dict(self) -> dict:
-        return {"job_id": self.job_id, "state": self.state, "done": self.done, "total": self.total,
+        # The protocol has four states; a job waiting for the one before it is "running" with "queued": true.
+        state = RUNNING if self.state == QUEUED else self.state
+        return {"job_id": self.job_id, "state": state, "queued": self.state == QUEUED, "done": self.done,
+                "total": self.total,
                 "indexed": self.indexed, "skipped": self.skipped,
                 "failed": [{"path": p, "error": e} for p, e in self.failed], "error": self.error,
                 "paths": self.paths[:20], "created": self.created, "finished": self.finished}
