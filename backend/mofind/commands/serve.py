@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     def request_stop(signum, _frame) -> None:
         print(f"\nmofind serve: {signal.Signals(signum).name} received, stopping", file=sys.stderr, flush=True)
+        backend.begin_shutdown()
         server.stop()
 
     signal.signal(signal.SIGINT, request_stop)

@@ -81,6 +81,11 @@ class Backend:
             log.exception("request %r failed", request_id)
             return error_reply(request_id, INTERNAL, f"internal error: {type(exc).__name__}: {str(exc)[:300]}")
 
+    def begin_shutdown(self) -> None:
+        """Signal-handler safe: answer CANCELLED from now on and ask the running job to stop (no waiting)."""
+        self._stopping.set()
+        self.jobs.cancel_all()
+
     def stop(self) -> None:
         """Refuse new requests (CANCELLED) and stop the indexing thread after it commits."""
         self._stopping.set()

@@ -97,12 +97,16 @@ class JobManager:
         with self._lock:
             return any(job.state == RUNNING for job in self._jobs.values())
 
-    def shutdown(self, timeout: float = 30.0) -> None:
-        """Cancel everything and wait for the running job to commit what it finished."""
+    def cancel_all(self) -> None:
+        """Ask every queued or running job to stop (returns at once)."""
         with self._lock:
             for job in self._jobs.values():
                 if job.state not in FINISHED:
                     job.cancel_event.set()
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Cancel everything and wait for the running job to commit what it finished."""
+        self.cancel_all()
         self._queue.put(None)
         self._thread.join(timeout)
 
