@@ -1,7 +1,8 @@
 """The shipped model (model_weights/) behaves: real Bandai clips are ranked the way their labels say.
 
-The three loose Bandai takes in shared/data/bvh-samples were never seen in training: they are a wave with the
-right hand, a raise of the left hand and a walk. The checks compare scores of one query across those clips, so
+The three loose Bandai takes in shared/data/bvh-samples (a wave with the right hand, a raise of the left hand, a
+walk) are copies of dev-archive takes that the split always keeps in validation (`mofind.train.bandai.HELD_OUT`),
+so the model never trained on them. The checks compare scores of one query across those clips, so
 they test the whole product path (BVH reader -> SMPL-22 -> angles -> shipped stats -> encoders -> MaxSim).
 """
 

@@ -60,6 +60,15 @@ def test_split_is_by_take_stratified_and_deterministic():
     assert len(walk_normal - {s.take_id for s in bigger_val}) <= 1
 
 
+def test_held_out_takes_always_land_in_validation_and_count_towards_the_share():
+    segments = library(20)
+    _, plain_val = split_by_take(segments, 0.15)
+    forced = [s.take_id for s in segments if s.take_id not in {v.take_id for v in plain_val}][:5]
+    train, val = split_by_take(segments, 0.15, held_out=forced)
+    assert set(forced) <= {s.take_id for s in val} and not set(forced) & {s.take_id for s in train}
+    assert len(val) == len(plain_val)  # same share per stratum, some hash-picked takes made room
+
+
 def test_small_strata_still_get_a_validation_take_and_singletons_stay_in_train():
     segments = [labelled("walk", "normal", n) for n in range(3)] + [labelled("wave-left-hand", "normal", 0)]
     train, val = split_by_take(segments, 0.15)

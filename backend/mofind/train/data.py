@@ -120,28 +120,32 @@ def kitml_segments(root: str | Path, split: str | None, fps: float = 20.0) -> li
 
 
 # --------------------------------------------------------------------------- splitting
-def split_by_take(segments: Iterable[Segment], val_fraction: float = 0.15, salt: str = "mofind-split-1"
-                  ) -> tuple[list[Segment], list[Segment]]:
+def split_by_take(segments: Iterable[Segment], val_fraction: float = 0.15, salt: str = "mofind-split-1",
+                  held_out: Iterable[str] = ()) -> tuple[list[Segment], list[Segment]]:
     """Deterministic train/validation split by take, stratified by `Segment.stratum`.
 
     Within each stratum takes are ordered by a salted hash of their id and the first
     `round(n * val_fraction)` (at least one when the stratum has two or more takes) go to validation.
-    All segments of a take land on the same side, and adding takes never moves existing ones between
-    sides of a stratum except at its boundary.
+    Take ids in `held_out` always go to validation (and count towards their stratum's share), e.g. takes
+    that tests use as unseen examples. All segments of a take land on the same side, and adding takes never
+    moves existing ones between sides of a stratum except at its boundary.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     segments = list(segments)
+    held_out = set(held_out)
     takes_by_stratum: dict[str, set[str]] = defaultdict(set)
     for segment in segments:
         takes_by_stratum[segment.stratum].add(segment.take_id)
     val_takes: set[str] = set()
     for takes in takes_by_stratum.values():
-        ordered = sorted(takes, key=lambda t: hashlib.sha256(f"{salt}:{t}".encode()).hexdigest())
-        n_val = round(len(ordered) * val_fraction)
-        if val_fraction > 0 and n_val == 0 and len(ordered) >= 2:
+        forced = takes & held_out
+        ordered = sorted(takes - forced, key=lambda t: hashlib.sha256(f"{salt}:{t}".encode()).hexdigest())
+        n_val = round(len(takes) * val_fraction)
+        if val_fraction > 0 and n_val == 0 and len(takes) >= 2:
             n_val = 1
-        val_takes.update(ordered[:n_val])
+        val_takes.update(forced)
+        val_takes.update(ordered[:max(0, n_val - len(forced))])
     train = [s for s in segments if s.take_id not in val_takes]
     val = [s for s in segments if s.take_id in val_takes]
     return train, val
@@ -275,16 +279,17 @@ class PreparedData:
 
 def prepare_labelled_folder(folder: str | Path, templates: CaptionTemplates | str | Path, frames: int, *,
                             val_fraction: float = 0.15, workers: int = 2, cache: FeatureCache | None = None,
-                            seed: int = 0, mirror_prob: float = 0.5, progress=None) -> PreparedData:
-    """A labelled BVH folder -> stratified by-take split, cached features, stats from the train split."""
+                            seed: int = 0, mirror_prob: float = 0.5, progress=None, held_out=()) -> PreparedData:
+    """A labelled BVH folder -> stratified by-take split (`held_out` take ids forced into validation),
+    cached features, stats from the train split."""
     if not isinstance(templates, CaptionTemplates):
         templates = CaptionTemplates.load(templates)
     segments, skipped = labelled_folder_segments(folder, templates)
     if not segments:
         raise ValueError(f"{folder}: no motion file name matches the pattern of {templates.source}")
-    return _prepare(segments, *split_by_take(segments, val_fraction), frames=frames, templates=templates,
-                    workers=workers, cache=cache, seed=seed, mirror_prob=mirror_prob, progress=progress,
-                    skipped=skipped)
+    train, val = split_by_take(segments, val_fraction, held_out=held_out)
+    return _prepare(segments, train, val, frames=frames, templates=templates, workers=workers, cache=cache,
+                    seed=seed, mirror_prob=mirror_prob, progress=progress, skipped=skipped)
 
 
 def prepare_text_folder(root: str | Path, frames: int, *, kind: str = "humanml3d", train_split: str = "train",
@@ -304,9 +309,11 @@ def prepare_text_folder(root: str | Path, frames: int, *, kind: str = "humanml3d
 
 
 def prepare_bandai(frames: int, *, archive: str | Path | None = None, **kwargs) -> PreparedData:
-    """The Bandai dev archive (extracted once into the cache) with the packaged Bandai caption templates."""
-    from .bandai import TEMPLATES, ensure_extracted
+    """The Bandai dev archive (extracted once into the cache) with the packaged Bandai caption templates;
+    the takes that shared/data/bvh-samples has loose copies of stay in validation (`bandai.HELD_OUT`)."""
+    from .bandai import HELD_OUT, TEMPLATES, ensure_extracted
 
+    kwargs.setdefault("held_out", HELD_OUT)
     return prepare_labelled_folder(ensure_extracted(archive), kwargs.pop("templates", TEMPLATES), frames, **kwargs)
 
 

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mofind.model.inference import Encoder
 
-    from .bandai import TEMPLATES, ensure_extracted
+    from .bandai import HELD_OUT, TEMPLATES, ensure_extracted
     from .captions import CaptionTemplates
     from .data import MotionTextDataset, labelled_folder_segments, split_by_take
     from .feature_cache import FeatureCache
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     encoder = Encoder.load(args.model)
     templates = CaptionTemplates.load(TEMPLATES)
     segments, _ = labelled_folder_segments(ensure_extracted(), templates)
-    _, val = split_by_take(segments)
+    _, val = split_by_take(segments, held_out=HELD_OUT)
     features, failed = FeatureCache().build(sorted({s.path for s in val}))
     dataset = MotionTextDataset(val, features, encoder.stats, encoder.window_frames, templates=templates, train=False)
     report = build_report(encoder, dataset)
