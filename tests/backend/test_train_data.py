@@ -63,10 +63,19 @@ def test_split_is_by_take_stratified_and_deterministic():
 def test_held_out_takes_always_land_in_validation_and_count_towards_the_share():
     segments = library(20)
     _, plain_val = split_by_take(segments, 0.15)
-    forced = [s.take_id for s in segments if s.take_id not in {v.take_id for v in plain_val}][:5]
+    plain_ids = {v.take_id for v in plain_val}
+    first_train_take = {}  # one training take of each stratum
+    for s in segments:
+        if s.take_id not in plain_ids:
+            first_train_take.setdefault(s.stratum, s.take_id)
+    forced = list(first_train_take.values())
     train, val = split_by_take(segments, 0.15, held_out=forced)
     assert set(forced) <= {s.take_id for s in val} and not set(forced) & {s.take_id for s in train}
-    assert len(val) == len(plain_val)  # same share per stratum, some hash-picked takes made room
+    assert len(val) == len(plain_val)  # same share per stratum: a hash-picked take made room for each
+    # more held-out takes than a stratum's share: all of them still go to validation
+    many = [s.take_id for s in segments if s.stratum == "content=walk|style=normal"][:5]
+    _, val = split_by_take(segments, 0.15, held_out=many)
+    assert [s.take_id for s in val if s.stratum == "content=walk|style=normal"] == many
 
 
 def test_small_strata_still_get_a_validation_take_and_singletons_stay_in_train():
