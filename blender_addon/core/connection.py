@@ -1,0 +1,34 @@
+""""Test Connection": ping the backend, then ask what it serves (model, index size)."""
+
+from __future__ import annotations
+
+from ..tickets import Ticket
+from ..wire import Reply
+from .status import session, set_status
+
+
+def check(service, *, wait: bool = False):
+    """Ping, then `info`; the status line ends up saying what is connected (or why not)."""
+    address = service.settings.address
+    set_status("BUSY", f"Connecting to {address}…")
+
+    def pinged(reply: Reply):
+        version = reply.result.get("version", "?")
+        set_status("OK", f"Connected to MoFind {version} at {address}")
+        return service.call("info", on_reply=lambda info: _describe(info, version, address))
+
+    ticket = service.call("ping", on_reply=pinged, wait=wait,
+                          on_error=lambda failure: set_status("ERROR", failure.message))
+    if wait and isinstance(ticket.value, Ticket):
+        service.wait(ticket.value)  # a backend without `info` still counts as connected
+    return ticket
+
+
+def _describe(reply: Reply, version: str, address: str) -> None:
+    info = reply.result
+    clips = info.get("clips", info.get("index_size"))
+    if isinstance(clips, int):
+        session().index_clips = clips
+    model = info.get("model") or info.get("model_name") or "?"
+    set_status("OK", f"Connected to MoFind {version} at {address}: model {model}, "
+                     f"{clips if clips is not None else '?'} clips indexed")

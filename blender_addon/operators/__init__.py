@@ -1,0 +1,8 @@
+"""Thin operators: each calls one core function and turns failures into reports."""
+
+from . import apply, bulk_index, connection, explain, preview, search
+
+CLASSES = (
+    *search.CLASSES, *apply.CLASSES, *preview.CLASSES, *explain.CLASSES, *bulk_index.CLASSES,
+    *connection.CLASSES,
+)

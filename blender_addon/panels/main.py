@@ -1,0 +1,44 @@
+"""The MoFind panel: prompt, Search, filters and the status line."""
+
+from __future__ import annotations
+
+import bpy
+
+from .base import MoFindPanel, draw_status
+
+
+class MOFIND_PT_main(MoFindPanel, bpy.types.Panel):
+    bl_label = "MoFind"
+    bl_idname = "MOFIND_PT_main"
+
+    def draw(self, context):
+        layout = self.layout
+        options = context.scene.mofind
+        session = context.window_manager.mofind
+        layout.prop(options, "prompt", text="", icon="VIEWZOOM")
+        row = layout.row(align=True)
+        row.prop(options, "k")
+        searching = row.row(align=True)
+        searching.enabled = not session.search_pending
+        searching.operator("mofind.search", text="Searching…" if session.search_pending else "Search",
+                           icon="SORTTIME" if session.search_pending else "VIEWZOOM")
+        draw_status(layout, session)
+
+
+class MOFIND_PT_filters(MoFindPanel, bpy.types.Panel):
+    bl_label = "Filters"
+    bl_parent_id = "MOFIND_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        options = context.scene.mofind
+        col = layout.column(align=True, heading="Duration")
+        col.prop(options, "min_duration")
+        col.prop(options, "max_duration")
+        layout.prop(options, "path_prefix")
+        layout.prop(options, "label")
+
+
+CLASSES = (MOFIND_PT_main, MOFIND_PT_filters)

@@ -1,0 +1,105 @@
+"""Blender properties: `Scene.mofind` (saved with the .blend) and `WindowManager.mofind` (this session only).
+
+The scene keeps what the user typed and chose (prompt, k, filters, apply options, the folder to
+index); the window manager keeps what the backend sent back (results, explanations, job
+progress, the status line), which is meaningless in another session and never saved.
+"""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import (
+    BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, IntVectorProperty, PointerProperty,
+    StringProperty,
+)
+
+STATUS_LEVELS = [
+    ("INFO", "Info", ""), ("OK", "OK", ""), ("BUSY", "Busy", ""), ("WARNING", "Warning", ""), ("ERROR", "Error", ""),
+]
+JOB_STATES = [
+    ("NONE", "None", "No indexing job yet"), ("RUNNING", "Running", ""), ("DONE", "Done", ""),
+    ("FAILED", "Failed", ""), ("CANCELLED", "Cancelled", ""),
+]
+
+
+class MOFIND_PG_result(bpy.types.PropertyGroup):
+    """One search hit as the backend described it (`name` is the take's file stem)."""
+
+    clip_id: StringProperty()
+    source: StringProperty(description="Motion file the clip comes from")
+    score: FloatProperty(description="MaxSim score: higher matches the prompt better")
+    duration: FloatProperty(description="Seconds")
+    start_frame: IntProperty(description="First source frame of the matching window")
+    end_frame: IntProperty(description="Source frame after the last one")
+    fps: FloatProperty()
+    labels: StringProperty()
+    icon_id: IntProperty(description="Thumbnail preview icon (0: none)")
+
+
+class MOFIND_PG_token(bpy.types.PropertyGroup):
+    """One word of the prompt and where in the clip it matched best ("Why this clip?")."""
+
+    word: StringProperty()
+    part: StringProperty(description="Body part whose patch matched this word best")
+    t_start: FloatProperty(description="Seconds into the clip")
+    t_end: FloatProperty()
+    similarity: FloatProperty()
+
+
+class MOFIND_PG_scene(bpy.types.PropertyGroup):
+    prompt: StringProperty(name="Prompt", description="Describe the motion, e.g. 'a person waves with the left hand'")
+    k: IntProperty(name="Results", default=10, min=1, max=200, description="How many clips to return")
+    min_duration: FloatProperty(name="Min", default=0.0, min=0.0, unit="TIME_ABSOLUTE",
+                                description="Skip clips shorter than this (0: no limit)")
+    max_duration: FloatProperty(name="Max", default=0.0, min=0.0, unit="TIME_ABSOLUTE",
+                                description="Skip clips longer than this (0: no limit)")
+    path_prefix: StringProperty(name="Folder", subtype="DIR_PATH",
+                                description="Only clips whose file lies under this folder")
+    label: StringProperty(name="Label", description="Only clips carrying this label")
+    in_place: BoolProperty(name="In Place", default=False, description="Drop the root's horizontal travel")
+    match_fps: BoolProperty(name="Match FPS", default=True,
+                            description="Resample the clip to the scene frame rate")
+    push_to_nla: BoolProperty(name="Push to NLA", default=False,
+                              description="Put the applied action on a new NLA strip")
+    start_frame: IntProperty(name="Start Frame", default=1, description="Frame where the applied clip begins")
+    index_folder: StringProperty(name="Folder", subtype="DIR_PATH", description="Folder of motion files to index")
+    index_recursive: BoolProperty(name="Recursive", default=True, description="Include sub-folders")
+
+
+class MOFIND_PG_session(bpy.types.PropertyGroup):
+    results: CollectionProperty(type=MOFIND_PG_result)
+    active_result: IntProperty(name="Active Result", default=0)
+    results_query: StringProperty(description="The prompt the results answer (empty for 'Find similar')")
+    results_heading: StringProperty(description="What the results are: \"for 'prompt'\" or 'similar to <clip>'")
+    search_pending: BoolProperty()
+    status: StringProperty()
+    status_level: EnumProperty(items=STATUS_LEVELS, default="INFO")
+    explanation: CollectionProperty(type=MOFIND_PG_token)
+    explained_clip: StringProperty(description="Clip id the explanation is about")
+    job_id: StringProperty()
+    job_state: EnumProperty(items=JOB_STATES, default="NONE")
+    job_done: IntProperty()
+    job_total: IntProperty()
+    job_failed: IntProperty()
+    job_message: StringProperty()
+    index_clips: IntProperty(description="Clips in the backend's index")
+    preview_active: BoolProperty()
+    preview_armature: StringProperty()
+    preview_action: StringProperty()
+    preview_previous_action: StringProperty()
+    preview_previous_slot: StringProperty()
+    preview_frames: IntVectorProperty(size=3)  # frame_start, frame_end, frame_current before the preview
+
+
+CLASSES = (MOFIND_PG_result, MOFIND_PG_token, MOFIND_PG_scene, MOFIND_PG_session)
+
+
+def attach() -> None:
+    """Hang the property groups on Scene and WindowManager (after CLASSES are registered)."""
+    bpy.types.Scene.mofind = PointerProperty(type=MOFIND_PG_scene)
+    bpy.types.WindowManager.mofind = PointerProperty(type=MOFIND_PG_session)
+
+
+def detach() -> None:
+    del bpy.types.WindowManager.mofind
+    del bpy.types.Scene.mofind
