@@ -38,8 +38,8 @@ def addon_module(name: str):
 
 
 def reset_scene(fps: int = 30) -> bpy.types.Scene:
-    """An empty factory scene at `fps`."""
-    bpy.ops.wm.read_factory_settings(use_empty=True)
+    """An empty scene at `fps` (preferences and enabled add-ons are kept, unlike factory settings)."""
+    bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
     scene.render.fps, scene.render.fps_base = fps, 1.0
     return scene
