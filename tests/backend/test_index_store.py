@@ -18,7 +18,8 @@ from mofind.index.chunk import Chunk
 from mofind.index.codec import RotatedInt4Codec
 from mofind.index.lock import IndexLockedError, WriteLock
 from mofind.index.manifest import IndexFormatError, IndexNotFoundError, IndexSpec, ModelMismatchError
-from mofind.index.store import ClipRecord, IndexReader, IndexWriter, WindowEmbedding, clip_id_for, pool_parts
+from mofind.index.pooling import cluster_pool
+from mofind.index.store import ClipRecord, IndexReader, IndexWriter, WindowEmbedding, clip_id_for
 
 ROWS, COLS, DIM = 4, 3, 16
 SPEC = IndexSpec(model_hash="aaaa", model_name="test", dim=DIM, grid=(ROWS, COLS), frames_per_row=4,
@@ -74,18 +75,23 @@ def test_only_valid_patches_are_stored(tmp_path):
         writer.add(rec, win)
     chunk = IndexReader.open(tmp_path).chunks[0]
     assert chunk.arrays["patches"].shape == (COLS, DIM // 2)
-    assert chunk.arrays["pooled"].shape == (COLS, DIM // 2)
+    assert chunk.arrays["pooled"].shape == (32, DIM // 2)  # 32 pooled vectors, from 3 valid patches
 
 
-def test_pool_parts_averages_valid_rows_per_column():
+def test_cluster_pool_summarises_valid_patches_only():
     rng = np.random.default_rng(0)
-    patches = unit(rng, ROWS * COLS, DIM)
-    valid = np.zeros((ROWS, COLS), bool)
-    valid[:2] = True
-    pooled = pool_parts(patches, valid.ravel(), (ROWS, COLS))
-    expected = patches.reshape(ROWS, COLS, DIM)[:2].mean(0)
-    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
-    np.testing.assert_allclose(pooled, expected, atol=1e-6)
+    centres = unit(rng, 3, DIM)
+    patches = np.repeat(centres, 4, axis=0) + 0.01 * rng.standard_normal((12, DIM)).astype(np.float32)
+    patches /= np.linalg.norm(patches, axis=1, keepdims=True)
+    valid = np.ones(12, bool)
+    valid[8:] = False  # the third cluster is padding
+    pooled = cluster_pool(patches[None], valid[None], size=4)[0]
+    best = (pooled @ centres.T).max(0)
+    assert best[0] > 0.99 and best[1] > 0.99  # both real clusters are represented
+    assert best[2] < 0.5  # padding never becomes a pooled vector
+    np.testing.assert_allclose(np.linalg.norm(pooled, axis=1), 1.0, atol=1e-5)
+    again = cluster_pool(patches[None], valid[None], size=4)[0]
+    np.testing.assert_array_equal(pooled, again)  # deterministic
 
 
 def test_update_replaces_clip_and_remove_tombstones(tmp_path):

@@ -7,7 +7,7 @@ copying and the OS page cache is shared by every process that searches it.
 
 Arrays (W windows, C clips, N stored patches; D/2 bytes per packed vector, see `codec.py`):
   patches      uint8 (N, D/2)     valid patches only, window after window
-  pooled       uint8 (W*K, D/2)   K pooled vectors per window (first stage of two-stage search)
+  pooled       uint8 (W*K, D/2)   K pooled vectors per window (first stage of two-stage search, pooling.py)
   win_offsets  int64 (W+1,)       window w owns patches[win_offsets[w]:win_offsets[w+1]]
   win_valid    uint8 (W, ceil(P/8)) np.packbits of the (P,) valid mask over the full grid
   win_clip     int32 (W,)         index into the chunk's clip list

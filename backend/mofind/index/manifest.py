@@ -97,7 +97,7 @@ class ChunkEntry:
 class Manifest:
     spec: IndexSpec
     codec: dict
-    pool: str = "part-mean"
+    pool: str = "kmeans-32"
     generation: int = 0
     chunks: list[ChunkEntry] = field(default_factory=list)
     tombstones: dict[str, list[str]] = field(default_factory=dict)  # chunk name -> removed clip ids
@@ -141,7 +141,7 @@ class Manifest:
             return cls(
                 spec=IndexSpec.from_dict(data["spec"]),
                 codec=dict(data["codec"]),
-                pool=str(data.get("pool", "part-mean")),
+                pool=str(data.get("pool", "kmeans-32")),
                 generation=int(data["generation"]),
                 chunks=[ChunkEntry(**entry) for entry in data["chunks"]],
                 tombstones={name: list(ids) for name, ids in data.get("tombstones", {}).items()},

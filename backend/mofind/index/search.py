@@ -3,10 +3,12 @@
 Modes (chosen by the caller, never silently by `k`):
   * "exact": MaxSim of the query tokens against every stored patch of every window (integer kernel
     over the 4-bit codes, see kernels.py). Needs the unpacked codes in memory (21 KiB per window).
-  * "two_stage": MaxSim against each window's 14 pooled body-part vectors picks `candidates`
-    windows, which are then re-ranked with exact MaxSim. Its recall@10 against "exact" is measured
-    in bench/bench_index.py.
-  * "auto" (default): "exact" up to AUTO_EXACT_MAX_WINDOWS live windows, "two_stage" above.
+  * "two_stage": MaxSim against each window's 32 pooled vectors (pooling.py) shortlists `candidates`
+    windows (default: the larger of 400 and 5 % of the searched windows), which are then re-ranked with
+    exact MaxSim; the codes of only those windows are unpacked, so large libraries need no 21 KiB/window
+    cache. Its recall@10 against "exact" is measured in bench/bench_index.py.
+  * "auto" (default): "exact" up to AUTO_EXACT_MAX_WINDOWS live windows, "two_stage" above. The switch
+    depends on the library size only (never on k), so a query ranks the same way every time.
 
 Query encoding (`Encoder.encode_texts`) is separate from scoring (`search_tokens`), as in ColBERT,
 so batched queries and tests can bypass the text model.
@@ -24,8 +26,14 @@ from .kernels import ChunkScan, max_dots
 from .store import IndexReader
 
 MODES = ("auto", "exact", "two_stage")
-AUTO_EXACT_MAX_WINDOWS = 20_000
-DEFAULT_CANDIDATES = 400
+AUTO_EXACT_MAX_WINDOWS = 5_000
+MIN_CANDIDATES = 400
+CANDIDATE_FRACTION = 0.05
+
+
+def default_candidates(windows: int) -> int:
+    """How many windows two-stage search re-ranks exactly: 5 % of them, at least 400."""
+    return max(MIN_CANDIDATES, int(windows * CANDIDATE_FRACTION))
 
 
 class SearchError(ValueError):
@@ -176,7 +184,7 @@ class Searcher:
 
     # -- public entry points ---------------------------------------------------------------------------
     def search(self, queries, k: int = 10, filters: Filters | dict | None = None, per_take: int = 1,
-               mode: str = "auto", candidates: int = DEFAULT_CANDIDATES):
+               mode: str = "auto", candidates: int | None = None):
         """Text query (str) -> list[Hit]; list of texts -> list of list[Hit] (batched encoding and scoring)."""
         if self.encoder is None:
             raise SearchError("this searcher has no text encoder")
@@ -191,7 +199,7 @@ class Searcher:
         return results[0] if single else results
 
     def search_tokens(self, token_sets: list[np.ndarray], k: int = 10, filters: Filters | dict | None = None,
-                      per_take: int = 1, mode: str = "auto", candidates: int = DEFAULT_CANDIDATES) -> list[list[Hit]]:
+                      per_take: int = 1, mode: str = "auto", candidates: int | None = None) -> list[list[Hit]]:
         """Already-encoded queries ((L, D) float32 each) -> per query, hits best first."""
         if not isinstance(filters, Filters):
             filters = Filters.from_dict(filters)
@@ -204,12 +212,14 @@ class Searcher:
         allowed = self.allowed_windows(snapshot, filters)
         if len(allowed) == 0 or not token_sets:
             return [[] for _ in token_sets]
+        if candidates is None:
+            candidates = default_candidates(len(allowed))
         scores = self.score_windows(token_sets, allowed, mode=mode, candidates=max(candidates, 4 * k * per_take),
                                     snapshot=snapshot)
         return [self._top_takes(snapshot, allowed, column, k, per_take) for column in scores.T]
 
     def score_windows(self, token_sets: list[np.ndarray], windows: np.ndarray, mode: str = "auto",
-                      candidates: int = DEFAULT_CANDIDATES, snapshot: _Snapshot | None = None) -> np.ndarray:
+                      candidates: int = MIN_CANDIDATES, snapshot: _Snapshot | None = None) -> np.ndarray:
         """(len(windows), len(token_sets)) MaxSim scores; windows are snapshot positions.
 
         In two-stage mode the windows that were not shortlisted for a query score -inf for it.

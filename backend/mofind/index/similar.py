@@ -12,12 +12,12 @@ import numpy as np
 from .codec import LEVELS
 from .explain import choose_window
 from .kernels import symmetric_dots
-from .search import DEFAULT_CANDIDATES, Filters, Hit, Searcher, _hit
+from .search import Filters, Hit, Searcher, _hit, default_candidates
 
 
 def similar(searcher: Searcher, clip_id: str, k: int = 10, start_frame: int | None = None,
             filters: Filters | dict | None = None, mode: str = "auto",
-            candidates: int = DEFAULT_CANDIDATES) -> list[Hit]:
+            candidates: int | None = None) -> list[Hit]:
     """The k takes most similar to a window of `clip_id` (KeyError if it is not indexed); itself excluded.
 
     `start_frame` (source frames) picks the example window; by default the clip's first window.
@@ -41,6 +41,7 @@ def similar(searcher: Searcher, clip_id: str, k: int = 10, start_frame: int | No
     if len(allowed) == 0:
         return []
     mode = searcher.resolve_mode(mode, snapshot)
+    candidates = candidates or default_candidates(len(allowed))
     if mode == "two_stage" and len(allowed) > candidates:
         # shortlist with the example's own pooled vectors as a text-like query, then score exactly
         pooled = reader.codec.decode_original(

@@ -26,6 +26,8 @@ from .codec import RotatedInt4Codec
 from .lock import WriteLock
 from .manifest import (ChunkEntry, IndexFormatError, IndexNotFoundError, IndexSpec, IndexStoreError, Manifest,
                        MANIFEST_NAME)
+from .pooling import NAME as POOL_NAME
+from .pooling import cluster_pool
 
 CODEC_FILE = "codec.safetensors"
 CHUNK_DIR = "chunks"
@@ -89,20 +91,6 @@ class WindowRef:
     start: int
     source_start: int
     source_end: int
-
-
-def pool_parts(patches: np.ndarray, valid: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """(P, D), (P,) -> (cols, D): per body-part column, the normalised mean over valid time rows.
-
-    The first stage of two-stage search scores these 14 vectors instead of 168 patches: a caption token
-    still meets each body part, only the time detail is averaged away.
-    """
-    rows, cols = grid
-    grid_patches = patches.reshape(rows, cols, -1)
-    weights = valid.reshape(rows, cols, 1).astype(np.float32)
-    pooled = (grid_patches * weights).sum(0) / np.maximum(weights.sum(0), 1.0)
-    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-    return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 def _chunk_path(folder: Path, name: str) -> Path:
@@ -277,7 +265,7 @@ class IndexWriter:
             from safetensors.numpy import save
 
             write_atomic(self.folder / CODEC_FILE, save({"rotation": codec.rotation}))
-            self.manifest = Manifest(spec=spec, codec=codec.describe())
+            self.manifest = Manifest(spec=spec, codec=codec.describe(), pool=POOL_NAME)
             self.manifest.write(self.folder)
         self.manifest.check_spec(spec, self.folder)
         self.codec = _load_codec(self.folder, self.manifest.codec)
@@ -320,7 +308,7 @@ class IndexWriter:
         spec = self.spec
         if not windows:
             raise ValueError(f"{record.source}: no windows to index")
-        kept, pooled, counts, bits, source, start = [], [], [], [], [], []
+        kept, grids, valids, counts, bits, source, start = [], [], [], [], [], [], []
         for window in windows:
             patches = np.asarray(window.patches, dtype=np.float32)
             if patches.shape != (spec.num_patches, spec.dim):
@@ -330,7 +318,8 @@ class IndexWriter:
             if not valid.any():
                 raise ValueError(f"{record.source}: window at frame {window.start} has no valid patch")
             kept.append(patches[valid])
-            pooled.append(pool_parts(patches, valid, spec.grid))
+            grids.append(patches)
+            valids.append(valid)
             counts.append(int(valid.sum()))
             bits.append(np.packbits(valid))
             source.append((window.source_start, window.source_end))
@@ -338,7 +327,7 @@ class IndexWriter:
         self._drop_pending(record.clip_id)
         self._pending.append(_PendingClip(
             record=record, packed=self.codec.encode(np.concatenate(kept)),
-            pooled=self.codec.encode(np.concatenate(pooled)),
+            pooled=self.codec.encode(cluster_pool(np.stack(grids), np.stack(valids)).reshape(-1, spec.dim)),
             counts=np.asarray(counts, np.int64), valid_bits=np.stack(bits),
             source=np.asarray(source, np.int32).reshape(-1, 2), start=np.asarray(start, np.int32),
             thumbnail=thumbnail or b""))
