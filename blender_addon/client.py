@@ -249,6 +249,19 @@ class MoFindClient:
             log.exception("MoFind: a reply callback raised")
 
 
+def load_client_keys(path: str) -> tuple[str, str]:
+    """(public, secret) Z85 keys from a `zmq.auth` secret certificate file (``*.key_secret``)."""
+    import zmq.auth
+
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read the client key file '{path}': {exc}") from None
+    if secret is None:
+        raise ValueError(f"'{path}' holds only a public key; choose the '.key_secret' file")
+    return public.decode("ascii"), secret.decode("ascii")
+
+
 def _curve_options(server_key: str, client_keys: tuple[str, str] | None) -> list[tuple[int, bytes]]:
     """Socket options for CurveZMQ, or none for plain TCP; a malformed key fails here, clearly."""
     server_key = (server_key or "").strip()
@@ -264,4 +277,4 @@ def _curve_options(server_key: str, client_keys: tuple[str, str] | None) -> list
             (zmq.CURVE_SECRETKEY, secret.encode("ascii"))]
 
 
-__all__ = ["MoFindClient", "Reply", "Failure", "DEFAULT_ADDRESS", "TIMEOUT", "BAD_REPLY", "CLOSED"]
+__all__ = ["MoFindClient", "load_client_keys", "Reply", "Failure", "DEFAULT_ADDRESS", "TIMEOUT", "BAD_REPLY", "CLOSED"]

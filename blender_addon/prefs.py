@@ -24,6 +24,7 @@ class ClientSettings:
     timeout_s: float = 5.0
     retries: int = 2
     server_key: str = ""
+    client_key_file: str = ""
 
 
 def _settings_changed(prefs, context) -> None:
@@ -54,8 +55,15 @@ class MOFIND_AP_preferences(bpy.types.AddonPreferences):
         description="The backend's CurveZMQ public key (40 characters) to encrypt the connection; empty on loopback",
     )
 
+    client_key_file: StringProperty(
+        name="Client key", default="", subtype="FILE_PATH", update=_settings_changed,
+        description="This Blender's CurveZMQ secret certificate (.key_secret); its public half must be in the "
+                    "server's --curve-clients folder",
+    )
+
     def settings(self) -> ClientSettings:
-        return ClientSettings(self.address.strip(), float(self.timeout), int(self.retries), self.server_key.strip())
+        return ClientSettings(self.address.strip(), float(self.timeout), int(self.retries), self.server_key.strip(),
+                              bpy.path.abspath(self.client_key_file.strip()) if self.client_key_file.strip() else "")
 
     def draw(self, context):
         layout = self.layout
@@ -64,6 +72,9 @@ class MOFIND_AP_preferences(bpy.types.AddonPreferences):
         layout.prop(self, "timeout")
         layout.prop(self, "retries")
         layout.prop(self, "server_key")
+        row = layout.row(align=True)
+        row.prop(self, "client_key_file")
+        row.operator("mofind.create_client_key", text="", icon="ADD")
         session = getattr(context.window_manager, "mofind", None)
         row = layout.row()
         if session is not None and session.status:

@@ -38,10 +38,10 @@ class ThumbnailCache:
     def closed(self) -> bool:
         return self._collection is None
 
-    def icon_id(self, png: bytes) -> int:
-        """Icon id for these PNG bytes (0 when they cannot be shown; the list then draws a plain icon)."""
+    def add(self, png: bytes) -> str:
+        """Load these PNG bytes as a preview; returns its key ('' when there is nothing to show)."""
         if self._collection is None or not png:
-            return 0
+            return ""
         key = hashlib.sha1(png).hexdigest()[:20]
         if key not in self._collection:
             path = self.directory / f"{key}.png"
@@ -51,8 +51,20 @@ class ThumbnailCache:
                 self._collection.load(key, str(path), "IMAGE")
             except (OSError, RuntimeError, KeyError) as exc:
                 log.warning("MoFind: cannot show a thumbnail (%s)", exc)
-                return 0
+                return ""
+        return key
+
+    def icon_id(self, key: str) -> int:
+        """The preview's icon id (0 without a UI, e.g. headless Blender, or for an unknown key)."""
+        if self._collection is None or key not in self._collection:
+            return 0
         return self._collection[key].icon_id
+
+    def image_size(self, key: str) -> tuple[int, int]:
+        """Pixel size of the loaded thumbnail ((0, 0) for an unknown key)."""
+        if self._collection is None or key not in self._collection:
+            return (0, 0)
+        return tuple(self._collection[key].image_size)
 
     def clear(self) -> None:
         if self._collection is not None:

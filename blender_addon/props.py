@@ -33,7 +33,9 @@ class MOFIND_PG_result(bpy.types.PropertyGroup):
     end_frame: IntProperty(description="Source frame after the last one")
     fps: FloatProperty()
     labels: StringProperty()
-    icon_id: IntProperty(description="Thumbnail preview icon (0: none)")
+    skeleton: StringProperty(description="Source skeleton kind the backend recognised (bandai, cmu_bvh, ...)")
+    thumbnail: StringProperty(description="Key of the clip's thumbnail in the preview cache ('': none)")
+    icon_id: IntProperty(description="Thumbnail preview icon (0: none, or no UI)")
 
 
 class MOFIND_PG_token(bpy.types.PropertyGroup):
@@ -56,6 +58,8 @@ class MOFIND_PG_scene(bpy.types.PropertyGroup):
     path_prefix: StringProperty(name="Folder", subtype="DIR_PATH",
                                 description="Only clips whose file lies under this folder")
     label: StringProperty(name="Label", description="Only clips carrying this label")
+    skeleton: StringProperty(name="Skeleton", description="Only clips from this kind of skeleton, e.g. bandai, "
+                             "cmu_bvh, mixamo, smpl, custom")
     in_place: BoolProperty(name="In Place", default=False, description="Drop the root's horizontal travel")
     match_fps: BoolProperty(name="Match FPS", default=True,
                             description="Resample the clip to the scene frame rate")

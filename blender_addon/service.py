@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import bpy
 
-from .client import MoFindClient
+from .client import MoFindClient, load_client_keys
 from .core.motion import MotionCache
 from .prefs import ADDON_PACKAGE, ClientSettings, get_settings
 from .previews import ThumbnailCache, thumbnail_dir
@@ -69,8 +69,9 @@ class Service:
         self.connect_error = ""
         try:
             _check_address(settings.address)
+            client_keys = load_client_keys(settings.client_key_file) if settings.client_key_file else None
             self.client = MoFindClient(settings.address, timeout_s=settings.timeout_s, retries=settings.retries,
-                                       server_key=settings.server_key)
+                                       server_key=settings.server_key, client_keys=client_keys)
         except ValueError as exc:
             self.connect_error = f"MoFind cannot connect: {exc}. Fix it in the add-on preferences."
         except Exception as exc:  # zmq.ZMQError for a malformed endpoint; shown to the user, never raised into UI

@@ -26,9 +26,10 @@ def check(service, *, wait: bool = False):
 
 def _describe(reply: Reply, version: str, address: str) -> None:
     info = reply.result
-    clips = info.get("clips", info.get("index_size"))
+    model = info.get("model") if isinstance(info.get("model"), dict) else {}
+    index = info.get("index") if isinstance(info.get("index"), dict) else {}
+    clips = index.get("clips")
     if isinstance(clips, int):
         session().index_clips = clips
-    model = info.get("model") or info.get("model_name") or "?"
-    set_status("OK", f"Connected to MoFind {version} at {address}: model {model}, "
+    set_status("OK", f"Connected to MoFind {version} at {address}: model {model.get('name', '?')}, "
                      f"{clips if clips is not None else '?'} clips indexed")

@@ -54,12 +54,17 @@ def poll_status(service) -> None:
 
 
 def cancel(service, *, wait: bool = False):
+    """Ask the backend to stop the job after its current file; progress polling sees it end."""
     state = session()
     if state.job_state != "RUNNING" or not state.job_id:
         raise ValueError("No indexing job is running.")
-    return service.call("cancel", {"job_id": state.job_id}, wait=wait,
-                        on_reply=lambda reply: _job_ended("CANCELLED", "Indexing cancelled."),
-                        on_error=lambda failure: set_status("ERROR", failure.message))
+    state.job_message = "Cancelling: finishing the current file…"
+    set_status("BUSY", state.job_message)
+    ticket = service.call("cancel", {"job_id": state.job_id}, wait=wait,
+                          on_error=lambda failure: set_status("ERROR", failure.message))
+    if wait:
+        service.run_until(lambda: session().job_state != "RUNNING")
+    return ticket
 
 
 def _progress(service, reply: Reply, job_id: str) -> None:
@@ -77,11 +82,14 @@ def _progress(service, reply: Reply, job_id: str) -> None:
     state.job_failed = len(failed)
     status = _STATES.get(str(job.get("state")), "FAILED")
     if status == "RUNNING":
-        state.job_message = f"Indexing: {state.job_done} of {state.job_total} files"
+        state.job_message = ("Queued behind another indexing job" if job.get("queued") else
+                             f"Indexing: {state.job_done} of {state.job_total} files")
         set_status("BUSY", state.job_message)
         service.later(POLL_S, lambda: poll_status(service))
         return
     summary = f"{state.job_done} of {state.job_total} files indexed, {state.index_clips} clips in the index"
+    if job.get("error"):
+        summary = f"{job['error']} ({summary})"
     if failed:
         first = failed[0]
         summary += f"; {len(failed)} failed (first: {first.get('path')}: {first.get('error')})"
@@ -91,8 +99,6 @@ def _progress(service, reply: Reply, job_id: str) -> None:
 
 def _job_ended(job_state: str, message: str) -> None:
     state = session()
-    if state.job_state != "RUNNING" and job_state == "CANCELLED":
-        return  # the job had already ended on its own
     state.job_state = job_state
     state.job_message = message
     set_status("OK" if job_state == "DONE" and not state.job_failed else

@@ -21,6 +21,8 @@ def filters_from_scene(options) -> dict:
         filters["path_prefix"] = bpy.path.abspath(options.path_prefix.strip())
     if options.label.strip():
         filters["label"] = options.label.strip()
+    if options.skeleton.strip():
+        filters["skeleton"] = options.skeleton.strip()
     return filters
 
 
@@ -33,9 +35,10 @@ def search(service, query: str, k: int, filters: dict, *, wait: bool = False):
                            query=query, heading=f"for '{query}'", busy=f"Searching for '{query}'…", wait=wait)
 
 
-def similar(service, clip_id: str, name: str, k: int, *, wait: bool = False):
-    """Ask for clips that move like `clip_id`; the results replace the current list."""
-    return _ranked_request(service, "similar", {"clip_id": clip_id, "k": int(k)},
+def similar(service, clip_id: str, name: str, start_frame: int, k: int, filters: dict, *, wait: bool = False):
+    """Ask for clips that move like the window of `clip_id` at `start_frame`; the results replace the list."""
+    params = {"clip_id": clip_id, "start_frame": int(start_frame), "k": int(k), "filters": filters}
+    return _ranked_request(service, "similar", params,
                            query="", heading=f"similar to {name}", busy=f"Finding clips similar to {name}…", wait=wait)
 
 
@@ -68,7 +71,9 @@ def _store_results(service, reply: Reply, query: str, heading: str) -> int:
         item.end_frame = int(hit.get("end_frame", 0))
         item.fps = float(hit.get("fps", 0.0))
         item.labels = ", ".join(str(label) for label in hit.get("labels") or [])
-        item.icon_id = service.thumbnails.icon_id(frame_bytes(hit.get("thumbnail"), reply.frames) or b"")
+        item.skeleton = str(hit.get("skeleton") or "")
+        item.thumbnail = service.thumbnails.add(frame_bytes(hit.get("thumbnail"), reply.frames) or b"")
+        item.icon_id = service.thumbnails.icon_id(item.thumbnail)
     state.active_result = 0
     state.results_query = query
     state.results_heading = heading

@@ -1,8 +1,8 @@
 """Thin operators: each calls one core function and turns failures into reports."""
 
-from . import apply, bulk_index, connection, explain, preview, search
+from . import apply, bulk_index, connection, explain, keys, preview, search
 
 CLASSES = (
     *search.CLASSES, *apply.CLASSES, *preview.CLASSES, *explain.CLASSES, *bulk_index.CLASSES,
-    *connection.CLASSES,
+    *connection.CLASSES, *keys.CLASSES,
 )

@@ -42,7 +42,9 @@ class MOFIND_OT_similar(MoFindOperator, bpy.types.Operator):
             clip = result_at(context, self.index)
         except ValueError as exc:
             return self.fail(str(exc))
-        return self.run(search.similar, clip.clip_id, clip.name, self.k or context.scene.mofind.k)
+        options = context.scene.mofind
+        return self.run(search.similar, clip.clip_id, clip.name, clip.start_frame, self.k or options.k,
+                        search.filters_from_scene(options))
 
 
 CLASSES = (MOFIND_OT_search, MOFIND_OT_similar)

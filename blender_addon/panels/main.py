@@ -39,6 +39,7 @@ class MOFIND_PT_filters(MoFindPanel, bpy.types.Panel):
         col.prop(options, "max_duration")
         layout.prop(options, "path_prefix")
         layout.prop(options, "label")
+        layout.prop(options, "skeleton")
 
 
 CLASSES = (MOFIND_PT_main, MOFIND_PT_filters)

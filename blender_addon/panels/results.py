@@ -45,8 +45,8 @@ class MOFIND_PT_results(MoFindPanel, bpy.types.Panel):
         box.label(text=item.source or item.clip_id, icon="FILE")
         details = f"{item.duration:.1f} s at {item.fps:g} fps, frames {item.start_frame}–{item.end_frame}"
         box.label(text=details)
-        if item.labels:
-            box.label(text=item.labels, icon="BOOKMARKS")
+        if item.labels or item.skeleton:
+            box.label(text=" · ".join(filter(None, (item.labels, item.skeleton))), icon="BOOKMARKS")
         self.draw_actions(context, layout, session)
 
     @staticmethod

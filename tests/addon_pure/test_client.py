@@ -226,6 +226,40 @@ def test_curve_encrypted_connection(make_client):
         assert len(refused.timeouts) == 1 and len(server.requests) == 1
 
 
+@pytest.mark.skipif(not zmq.has("curve"), reason="pyzmq built without CurveZMQ")
+def test_ironhouse_lets_in_only_the_client_whose_key_file_is_authorised(make_client, client_mod, tmp_path):
+    import zmq.auth
+    from zmq.auth.thread import ThreadAuthenticator
+
+    server_public_file, server_secret_file = zmq.auth.create_certificates(str(tmp_path), "server")
+    allowed = tmp_path / "clients"
+    allowed.mkdir()
+    _, client_secret_file = zmq.auth.create_certificates(str(allowed), "blender")
+    _, stranger_secret_file = zmq.auth.create_certificates(str(tmp_path), "stranger")
+    server_public, server_secret = zmq.auth.load_certificate(server_secret_file)
+
+    with ScriptedRouter(lambda h, f, s: [ok(h, {"hello": True})], curve_secret=server_secret) as server:
+        auth = ThreadAuthenticator(server._context)
+        auth.start()
+        try:
+            auth.configure_curve(domain="*", location=str(allowed))
+            keys = client_mod.load_client_keys(client_secret_file)
+            good = make_client(server.address, timeout_s=5, server_key=server_public.decode(), client_keys=keys)
+            stranger = make_client(server.address, timeout_s=0.2, retries=0, server_key=server_public.decode(),
+                                   client_keys=client_mod.load_client_keys(stranger_secret_file))
+            welcomed, refused = Outcomes(), Outcomes()
+            good.wait_for(good.request("ping", **welcomed.kwargs()))
+            stranger.wait_for(stranger.request("ping", **refused.kwargs()))
+        finally:
+            auth.stop()
+    assert [r.result for r in welcomed.replies] == [{"hello": True}]
+    assert len(refused.timeouts) == 1 and len(server.requests) == 1
+    with pytest.raises(ValueError, match="only a public key"):
+        client_mod.load_client_keys(server_public_file)
+    with pytest.raises(ValueError, match="cannot read"):
+        client_mod.load_client_keys(str(tmp_path / "missing.key_secret"))
+
+
 def test_bad_settings_fail_clearly(client_mod):
     with pytest.raises(ValueError, match="40 Z85"):
         client_mod.MoFindClient("tcp://127.0.0.1:1", server_key="short")
