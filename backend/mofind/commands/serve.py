@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped weights)")
     parser.add_argument("--workers", type=int, default=4, help="request worker threads")
     parser.add_argument("--index-workers", type=int, default=1, help="parsing processes for indexing jobs")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per operation (default 1: queries are small, requests run in parallel "
+                             "worker threads, and multi-threaded torch stalls badly when Blender keeps a core busy)")
     parser.add_argument("--curve-secret", type=Path, default=None, metavar="FILE",
                         help="server certificate with its CurveZMQ secret key (zmq.auth format)")
     parser.add_argument("--curve-clients", type=Path, default=None, metavar="DIR",
@@ -51,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"mofind serve: {exc}", file=sys.stderr)
         return 2
     index_dir = args.index or default_index_dir()
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
     try:
         encoder = load_encoder(args.model)
         backend = Backend(index_dir, encoder, job_workers=args.index_workers)

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .linalg import matmul, single_blas_thread
+
 # MSE-optimal step of a 16-level uniform quantiser for a unit-variance Gaussian (Max 1960, table II).
 GAUSSIAN_STEP_16 = 0.3352
 LEVELS = 16
@@ -47,7 +49,8 @@ class RotatedInt4Codec:
         if dim % 2:
             raise ValueError(f"the 4-bit codec packs two dimensions per byte; embedding dim {dim} is odd")
         rng = np.random.default_rng(seed)
-        q, r = np.linalg.qr(rng.standard_normal((dim, dim)))
+        with single_blas_thread():
+            q, r = np.linalg.qr(rng.standard_normal((dim, dim)))
         q *= np.sign(np.diag(r))[None, :]  # a Haar-distributed orthogonal matrix
         return cls(rotation=q.astype(np.float32), step=GAUSSIAN_STEP_16 / np.sqrt(dim))
 
@@ -60,7 +63,7 @@ class RotatedInt4Codec:
         return self.dim // 2
 
     def rotate(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(x, dtype=np.float32) @ self.rotation.T
+        return matmul(np.asarray(x, dtype=np.float32), self.rotation.T)
 
     # -- storage -----------------------------------------------------------------------------------------
     def encode(self, x: np.ndarray) -> np.ndarray:
@@ -84,7 +87,7 @@ class RotatedInt4Codec:
 
     def decode_original(self, packed: np.ndarray) -> np.ndarray:
         """Reconstruction rotated back to the model's space (for explanations and examples)."""
-        return self.decode(packed) @ self.rotation
+        return matmul(self.decode(packed), self.rotation)
 
     # -- queries -----------------------------------------------------------------------------------------
     def quantize_queries(self, tokens: np.ndarray) -> "QuantizedQueries":

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .linalg import matmul
 from .store import IndexReader, WindowRef
 
 
@@ -64,7 +65,7 @@ def choose_window(reader: IndexReader, clip_id: str, tokens: np.ndarray | None,
     scores = []
     for ref in refs:
         patches, valid = reader.window_patches(ref)
-        scores.append(float((tokens @ patches[valid].T).max(1).mean()))
+        scores.append(float(matmul(tokens, patches[valid].T).max(1).mean()))
     return refs[int(np.argmax(scores))]
 
 
@@ -84,7 +85,7 @@ def explain_tokens(reader: IndexReader, tokens: np.ndarray, words: list[str], cl
     clip = reader.clip(clip_id)
     ref = choose_window(reader, clip_id, tokens, start_frame)
     patches, valid = reader.window_patches(ref)
-    matrix = (np.asarray(tokens, np.float32) @ patches.T).astype(np.float32)
+    matrix = matmul(np.asarray(tokens, np.float32), patches.T).astype(np.float32)
     matrix[:, ~valid] = np.nan
     rows, cols = spec.grid
     names = readable_part_names(spec.part_names)

@@ -23,6 +23,7 @@ import numpy as np
 
 from .codec import LEVELS
 from .kernels import ChunkScan, max_dots
+from .linalg import matmul
 from .store import IndexReader
 
 MODES = ("auto", "exact", "two_stage")
@@ -342,4 +343,4 @@ class _QueryBatch:
     def scores(self, maxima: np.ndarray) -> np.ndarray:
         """Integer maxima (n, rows) -> MaxSim (n, queries): cosine per token, averaged per query."""
         cosines = (2.0 * maxima.astype(np.float64) - self.offset) * self.factor
-        return cosines @ self.average
+        return matmul(cosines, self.average)
