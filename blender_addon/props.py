@@ -66,6 +66,8 @@ class MOFIND_PG_scene(bpy.types.PropertyGroup):
     push_to_nla: BoolProperty(name="Push to NLA", default=False,
                               description="Put the applied action on a new NLA strip")
     start_frame: IntProperty(name="Start Frame", default=1, description="Frame where the applied clip begins")
+    whole_take: BoolProperty(name="Whole Take", default=False,
+                             description="Apply the entire file, not only the window that matched the prompt")
     index_folder: StringProperty(name="Folder", subtype="DIR_PATH", description="Folder of motion files to index")
     index_recursive: BoolProperty(name="Recursive", default=True, description="Include sub-folders")
 

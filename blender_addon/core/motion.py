@@ -28,6 +28,16 @@ class ClipRef:
     def from_result(cls, item) -> "ClipRef":
         return cls(item.clip_id, item.name, int(item.start_frame), int(item.end_frame))
 
+    def whole_take(self) -> "ClipRef":
+        """The same take from its first to its last frame (-1: let the backend use the file's range)."""
+        return ClipRef(self.clip_id, self.name, -1, -1)
+
+    def motion_params(self) -> dict:
+        params = {"clip_id": self.clip_id}
+        if self.start_frame >= 0 and self.end_frame > self.start_frame:
+            params.update(start_frame=self.start_frame, end_frame=self.end_frame)
+        return params
+
 
 @dataclass(frozen=True)
 class ApplyOptions:
@@ -35,11 +45,12 @@ class ApplyOptions:
     start_frame: int = 1
     match_fps: bool = True
     push_to_nla: bool = False
+    whole_take: bool = False
 
     @classmethod
     def from_scene(cls, options) -> "ApplyOptions":
         return cls(bool(options.in_place), int(options.start_frame), bool(options.match_fps),
-                   bool(options.push_to_nla))
+                   bool(options.push_to_nla), bool(options.whole_take))
 
 
 class MotionCache:
@@ -88,8 +99,7 @@ def fetch_motion(service, clip: ClipRef, on_motion, *, wait: bool = False):
         service.motion_cache.put(clip, payload)
         return on_motion(payload)
 
-    params = {"clip_id": clip.clip_id, "start_frame": clip.start_frame, "end_frame": clip.end_frame}
-    return service.call("get_motion", params, on_reply=received, wait=wait,
+    return service.call("get_motion", clip.motion_params(), on_reply=received, wait=wait,
                         on_error=lambda failure: set_status("ERROR", failure.message))
 
 
@@ -125,7 +135,7 @@ def apply_clip(service, clip: ClipRef, armature_name: str, options: ApplyOptions
         set_status("OK", f"Applied {clip.name} to {armature_name} ({action.name})")
         return action
 
-    ticket = fetch_motion(service, clip, on_motion, wait=wait)
+    ticket = fetch_motion(service, clip.whole_take() if options.whole_take else clip, on_motion, wait=wait)
     if ticket.done and ticket.failure is not None:
         set_status("ERROR", ticket.failure.message)
     return ticket

@@ -6,7 +6,7 @@ service, not on bpy types: it only means something while this preview lasts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import bpy
 
@@ -36,7 +36,7 @@ def begin(service, clip: ClipRef, armature_name: str, options: ApplyOptions, *, 
 
     def on_motion(payload: dict):
         snapshot = _snapshot(find_armature(armature_name), clip)
-        temporary = ApplyOptions(options.in_place, options.start_frame, options.match_fps, push_to_nla=False)
+        temporary = replace(options, push_to_nla=False)
         action = apply_payload(armature_name, payload, temporary, PREVIEW_PREFIX + clip.name)
         snapshot.action = action.name
         service.preview = snapshot
@@ -49,7 +49,7 @@ def begin(service, clip: ClipRef, armature_name: str, options: ApplyOptions, *, 
         set_status("OK", f"Previewing {clip.name} on {armature_name}: Keep or Revert")
         return action
 
-    ticket = fetch_motion(service, clip, on_motion, wait=wait)
+    ticket = fetch_motion(service, clip.whole_take() if options.whole_take else clip, on_motion, wait=wait)
     if ticket.done and ticket.failure is not None:
         set_status("ERROR", ticket.failure.message)
     return ticket

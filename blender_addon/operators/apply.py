@@ -10,7 +10,7 @@ from bpy.props import BoolProperty, IntProperty, StringProperty
 from ..core import motion
 from .base import MoFindOperator, result_at, target_armature
 
-_OPTION_NAMES = ("in_place", "start_frame", "match_fps", "push_to_nla")
+_OPTION_NAMES = ("in_place", "start_frame", "match_fps", "push_to_nla", "whole_take")
 
 
 class ApplyOptionsMixin:
@@ -24,6 +24,8 @@ class ApplyOptionsMixin:
     start_frame: IntProperty(name="Start Frame", default=1, options={"SKIP_SAVE"})
     match_fps: BoolProperty(name="Match FPS", default=True, options={"SKIP_SAVE"})
     push_to_nla: BoolProperty(name="Push to NLA", options={"SKIP_SAVE"})
+    whole_take: BoolProperty(name="Whole Take", options={"SKIP_SAVE"},
+                             description="Apply the entire file, not only the matching window")
 
     def apply_options(self, context) -> motion.ApplyOptions:
         scene_options = motion.ApplyOptions.from_scene(context.scene.mofind)

@@ -77,6 +77,7 @@ class MOFIND_PT_apply_options(MoFindPanel, bpy.types.Panel):
         layout.use_property_split = True
         options = context.scene.mofind
         layout.prop(options, "start_frame")
+        layout.prop(options, "whole_take")
         layout.prop(options, "in_place")
         layout.prop(options, "match_fps")
         layout.prop(options, "push_to_nla")

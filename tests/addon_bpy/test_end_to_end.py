@@ -27,6 +27,7 @@ def backend(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     library = root / "library"
     takes = write_library(library, kinds=("bandai",), seconds=3.0)
+    takes += write_library(library, kinds=("zup",), actions=("walk",), seconds=8.0)  # longer than a window
     report = build_index(library, root / "index")
     assert report["indexed"] == len(takes) and not report["failed"]
     served = ServedBackend(root / "index", root)
@@ -85,14 +86,16 @@ def test_test_connection_reports_the_served_index(bpy, connected, session, backe
 
 
 def test_search_then_apply_keys_every_mapped_bone(bpy, connected, session, backend, service):
+    bpy.context.scene.mofind.skeleton = "bandai"  # the 30 fps takes only
     search(bpy)
-    names = {path.stem for path in backend.takes}
+    names = {path.stem for path in backend.takes if path.stem.startswith("bandai")}
     assert len(session.results) == 5 and session.results_query == PROMPT
     assert {item.name for item in session.results} <= names
     scores = [item.score for item in session.results]
     assert scores == sorted(scores, reverse=True)
     for item in session.results:
         assert item.end_frame > item.start_frame >= 0 and item.fps == 30.0 and item.duration > 0
+        assert item.skeleton == "bandai"
         # the backend's 256x64 filmstrip PNG was loaded as a preview (icon ids stay 0 without a UI)
         assert service.thumbnails.image_size(item.thumbnail) == (256, 64)
         assert Path(item.source).parent == backend.library
@@ -121,6 +124,22 @@ def test_search_then_apply_keys_every_mapped_bone(bpy, connected, session, backe
     assert session.status_level == "OK" and "Applied" in session.status
 
 
+def test_apply_is_a_single_undo_step(bpy, connected, session):
+    set_fps(bpy, 30)
+    search(bpy)
+    rig_name = rigs.build_mixamo_rig().name
+    bpy.ops.ed.undo_push(message="rig built")
+    actions_before = set(bpy.data.actions.keys())
+    assert bpy.ops.mofind.apply_clip(index=0, wait=True) == {"FINISHED"}
+    assert bpy.data.objects[rig_name].animation_data.action is not None
+    bpy.ops.ed.undo()
+    rig = bpy.data.objects[rig_name]  # undo reloads data: fetch it again
+    assert rig.animation_data is None or rig.animation_data.action is None
+    assert set(bpy.data.actions.keys()) == actions_before
+    bpy.ops.ed.redo()
+    assert bpy.data.objects[rig_name].animation_data.action.name == session.results[0].name
+
+
 def test_apply_options_from_a_script_override_the_panel(bpy, connected, session):
     set_fps(bpy, 24)
     search(bpy)
@@ -132,8 +151,24 @@ def test_apply_options_from_a_script_override_the_panel(bpy, connected, session)
     strips = [strip for track in rig.animation_data.nla_tracks for strip in track.strips]
     assert len(strips) == 1 and strips[0].action.name == item.name
     assert int(strips[0].frame_start) == 101
-    resampled = round((item.end_frame - item.start_frame - 1) * 24 / item.fps) + 1  # match_fps from the panel
-    assert max(keyed_bones(strips[0].action).values()) == resampled
+    resampled = (item.end_frame - item.start_frame - 1) * 24 / item.fps + 1  # match_fps from the panel
+    assert abs(max(keyed_bones(strips[0].action).values()) - resampled) <= 1
+
+
+def test_whole_take_applies_the_file_not_just_the_matching_window(bpy, connected, session):
+    set_fps(bpy, 30)
+    search(bpy, prompt="someone walks", k=20)
+    index = [item.name for item in session.results].index("zup_walk")
+    item = session.results[index]
+    take_frames = round(item.duration * item.fps)
+    assert 0 < item.end_frame - item.start_frame < take_frames  # the result is one window of the take
+    rig = rigs.build_mixamo_rig()
+    assert bpy.ops.mofind.apply_clip(index=index, wait=True) == {"FINISHED"}
+    window_keys = max(keyed_bones(rig.animation_data.action).values())
+    assert bpy.ops.mofind.apply_clip(index=index, whole_take=True, wait=True) == {"FINISHED"}
+    whole_keys = max(keyed_bones(rig.animation_data.action).values())
+    assert abs(window_keys - ((item.end_frame - item.start_frame - 1) * 30 / item.fps + 1)) <= 1
+    assert abs(whole_keys - ((take_frames - 1) * 30 / item.fps + 1)) <= 1
 
 
 def test_preview_reverts_on_cancel_and_keeps_on_confirm(bpy, connected, session):
