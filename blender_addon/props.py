@@ -1,8 +1,10 @@
-"""Blender properties: `Scene.mofind` (saved with the .blend) and `WindowManager.mofind` (this session only).
+"""Blender properties: `Scene.mofind` and `Object.mofind` (saved with the .blend), `WindowManager.mofind`
+(this session only).
 
 The scene keeps what the user typed and chose (prompt, k, filters, apply options, the folder to
 index); the window manager keeps what the backend sent back (results, explanations, job
-progress, the status line), which is meaningless in another session and never saved.
+progress, the status line), which is meaningless in another session and never saved. An armature
+keeps its edited bone map (Object.mofind), so the map travels with the rig.
 """
 
 from __future__ import annotations
@@ -46,6 +48,23 @@ class MOFIND_PG_token(bpy.types.PropertyGroup):
     t_start: FloatProperty(description="Seconds into the clip")
     t_end: FloatProperty()
     similarity: FloatProperty()
+
+
+class MOFIND_PG_bone_pair(bpy.types.PropertyGroup):
+    """One row of a rig's bone map: which bone plays this SMPL-22 joint ('' = none)."""
+
+    joint: StringProperty(description="SMPL-22 joint of the motion")
+    bone: StringProperty(name="Bone", description="Bone of this armature that receives the joint's rotation")
+
+
+class MOFIND_PG_rig(bpy.types.PropertyGroup):
+    """Per-armature settings saved with the rig (Object.mofind): its edited bone map."""
+
+    bone_map: CollectionProperty(type=MOFIND_PG_bone_pair)
+    active_pair: IntProperty()
+    preset: StringProperty(description="Rig preset the map was detected from ('' = matched by bone names)")
+    use_bone_map: BoolProperty(name="Use This Map", default=True,
+                               description="Apply clips with this map (off: detect the map again at every apply)")
 
 
 class MOFIND_PG_scene(bpy.types.PropertyGroup):
@@ -97,15 +116,18 @@ class MOFIND_PG_session(bpy.types.PropertyGroup):
     preview_frames: IntVectorProperty(size=3)  # frame_start, frame_end, frame_current before the preview
 
 
-CLASSES = (MOFIND_PG_result, MOFIND_PG_token, MOFIND_PG_scene, MOFIND_PG_session)
+CLASSES = (MOFIND_PG_result, MOFIND_PG_token, MOFIND_PG_bone_pair, MOFIND_PG_rig, MOFIND_PG_scene,
+           MOFIND_PG_session)
 
 
 def attach() -> None:
-    """Hang the property groups on Scene and WindowManager (after CLASSES are registered)."""
+    """Hang the property groups on Scene, WindowManager and Object (after CLASSES are registered)."""
     bpy.types.Scene.mofind = PointerProperty(type=MOFIND_PG_scene)
     bpy.types.WindowManager.mofind = PointerProperty(type=MOFIND_PG_session)
+    bpy.types.Object.mofind = PointerProperty(type=MOFIND_PG_rig)
 
 
 def detach() -> None:
+    del bpy.types.Object.mofind
     del bpy.types.WindowManager.mofind
     del bpy.types.Scene.mofind

@@ -117,9 +117,10 @@ def find_armature(name: str):
 def apply_payload(armature_name: str, payload: dict, options: ApplyOptions, action_name: str):
     """Retarget `payload` onto the armature and key it; returns the new Action."""
     from ..retarget.apply import apply_clip  # engineer F's package: the only place that writes keys
+    from .bone_map import saved_map
 
     armature = find_armature(armature_name)
-    return apply_clip(bpy.context, armature, payload, None, in_place=options.in_place,
+    return apply_clip(bpy.context, armature, payload, saved_map(armature), in_place=options.in_place,
                       start_frame=options.start_frame, match_fps=options.match_fps,
                       push_to_nla=options.push_to_nla, name=action_name)
 

@@ -1,5 +1,5 @@
 """The MoFind sidebar: search, results, explanation and bulk indexing panels."""
 
-from . import explain, index, main, results
+from . import bone_map, explain, index, main, results
 
-CLASSES = (*main.CLASSES, *results.CLASSES, *explain.CLASSES, *index.CLASSES)
+CLASSES = (*main.CLASSES, *results.CLASSES, *explain.CLASSES, *bone_map.CLASSES, *index.CLASSES)

@@ -47,6 +47,7 @@ def test_disable_removes_timer_socket_properties_and_classes(bpy, addon, service
     assert thumbnails.closed
     assert sys.modules[f"{ADDON_MODULE}.service"].active() is None
     assert not hasattr(bpy.types.Scene, "mofind") and not hasattr(bpy.types.WindowManager, "mofind")
+    assert not hasattr(bpy.types.Object, "mofind")
     for name in OUR_TYPES:
         assert not hasattr(bpy.types, name), name
     assert handler_counts(bpy) == before
@@ -92,3 +93,12 @@ def test_bad_address_is_a_clear_message_not_an_exception(bpy, prefs, service, ad
 def test_bad_server_key_is_a_clear_message(bpy, prefs, service):
     prefs.server_key = "not-a-key"
     assert service.client is None and "40 Z85 characters" in service.connect_error
+
+
+def test_timer_ticks_fast_while_requests_are_pending_and_slow_when_idle(bpy, addon, service):
+    module = sys.modules[f"{ADDON_MODULE}.service"]
+    assert service._timer() == module.SLOW_S
+    service.call("ping", on_reply=lambda reply: 1 / 0)  # nobody answers on the default port in tests
+    assert service._timer() == module.FAST_S
+    service.client.cancel(next(iter(service.client._pending)))
+    assert service._timer() == module.SLOW_S
