@@ -234,6 +234,20 @@ def test_bulk_index_adds_a_folder_with_progress(bpy, connected, session, backend
     assert {item.name for item in session.results} == {path.stem for path in new_takes}
 
 
+def test_cancelling_bulk_indexing_ends_the_job(bpy, connected, session, backend):
+    folder = backend.root / "to_cancel"
+    takes = write_library(folder, kinds=("bandai", "cmu", "zup"), seconds=2.0)
+    assert bpy.ops.mofind.index_folder(folder=str(folder)) == {"FINISHED"}  # returns at once
+    assert session.job_state == "RUNNING"
+    service = sys.modules[f"{ADDON_MODULE}.service"].get()
+    service.run_until(lambda: bool(session.job_id))  # index_add answered with the job id
+    assert bpy.ops.mofind.index_cancel(wait=True) == {"FINISHED"}
+    assert session.job_state in {"CANCELLED", "DONE"}  # DONE only if it finished before the cancel arrived
+    if session.job_state == "CANCELLED":
+        assert session.job_done < len(takes) and session.job_message.startswith("Indexing cancelled")
+    assert bpy.ops.mofind.index_cancel(wait=True) == {"CANCELLED"}  # nothing left to cancel
+
+
 def test_backend_error_reply_is_a_clear_message(bpy, connected, session):
     set_fps(bpy, 30)
     search(bpy)

@@ -1,0 +1,33 @@
+"""Operators refuse bad input with a clear message before sending anything (no backend needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.bpy
+
+
+@pytest.fixture
+def session(bpy, addon):
+    return bpy.context.window_manager.mofind
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda ops: ops.search(prompt="   ", wait=True), "Type a prompt first"),
+    (lambda ops: ops.apply_clip(index=0, wait=True), "no results yet"),
+    (lambda ops: ops.preview(index=0, wait=True), "no results yet"),
+    (lambda ops: ops.explain(wait=True), "no results yet"),
+    (lambda ops: ops.similar(wait=True), "no results yet"),
+    (lambda ops: ops.index_folder(folder="/no/such/folder", wait=True), "is not a folder"),
+    (lambda ops: ops.index_folder(wait=True), "Choose a folder"),
+    (lambda ops: ops.index_cancel(wait=True), "No indexing job is running"),
+])
+def test_bad_input_is_cancelled_with_a_message(bpy, session, service, call, message):
+    pending_before = service.client.pending_count
+    assert call(bpy.ops.mofind) == {"CANCELLED"}
+    assert message in session.status and session.status_level == "ERROR"
+    assert service.client.pending_count == pending_before  # nothing was sent
+
+
+def test_ending_a_preview_that_is_not_running(bpy, session):
+    assert bpy.ops.mofind.preview_end(keep=True) == {"CANCELLED"}
