@@ -4,8 +4,6 @@ Keyed by `__package__` (e.g. ``bl_ext.user_default.mofind``), never a hard-coded
 add-on works from any extension repository.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 
 import bpy

@@ -7,8 +7,6 @@ progress, the status line), which is meaningless in another session and never sa
 keeps its edited bone map (Object.mofind), so the map travels with the rig.
 """
 
-from __future__ import annotations
-
 import bpy
 from bpy.props import (
     BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, IntVectorProperty, PointerProperty,

@@ -1,7 +1,5 @@
 """`mofind.apply_clip`: retarget a result onto an armature as one undo step."""
 
-from __future__ import annotations
-
 from dataclasses import replace
 
 import bpy

@@ -5,8 +5,6 @@ that report an ERROR, and a script driving MoFind should get `{'CANCELLED'}` and
 (also shown in the panel's status line), not an exception, when the backend is down.
 """
 
-from __future__ import annotations
-
 from bpy.props import BoolProperty
 
 from .. import service

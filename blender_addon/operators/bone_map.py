@@ -1,7 +1,5 @@
 """`mofind.detect_bones`: fill the armature's editable bone map from its bone names."""
 
-from __future__ import annotations
-
 import bpy
 from bpy.props import StringProperty
 

@@ -1,7 +1,5 @@
 """`mofind.index_folder` and `mofind.index_cancel`: bulk indexing in the backend, with progress."""
 
-from __future__ import annotations
-
 import bpy
 from bpy.props import BoolProperty, StringProperty
 

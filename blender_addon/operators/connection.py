@@ -1,7 +1,5 @@
 """`mofind.ping`: check that the backend answers and show what it serves."""
 
-from __future__ import annotations
-
 import bpy
 
 from ..core import connection

@@ -1,7 +1,5 @@
 """`mofind.explain`: "Why this clip?" — which words matched which body part, and when."""
 
-from __future__ import annotations
-
 import bpy
 from bpy.props import IntProperty, StringProperty
 

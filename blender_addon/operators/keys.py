@@ -1,7 +1,5 @@
 """`mofind.create_client_key`: make this Blender's CurveZMQ key pair and select it in the preferences."""
 
-from __future__ import annotations
-
 import bpy
 
 from ..core.keys import create_client_key

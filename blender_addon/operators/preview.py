@@ -1,7 +1,5 @@
 """`mofind.preview` (play a clip on the rig; Esc reverts, Enter keeps) and `mofind.preview_end`."""
 
-from __future__ import annotations
-
 import bpy
 from bpy.props import BoolProperty
 

@@ -1,7 +1,5 @@
 """`mofind.search` and `mofind.similar`: fill the results list."""
 
-from __future__ import annotations
-
 import bpy
 from bpy.props import IntProperty, StringProperty
 

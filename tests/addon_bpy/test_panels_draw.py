@@ -9,7 +9,6 @@ properties exist. A typo in a panel fails here instead of in a user's sidebar.
 
 from __future__ import annotations
 
-import sys
 import pytest
 
 from addon_bpy import rigs
