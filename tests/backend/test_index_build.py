@@ -216,3 +216,33 @@ def test_sigkilled_indexer_leaves_an_index_that_opens_and_resumes_to_the_same_co
             a, b = patches[valid], want[valid]
             cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
             assert cosine.min() > 0.99  # the same codes, up to float noise of a different batch composition
+
+
+def test_humanml3d_folder_indexes_joint_files_only(tmp_path, shared, encoder):
+    sample = shared / "data" / "humanml3d-sample"
+    if not (sample / "new_joints").is_dir():
+        pytest.skip(f"{sample} has no new_joints/")
+    report = build_index([sample], tmp_path / "index", encoder, workers=0)
+    assert (report.indexed, report.failed) == (1, [])  # new_joint_vecs/, Mean.npy, Std.npy are not motions
+    record = IndexReader.open(tmp_path / "index").clips()[0]
+    frames = np.load(sample / "new_joints" / "012314.npy").shape[0]
+    assert record.source.endswith("new_joints/012314.npy")
+    assert (record.format, record.skeleton, record.source_fps) == ("humanml3d", "smpl", 20.0)
+    assert tuple(record.frame_range) == (0, frames)
+
+
+def test_discovery_skips_humanml3d_mirrors(tmp_path):
+    from mofind.index.discover import discover
+
+    joints = tmp_path / "HumanML3D" / "new_joints"
+    vecs = tmp_path / "HumanML3D" / "new_joint_vecs"
+    joints.mkdir(parents=True)
+    vecs.mkdir()
+    for name in ("000001.npy", "M000001.npy", "M000002.npy"):
+        np.save(joints / name, np.zeros((4, 22, 3), np.float32))
+    np.save(vecs / "000001.npy", np.zeros((4, 263), np.float32))
+    (tmp_path / "notes.txt").write_text("not a motion")
+    found = discover([tmp_path])
+    # M000001 mirrors 000001 and is skipped; M000002 has no original beside it and is kept
+    assert [p.name for p in found.files] == ["000001.npy", "M000002.npy"]
+    assert found.missing == []
