@@ -22,7 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="index folder (default: mofind.paths.default_index_dir(), $MOFIND_INDEX)")
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped weights)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="parsing processes (default: CPU cores - 1; 0 parses in this process)")
+                        help="parsing processes (default: a quarter of the CPU cores, at least 1; 0 parses in "
+                             "this process)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for encoding (default: the cores the parsing processes leave free)")
     parser.add_argument("--commit-every", type=int, default=None, metavar="N",
                         help="commit after every N new clips (default 256)")
     parser.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
@@ -34,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mofind.index.build import DEFAULT_COMMIT_EVERY, build_index
+    from mofind.index.build import DEFAULT_COMMIT_EVERY, build_index, default_workers, encoder_threads
     from mofind.index.encoders import ModelUnavailableError, load_encoder
     from mofind.index.manifest import IndexSpec, IndexStoreError
     from mofind.index.store import IndexWriter
@@ -44,11 +47,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.paths and args.remove is None and args.remove_prefix is None and not args.compact:
         print("mofind index: give PATH... to index, or --remove/--remove-prefix/--compact", file=sys.stderr)
         return 2
+    workers = default_workers() if args.workers is None else args.workers
+    import torch
+
+    torch.set_num_threads(args.threads or encoder_threads(workers))
     try:
         encoder = load_encoder(args.model)
         report = None
         if args.paths:
-            report = build_index(args.paths, index_dir, encoder, workers=args.workers,
+            report = build_index(args.paths, index_dir, encoder, workers=workers,
                                  recursive=not args.no_recursive,
                                  commit_every=args.commit_every or DEFAULT_COMMIT_EVERY,
                                  progress=not args.quiet and not args.json)

@@ -156,7 +156,15 @@ def _executor(workers: int) -> Executor:
 
 
 def default_workers() -> int:
-    return max(1, (os.cpu_count() or 2) - 1)
+    """Parsing processes: a quarter of the cores (at least one). Parsing a take costs a few ms, encoding its
+    windows several times that, so most cores are better left to the encoder (see `encoder_threads`)."""
+    return max(1, (os.cpu_count() or 2) // 4)
+
+
+def encoder_threads(workers: int) -> int:
+    """Torch threads that leave one core per parsing process: oversubscribed OpenMP threads stall each
+    other (on 2 cores, 2 torch threads beside a parser ran at half the speed of 1)."""
+    return max(1, (os.cpu_count() or 2) - max(workers, 0))
 
 
 ProgressCallback = Callable[[BuildReport], None]

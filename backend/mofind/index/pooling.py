@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .linalg import single_blas_thread
+
 POOL_SIZE = 32
 ITERATIONS = 6
 NAME = f"kmeans-{POOL_SIZE}"
@@ -41,11 +43,11 @@ def cluster_pool(patches: np.ndarray, valid: np.ndarray, size: int = POOL_SIZE,
     seeds = np.take_along_axis(order, picks, axis=1)
     centroids = np.take_along_axis(patches, seeds[:, :, None], axis=1)
     weights = valid.astype(np.float32)
-    for _ in range(iterations):
-        similarity = np.einsum("wpd,wkd->wpk", patches, centroids)
-        assign = similarity.argmax(2)
-        onehot = (assign[:, :, None] == np.arange(size)[None, None, :]).astype(np.float32) * weights[:, :, None]
-        sums = np.einsum("wpk,wpd->wkd", onehot, patches)
-        norms = np.linalg.norm(sums, axis=2, keepdims=True)
-        centroids = np.where(norms > 1e-6, sums / np.maximum(norms, 1e-12), centroids)  # empty: keep
+    with single_blas_thread():
+        for _ in range(iterations):
+            assign = np.matmul(patches, centroids.transpose(0, 2, 1)).argmax(2)
+            onehot = (assign[:, :, None] == np.arange(size)[None, None, :]).astype(np.float32) * weights[:, :, None]
+            sums = np.matmul(onehot.transpose(0, 2, 1), patches)
+            norms = np.linalg.norm(sums, axis=2, keepdims=True)
+            centroids = np.where(norms > 1e-6, sums / np.maximum(norms, 1e-12), centroids)  # empty: keep
     return centroids.astype(np.float32)
