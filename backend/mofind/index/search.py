@@ -230,9 +230,9 @@ class Searcher:
         queries = _QueryBatch(token_sets, snapshot.reader.codec)
         if mode == "exact":
             return queries.scores(self._scan(snapshot, windows, queries, pooled=False))
-        first = queries.scores(self._scan(snapshot, windows, queries, pooled=True))
-        if len(windows) <= candidates:
+        if len(windows) <= candidates:  # everything would be shortlisted: skip the first stage
             return queries.scores(self._scan(snapshot, windows, queries, pooled=False, lazy=True))
+        first = queries.scores(self._scan(snapshot, windows, queries, pooled=True))
         out = np.full_like(first, -np.inf)
         shortlist = np.argpartition(-first, candidates - 1, axis=0)[:candidates]
         union = np.unique(shortlist)
@@ -244,7 +244,7 @@ class Searcher:
 
     def first_stage_scores(self, token_sets: list[np.ndarray], windows: np.ndarray,
                            snapshot: _Snapshot | None = None) -> np.ndarray:
-        """MaxSim against the pooled body-part vectors only: the cheap shortlist score of two-stage mode."""
+        """MaxSim against each window's pooled vectors only: the cheap shortlist score of two-stage mode."""
         snapshot = snapshot or self._snapshot
         queries = _QueryBatch(token_sets, snapshot.reader.codec)
         return queries.scores(self._scan(snapshot, windows, queries, pooled=True))
