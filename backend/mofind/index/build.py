@@ -303,7 +303,11 @@ class _Pipeline:
                     continue
                 windows = [WindowEmbedding(w.start, w.source_start, w.source_end, patches, valid)
                            for w, (patches, valid) in zip(prepared.windows, encoded, strict=True)]
-                self.writer.add(prepared.record, windows, prepared.thumbnail)
+                try:
+                    self.writer.add(prepared.record, windows, prepared.thumbnail)
+                except ValueError as exc:  # e.g. the model marked every patch of a window invalid
+                    self.report.failed.append((prepared.record.source, str(exc)))
+                    continue
                 self.report.indexed += 1
                 self.report.windows += len(windows)
                 self.report.seconds_of_motion += prepared.record.duration
