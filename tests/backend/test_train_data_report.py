@@ -28,3 +28,12 @@ def test_breakdown_separates_exact_label_and_side_hits():
     assert out["wave-right-hand"] == {"queries": 1, "t2m_r1": 0.0, "content_top1": 0.0, "side_top1": 0.0}
     assert out["raise-up-left-hand"] == {"queries": 1, "t2m_r1": 0.0, "content_top1": 0.0, "side_top1": 100.0}
     assert "run" not in out  # no queries of that label
+
+
+def test_pooled_weights_each_label_by_its_queries():
+    from mofind.train.report import pooled
+
+    breakdown = {"wave-left-hand": {"queries": 1, "t2m_r1": 100.0, "content_top1": 100.0, "side_top1": 100.0},
+                 "raise-up-left-hand": {"queries": 3, "t2m_r1": 0.0, "content_top1": 100.0, "side_top1": 50.0}}
+    out = pooled(breakdown, {"left": ("wave-left-hand", "raise-up-left-hand"), "right": ("wave-right-hand",)})
+    assert out == {"left": {"queries": 4, "t2m_r1": 25.0, "content_top1": 100.0, "side_top1": 62.5}}

@@ -34,6 +34,9 @@ FREE_FORM_QUERIES: tuple[tuple[str, str], ...] = (
     ("a jogger running ahead", "run"),
     ("an old man shuffling forward on foot", "walk"),
 )
+SIDE_GROUPS = {"left hand (wave + raise)": ("wave-left-hand", "raise-up-left-hand"),
+               "right hand (wave + raise)": ("wave-right-hand", "raise-up-right-hand"),
+               "turn left": ("walk-turn-left",), "turn right": ("walk-turn-right",)}
 SIDED_CONTENTS = ("wave-left-hand", "wave-right-hand", "raise-up-left-hand", "raise-up-right-hand",
                   "walk-turn-left", "walk-turn-right")
 
@@ -69,6 +72,18 @@ def label_breakdown(scores: np.ndarray, captions: list[str], labels: list[dict[s
     return out
 
 
+def pooled(breakdown: dict[str, dict[str, float]], groups=SIDE_GROUPS) -> dict[str, dict[str, float]]:
+    """Query-weighted means of `label_breakdown` rows over groups of labels (e.g. every left-hand content)."""
+    out = {}
+    for name, members in groups.items():
+        rows = [breakdown[m] for m in members if m in breakdown]
+        n = sum(r["queries"] for r in rows)
+        if n:
+            out[name] = {"queries": n, **{k: sum(r[k] * r["queries"] for r in rows) / n
+                                          for k in rows[0] if k != "queries"}}
+    return out
+
+
 def free_form(encoder, gallery: Gallery, scoring: str, queries=FREE_FORM_QUERIES) -> list[dict]:
     """Rank the gallery for each free-form query; report the contents of the top 5."""
     from mofind.eval.protocols import EmbeddedSet, score_matrix
@@ -96,11 +111,13 @@ def build_report(encoder, dataset, *, ties: str = "pessimistic") -> dict:
         scores = score_matrix(gallery.embedded, use_patch_mask=encoder.uses_patch_mask, scoring=scoring)
         captions = gallery.embedded.captions
         queries = free_form(encoder, gallery, scoring)
+        by_content = label_breakdown(scores, captions, gallery.labels, "content",
+                                     sorted({item["content"] for item in gallery.labels}))
         report["scorings"][scoring] = {
             "all": protocol_all(scores, captions, ties=ties),
             "batch32": protocol_batches(scores, captions, 32, ties=ties) if len(captions) >= 32 else None,
-            "by_content": label_breakdown(scores, captions, gallery.labels, "content",
-                                          sorted({item["content"] for item in gallery.labels})),
+            "by_content": by_content,
+            "by_side": pooled(by_content),
             "free_form": queries,
             "free_form_top1": 100 * float(np.mean([q["top1_ok"] for q in queries])),
             "free_form_top5_precision": 100 * float(np.mean([q["top5_hits"] / 5 for q in queries])),
@@ -112,28 +129,26 @@ def markdown(report: dict) -> str:
     """The model-card tables: protocols, left/right breakdown, free-form queries."""
     from mofind.eval.protocols import markdown_table
 
+    scorings = report["scorings"]
+    first = next(iter(scorings.values()))
     lines = [f"Validation split: {report['items']} takes.", "",
-             markdown_table({f"{s} / {p}": report["scorings"][s][p] for s in report["scorings"]
-                             for p in ("all", "batch32") if report["scorings"][s][p]}), "",
-             "| content (text->motion) | queries | " + " | ".join(
-                 f"{s} R@1 | {s} content@1 | {s} side@1" for s in report["scorings"]) + " |",
-             "|---|---|" + "---|---|---|" * len(report["scorings"])]
-    contents = list(next(iter(report["scorings"].values()))["by_content"])
-    for content in contents:
-        cells = []
-        for s in report["scorings"].values():
-            row = s["by_content"][content]
-            cells += [f"{row['t2m_r1']:.1f}", f"{row['content_top1']:.1f}", f"{row['side_top1']:.1f}"]
-        queries = next(iter(report["scorings"].values()))["by_content"][content]["queries"]
-        lines.append(f"| {content} | {queries} | " + " | ".join(cells) + " |")
+             markdown_table({f"{s} / {p}": scorings[s][p] for s in scorings for p in ("all", "batch32")
+                             if scorings[s][p]})]
+    for table, title in (("by_side", "contents pooled (text->motion)"), ("by_content", "content (text->motion)")):
+        header = " | ".join(f"{s} R@1 | {s} content@1 | {s} side@1" for s in scorings)
+        lines += ["", f"| {title} | queries | {header} |", "|---|---|" + "---|---|---|" * len(scorings)]
+        for label, row0 in first[table].items():
+            cells = [f"{s[table][label][k]:.1f}" for s in scorings.values()
+                     for k in ("t2m_r1", "content_top1", "side_top1")]
+            lines.append(f"| {label} | {row0['queries']} | " + " | ".join(cells) + " |")
     lines += ["", "| free-form query (not in the templates) | expected | " + " | ".join(
-        f"{s} top-5 contents" for s in report["scorings"]) + " |", "|---|---|" + "---|" * len(report["scorings"])]
-    per_scoring = [s["free_form"] for s in report["scorings"].values()]
+        f"{s} top-5 contents" for s in scorings) + " |", "|---|---|" + "---|" * len(scorings)]
+    per_scoring = [s["free_form"] for s in scorings.values()]
     for rows in zip(*per_scoring):
         lines.append(f"| {rows[0]['query']} | {rows[0]['expected']} | " + " | ".join(
             ("**ok** " if r["top1_ok"] else "") + ", ".join(r["top5"]) for r in rows) + " |")
     lines.append("| top-1 correct / top-5 precision | | " + " | ".join(
-        f"{s['free_form_top1']:.0f}% / {s['free_form_top5_precision']:.0f}%" for s in report["scorings"].values()) + " |")
+        f"{s['free_form_top1']:.0f}% / {s['free_form_top5_precision']:.0f}%" for s in scorings.values()) + " |")
     return "\n".join(lines)
 
 
