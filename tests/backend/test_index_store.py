@@ -152,6 +152,22 @@ def test_compaction_drops_dead_clips_and_keeps_codes_bit_exact(tmp_path):
     assert json.loads((tmp_path / "manifest.json").read_text())["tombstones"] == {}
 
 
+def test_needs_compaction_when_many_clips_are_dead(tmp_path):
+    clips = [make_clip(f"c{i}", 1, seed=i) for i in range(8)]
+    with IndexWriter(tmp_path, SPEC) as writer:
+        for rec, win in clips:
+            writer.add(rec, win)
+    with IndexWriter(tmp_path, SPEC) as writer:
+        writer.remove([clips[0][0].clip_id, clips[1][0].clip_id])
+        writer.commit()
+        assert not writer.needs_compaction()  # 2 of 8 dead
+        writer.remove([clips[2][0].clip_id])
+        writer.commit()
+        assert writer.needs_compaction()  # 3 of 8
+        writer.compact()
+        assert not writer.needs_compaction()
+
+
 def test_reader_snapshot_survives_compaction(tmp_path):
     for i in range(3):
         with IndexWriter(tmp_path, SPEC) as writer:

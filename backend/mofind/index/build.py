@@ -202,6 +202,8 @@ def build_index(paths, index_dir: str | Path, encoder, *, workers: int | None = 
         finally:
             if bar is not None:
                 bar.close()
+        if not report.cancelled and writer.needs_compaction():
+            writer.compact()
         report.clips_in_index = len(writer.reader)
     report.elapsed = time.monotonic() - started
     return report

@@ -394,6 +394,12 @@ class IndexWriter:
         self._reader = IndexReader.open(self.folder, previous=self._reader)
 
     # -- compaction --------------------------------------------------------------------------------------
+    def needs_compaction(self, max_chunks: int = 64, max_dead_fraction: float = 0.25) -> bool:
+        """Worth compacting: too many chunk files to open quickly, or a quarter of the stored clips are dead."""
+        stored = sum(entry.clips for entry in self.manifest.chunks)
+        dead = sum(len(ids) for ids in self.manifest.tombstones.values())
+        return len(self.manifest.chunks) > max_chunks or (stored > 0 and dead / stored > max_dead_fraction)
+
     def compact(self, small_chunk_clips: int = 256) -> dict:
         """Rewrite chunks that hold dead clips, merging them with small chunks; codes are copied bit-exact.
 
