@@ -89,7 +89,7 @@ class CaptionTemplates:
             }
             for group, values in _object(source, "phrases", raw["phrases"]).items()
         }
-        shared = {slot: _phrase_list(source, f"shared.{slot}", items) for slot, items in _object(source, "shared", raw.get("shared", {})).items()}
+        shared = _slots(source, "shared", raw.get("shared", {}))
         templates = _phrase_list(source, "templates", raw["templates"])
         result = cls(pattern=pattern, phrases=phrases, shared=shared, templates=templates, source=source)
         result._validate()
@@ -99,7 +99,8 @@ class CaptionTemplates:
         groups = set(self.pattern.groupindex)
         missing = set(self.phrases) - groups
         if missing:
-            raise CaptionTemplateError(self.source, f"phrases given for {sorted(missing)} but 'pattern' has no such named group")
+            raise CaptionTemplateError(
+                self.source, f"phrases given for {sorted(missing)} but 'pattern' has no such named group")
         if not groups & set(self.phrases):
             raise CaptionTemplateError(self.source, "'pattern' must have at least one named group with phrases")
         # every placeholder must resolve for every label value, at any nesting depth
@@ -114,7 +115,8 @@ class CaptionTemplates:
         for name in PLACEHOLDER.findall(text):
             choices = self._choices(name, labels, strict=False)
             if choices is None:
-                raise CaptionTemplateError(self.source, f"{where}: placeholder {{{name}}} is not defined for labels {labels}")
+                raise CaptionTemplateError(
+                    self.source, f"{where}: placeholder {{{name}}} is not defined for labels {labels}")
             for choice in choices:
                 self._check_resolvable(choice, labels, f"{where} -> {{{name}}}", depth + 1)
 
@@ -188,7 +190,8 @@ def _object(source: str, where: str, value) -> dict:
 
 
 def _slots(source: str, where: str, value) -> dict[str, tuple[str, ...]]:
-    return {slot: _phrase_list(source, f"{where}.{slot}", items) for slot, items in _object(source, where, value).items()}
+    return {slot: _phrase_list(source, f"{where}.{slot}", items)
+            for slot, items in _object(source, where, value).items()}
 
 
 def _phrase_list(source: str, where: str, value) -> tuple[str, ...]:

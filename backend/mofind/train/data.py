@@ -305,7 +305,8 @@ def prepare_text_folder(root: str | Path, frames: int, *, kind: str = "humanml3d
     if not train:
         raise ValueError(f"{root}: the {train_split!r} split has no motion with captions")
     return _prepare(train + val, train, val, frames=frames, templates=None, workers=workers, cache=cache, seed=seed,
-                    mirror_prob=mirror_prob, progress=progress, min_frames=default_min if min_frames is None else min_frames)
+                    mirror_prob=mirror_prob, progress=progress,
+                    min_frames=default_min if min_frames is None else min_frames)
 
 
 def prepare_bandai(frames: int, *, archive: str | Path | None = None, **kwargs) -> PreparedData:

@@ -154,7 +154,8 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mofind.train.report", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, default=None, help="shipped model folder (default: mofind.paths.model_dir())")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="shipped model folder (default: mofind.paths.model_dir())")
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
     parser.add_argument("--markdown", type=Path, default=None, help="write the model-card tables here")
     parser.add_argument("--threads", type=int, default=2)
