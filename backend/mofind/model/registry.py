@@ -5,6 +5,9 @@
 - `compact`: MoFind's CPU-trainable model: 96 frames at 20 fps x 14 parts, 8-wide bands, 8x8 patches
   -> a 12 x 14 grid where every patch is (an 8-frame window, one body part); text = the offline MiniLM with only
   its top 2 layers trainable, so shipped weights store just what differs from the pinned pip package.
+- `compact-global`: `compact` scored (and so trained) by the global-embedding baseline (cosine of mean-pooled
+  tokens vs mean-pooled patches, TMR / MoPatch style); it exists so the MaxSim-vs-global ablation compares two
+  models each trained for its own scoring, not one model scored two ways.
 """
 
 from __future__ import annotations
@@ -64,8 +67,15 @@ def compact() -> ModelConfig:
     )
 
 
+def compact_global() -> ModelConfig:
+    config = compact()
+    config.name, config.scoring = "compact-global", "global"
+    return config
+
+
 def _registry() -> dict[str, Callable[[], ModelConfig]]:
-    return {"official": official, "official-tiny": official_tiny, "compact": compact}
+    return {"official": official, "official-tiny": official_tiny, "compact": compact,
+            "compact-global": compact_global}
 
 
 def config_names() -> list[str]:
