@@ -11,8 +11,9 @@ for an empty index and a million-window one, and a dot product with a code is an
 
 What it costs (bench/bench_index.py, trained compact model, 601 Bandai windows x 40 text queries): MaxSim
 error mean +0.0003, std 0.0075, max 0.05; the top-10 takes agree with float32 MaxSim at 92 % (the median
-score gap between the 10th and 11th take is 0.0034, so what changes are near-ties). For isotropic unit
-vectors the error std is 0.004. A 5-bit variant would halve the error but leave ~300 bytes of the 16 KiB
+score gap between the 10th and 11th take is 0.0034, so what changes are near-ties). The trained model's
+patches crowd into a cone (their mean has norm 0.71), which is why the error exceeds the 0.004 measured on
+random-model embeddings. A 5-bit variant would halve the error but leave ~300 bytes of the 16 KiB
 budget; 8-bit (21 KiB) does not fit.
 
 The rotation is stored in the index (not re-derived from a seed) so that a numpy upgrade can never
