@@ -301,3 +301,12 @@ def test_chunk_file_is_plain_safetensors(tmp_path):
     mapped = Chunk.open(path)
     for name, array in loaded.items():
         np.testing.assert_array_equal(np.asarray(mapped.arrays[name]), array)
+
+
+@pytest.mark.parametrize("module", ["codec", "kernels", "windows", "labels", "pooling"])
+def test_module_doctests(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"mofind.index.{module}"))
+    assert result.attempted > 0 and result.failed == 0
