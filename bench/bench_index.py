@@ -5,7 +5,7 @@
   time per query (what the server adds on top).
 - Bandai dev archive (shared/, extracted once into mofind.paths.cache_dir()/bandai): end-to-end bulk indexing
   throughput in ten-second-take equivalents per second (parse + window + encode + store), bytes per window on
-  disk, the MaxSim error of the 4-bit codec against float32 embeddings, and two-stage recall@10 against exact.
+  disk, the MaxSim error of the 5-bit codes against float32 embeddings, and two-stage recall@10 against exact.
 Targets (2-core CPU, compact model): p50 <= 30 ms at 10k and <= 300 ms at 100k windows; >= 20 ten-second
 takes/s; <= 16 KiB per window. The model is the shipped one when present, else the random compact model
 (then codec error and recall describe random-model embeddings of real motion: indicative only).
@@ -162,7 +162,7 @@ def throughput_rows(files: list[Path], model, index: Path) -> list[dict]:
 
 
 def codec_error_rows(files: list[Path], model, texts: list[str], folder: Path, max_windows: int = 600) -> list[dict]:
-    """MaxSim with float32 embeddings vs MaxSim over the stored 4-bit codes, same windows, same queries."""
+    """MaxSim with float32 embeddings vs MaxSim over the stored 5-bit codes, same windows, same queries."""
     from mofind.index.windows import cut_windows
     from mofind.io import load_motion
 
@@ -208,7 +208,7 @@ def codec_error_rows(files: list[Path], model, texts: list[str], folder: Path, m
         if len(ranked) > 10:
             gaps.append(best32[ranked[9]] - best32[ranked[10]])
     errors = np.asarray(errors)
-    return [{"measure": "MaxSim error of the 4-bit codec (Bandai windows, real queries)",
+    return [{"measure": "MaxSim error of the stored codes vs float32 (Bandai windows, real queries)",
              "setting": f"{len(windows)} windows x {len(texts)} queries",
              "value": f"mean {errors.mean():+.4f}, std {errors.std():.4f}, max abs {np.abs(errors).max():.4f}",
              "note": f"top-10 takes agree with float32 MaxSim: {np.mean(agree):.3f}; median float32 score gap "

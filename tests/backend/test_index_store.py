@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from mofind.index.chunk import Chunk
-from mofind.index.codec import RotatedInt4Codec
+from mofind.index.codec import RotatedCodec
 from mofind.index.lock import IndexLockedError, WriteLock
 from mofind.index.manifest import IndexFormatError, IndexNotFoundError, IndexSpec, ModelMismatchError
 from mofind.index.pooling import cluster_pool
@@ -74,8 +74,8 @@ def test_only_valid_patches_are_stored(tmp_path):
     with IndexWriter(tmp_path, SPEC) as writer:
         writer.add(rec, win)
     chunk = IndexReader.open(tmp_path).chunks[0]
-    assert chunk.arrays["patches"].shape == (COLS, DIM // 2)
-    assert chunk.arrays["pooled"].shape == (32, DIM // 2)  # 32 pooled vectors, from 3 valid patches
+    assert chunk.arrays["patches"].shape == (COLS, DIM // 2 + DIM // 8)  # 5 bits per dim
+    assert chunk.arrays["pooled"].shape == (32, DIM // 2)  # 32 pooled vectors at 4 bits, from 3 valid patches
 
 
 def test_cluster_pool_summarises_valid_patches_only():
@@ -279,16 +279,28 @@ def test_window_shape_is_validated(tmp_path):
             writer.add(rec, win)
 
 
-def test_codec_error_is_small_for_unit_vectors():
+@pytest.mark.parametrize("bits, max_std", [(4, 0.015), (5, 0.008)])
+def test_codec_error_is_small_for_unit_vectors(bits, max_std):
     rng = np.random.default_rng(7)
-    codec = RotatedInt4Codec.create(128)
+    codec = RotatedCodec.create(128, bits=bits)
     x, q = unit(rng, 2000, 128), unit(rng, 16, 128)
+    packed = codec.encode(x)
+    assert packed.shape == (2000, codec.bytes_per_vector) == (2000, 64 + (bits - 4) * 16)
     queries = codec.quantize_queries(q)
-    levels = codec.levels(codec.encode(x)).astype(np.int64)
+    levels = codec.levels(packed).astype(np.int64)
+    assert levels.min() >= 0 and levels.max() <= codec.level_count - 1
     estimate = queries.to_scores(levels @ queries.q8.T.astype(np.int64))
     error = estimate - x @ q.T
-    assert abs(error.mean()) < 2e-3 and error.std() < 0.015
-    np.testing.assert_allclose(codec.decode_original(codec.encode(x)) @ q.T, x @ q.T, atol=0.07)
+    assert abs(error.mean()) < 2e-3 and error.std() < max_std
+    np.testing.assert_allclose(codec.decode_original(packed) @ q.T, x @ q.T, atol=8 * max_std)
+
+
+def test_five_bit_levels_round_trip_through_the_bit_plane():
+    codec = RotatedCodec.create(16, bits=5)
+    for value in range(32):  # every level survives packing, in every dimension
+        rotated = np.full((1, 16), (value - 16 + 0.5) * codec.step, np.float32)
+        packed = codec.encode(rotated @ codec.rotation)
+        assert codec.levels(packed).tolist() == [[value] * 16]
 
 
 def test_chunk_file_is_plain_safetensors(tmp_path):

@@ -78,9 +78,10 @@ def test_exact_search_matches_brute_force_maxsim(library):
         assert len(hits) == 8
         assert len({h.clip_id for h in hits}) == 8  # one result per take
         for hit in hits:
-            score, start = max(truth[hit.clip_id])
+            score, _ = max(truth[hit.clip_id])
             assert hit.score == pytest.approx(score, abs=0.01)  # only the query side is quantised here
-            assert hit.start_frame == start  # the take's best window
+            window_score = dict((start, s) for s, start in truth[hit.clip_id])[hit.start_frame]
+            assert window_score >= score - 0.01  # the take's best window (up to near-ties)
         # the ranking agrees with brute force up to near-ties
         for hit, (score, _) in zip(hits, best):
             assert hit.score == pytest.approx(score, abs=0.02)

@@ -1,7 +1,7 @@
 """Why a window matched: each query word's best patch, as a body part and a time span of the take.
 
 MaxSim is an average of per-token maxima, so the explanation is exact: the score is the mean of the
-listed similarities. Patches are the stored (4-bit) ones decoded, i.e. exactly what search scored.
+listed similarities. Patches are the stored (5-bit) ones decoded, i.e. exactly what search scored.
 """
 
 from __future__ import annotations

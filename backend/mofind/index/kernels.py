@@ -1,4 +1,4 @@
-"""The integer MaxSim kernel over stored 4-bit codes, and the per-chunk caches it reads.
+"""The integer MaxSim kernel over the stored 5-bit codes, and the per-chunk caches it reads.
 
 Scores are computed as integer dot products between int8 query rows and the stored level indices
 (`torch._int_mm`, VNNI on x86), the max over a window's patches is taken on the integers (every factor
@@ -17,7 +17,7 @@ import threading
 import numpy as np
 
 from .chunk import Chunk
-from .codec import RotatedInt4Codec
+from .codec import RotatedCodec
 
 BLOCK_WINDOWS = 256
 
@@ -62,9 +62,10 @@ def padded_rows(counts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]
 class ChunkScan:
     """Lazily unpacked int8 views of one chunk, built once and shared by every search thread."""
 
-    def __init__(self, chunk: Chunk, codec: RotatedInt4Codec, num_patches: int):
+    def __init__(self, chunk: Chunk, codec: RotatedCodec, pooled_codec: RotatedCodec, num_patches: int):
         self.chunk = chunk
         self.codec = codec
+        self.pooled_codec = pooled_codec
         self.num_patches = num_patches
         counts = np.diff(np.asarray(chunk.arrays["win_offsets"]))
         self.rows, self.real = padded_rows(counts, num_patches)
@@ -97,18 +98,19 @@ class ChunkScan:
 
         with self._lock:
             if self._pooled is None:
-                levels = self.codec.levels(np.asarray(self.chunk.arrays["pooled"]))
+                levels = self.pooled_codec.levels(np.asarray(self.chunk.arrays["pooled"]))
                 self._pooled = torch.from_numpy(levels.reshape(self.chunk.num_windows, self.pool_width, -1))
             return self._pooled
 
 
-def symmetric_dots(levels, real, alpha, alpha_sum, block: int = BLOCK_WINDOWS):
+def symmetric_dots(levels, real, alpha, alpha_sum, top_level: int, block: int = BLOCK_WINDOWS):
     """Motion-to-motion MaxSim in both directions, on integers.
 
-    levels (W, P, D) int8 stored level indices k, real (W, P) bool, alpha (D, A) int8 = 2k - 15 of the
-    example window's A valid patches, alpha_sum (A,) int32. With a = alpha and b = 2k - 15 the integer
-    dot of the two reconstructions is a.b = 2 (a.k) - 15 sum(a); one global factor (step/2)^2 turns it into
-    a cosine, so maxima can be taken on the integers in both directions.
+    levels (W, P, D) int8 stored level indices k, real (W, P) bool, alpha (D, A) int8 = 2k - top_level of
+    the example window's A valid patches (top_level = level_count - 1), alpha_sum (A,) int32. With a = alpha
+    and b = 2k - top_level the integer dot of the two reconstructions is a.b = 2 (a.k) - top_level sum(a);
+    one global factor (step/2)^2 turns it into a cosine, so maxima can be taken on the integers in both
+    directions.
 
     Returns (forward (W,), backward (W,)) float64 sums divided by counts, still to be scaled by (step/2)^2:
     forward = mean over the example's patches of the best stored patch, backward = mean over each stored
@@ -120,7 +122,7 @@ def symmetric_dots(levels, real, alpha, alpha_sum, block: int = BLOCK_WINDOWS):
     forward = np.empty(count)
     backward = np.empty(count)
     real_t = torch.from_numpy(np.ascontiguousarray(real))
-    offset = (15 * alpha_sum).to(torch.int32)
+    offset = (top_level * alpha_sum).to(torch.int32)
     for start in range(0, count, block):
         stop = min(start + block, count)
         dots = int_matmul(levels[start:stop].reshape(-1, dim), alpha)

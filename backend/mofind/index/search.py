@@ -2,7 +2,7 @@
 
 Modes (chosen by the caller, never silently by `k`):
   * "exact": MaxSim of the query tokens against every stored patch of every window (integer kernel
-    over the 4-bit codes, see kernels.py). Needs the unpacked codes in memory (21 KiB per window).
+    over the 5-bit codes, see kernels.py). Needs the unpacked codes in memory (21 KiB per window).
   * "two_stage": MaxSim against each window's 32 pooled vectors (pooling.py) shortlists `candidates`
     windows (default: the larger of 400 and 5 % of the searched windows), which are then re-ranked with
     exact MaxSim; the codes of only those windows are unpacked, so large libraries need no 21 KiB/window
@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .codec import LEVELS
 from .kernels import ChunkScan, max_dots
 from .linalg import matmul
 from .store import IndexReader
@@ -131,7 +130,7 @@ class _Snapshot:
             live_by_chunk.setdefault(chunk.name, []).append(index)
         window_chunk, window_index, window_clip = [], [], []
         for chunk in reader.chunks:
-            scan = old.get(chunk.name) or ChunkScan(chunk, reader.codec, spec.num_patches)
+            scan = old.get(chunk.name) or ChunkScan(chunk, reader.codec, reader.pooled_codec, spec.num_patches)
             self.scans.append(scan)
             for clip_index in live_by_chunk.get(chunk.name, []):
                 windows = chunk.clip_windows[clip_index]
@@ -227,12 +226,12 @@ class Searcher:
         """
         snapshot = snapshot or self._snapshot
         mode = self.resolve_mode(mode, snapshot)
-        queries = _QueryBatch(token_sets, snapshot.reader.codec)
+        queries = _QueryBatch(token_sets, snapshot.reader)
         if mode == "exact":
             return queries.scores(self._scan(snapshot, windows, queries, pooled=False))
         if len(windows) <= candidates:  # everything would be shortlisted: skip the first stage
             return queries.scores(self._scan(snapshot, windows, queries, pooled=False, lazy=True))
-        first = queries.scores(self._scan(snapshot, windows, queries, pooled=True))
+        first = queries.scores(self._scan(snapshot, windows, queries, pooled=True), pooled=True)
         out = np.full_like(first, -np.inf)
         shortlist = np.argpartition(-first, candidates - 1, axis=0)[:candidates]
         union = np.unique(shortlist)
@@ -246,8 +245,8 @@ class Searcher:
                            snapshot: _Snapshot | None = None) -> np.ndarray:
         """MaxSim against each window's pooled vectors only: the cheap shortlist score of two-stage mode."""
         snapshot = snapshot or self._snapshot
-        queries = _QueryBatch(token_sets, snapshot.reader.codec)
-        return queries.scores(self._scan(snapshot, windows, queries, pooled=True))
+        queries = _QueryBatch(token_sets, snapshot.reader)
+        return queries.scores(self._scan(snapshot, windows, queries, pooled=True), pooled=True)
 
     @staticmethod
     def resolve_mode(mode: str, snapshot: _Snapshot) -> str:
@@ -324,15 +323,14 @@ def _hit(snapshot: _Snapshot, position: int, score: float) -> Hit:
 class _QueryBatch:
     """Several queries' tokens stacked as one int8 matrix, and the affine map back to mean cosines."""
 
-    def __init__(self, token_sets: list[np.ndarray], codec):
+    def __init__(self, token_sets: list[np.ndarray], reader: IndexReader):
         import torch
 
         tokens = np.concatenate([np.asarray(t, np.float32) for t in token_sets])
-        quantized = codec.quantize_queries(tokens)
+        self.quantized = reader.codec.quantize_queries(tokens)  # the int8 rows are the same for both codecs
+        self.pooled_quantized = reader.pooled_codec.quantize_queries(tokens)
         self.rows = len(tokens)
-        self.q8_torch = torch.from_numpy(np.ascontiguousarray(quantized.q8.T))
-        self.factor = quantized.scale.astype(np.float64) * codec.step / 2.0
-        self.offset = (LEVELS - 1) * quantized.row_sum.astype(np.float64)
+        self.q8_torch = torch.from_numpy(np.ascontiguousarray(self.quantized.q8.T))
         lengths = [len(t) for t in token_sets]
         self.average = np.zeros((self.rows, len(token_sets)))
         start = 0
@@ -340,7 +338,7 @@ class _QueryBatch:
             self.average[start:start + length, q] = 1.0 / length
             start += length
 
-    def scores(self, maxima: np.ndarray) -> np.ndarray:
+    def scores(self, maxima: np.ndarray, pooled: bool = False) -> np.ndarray:
         """Integer maxima (n, rows) -> MaxSim (n, queries): cosine per token, averaged per query."""
-        cosines = (2.0 * maxima.astype(np.float64) - self.offset) * self.factor
-        return matmul(cosines, self.average)
+        cosines = (self.pooled_quantized if pooled else self.quantized).to_scores(maxima)
+        return matmul(cosines.astype(np.float64), self.average)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .codec import LEVELS
 from .explain import choose_window
 from .kernels import symmetric_dots
 from .search import Filters, Hit, Searcher, _hit, default_candidates
@@ -32,9 +31,10 @@ def similar(searcher: Searcher, clip_id: str, k: int = 10, start_frame: int | No
     reader = snapshot.reader
     example = choose_window(reader, clip_id, None, start_frame)
     stored = example.chunk.window_packed(example.index)
-    example_levels = reader.codec.levels(stored).astype(np.int32)
-    alpha = torch.from_numpy(np.ascontiguousarray((2 * example_levels - (LEVELS - 1)).T.astype(np.int8)))
-    alpha_sum = torch.from_numpy((2 * example_levels - (LEVELS - 1)).sum(1).astype(np.int32))
+    top_level = reader.codec.level_count - 1
+    centred = 2 * reader.codec.levels(stored).astype(np.int32) - top_level  # odd integers, bin centres x 2/step
+    alpha = torch.from_numpy(np.ascontiguousarray(centred.T.astype(np.int8)))
+    alpha_sum = torch.from_numpy(centred.sum(1).astype(np.int32))
     allowed = searcher.allowed_windows(snapshot, filters)
     allowed = allowed[np.array([snapshot.clips[c]["clip_id"] != clip_id for c in snapshot.window_clip[allowed]],
                                dtype=bool)] if len(allowed) else allowed
@@ -44,7 +44,7 @@ def similar(searcher: Searcher, clip_id: str, k: int = 10, start_frame: int | No
     candidates = candidates or default_candidates(len(allowed))
     if mode == "two_stage" and len(allowed) > candidates:
         # shortlist with the example's own pooled vectors as a text-like query, then score exactly
-        pooled = reader.codec.decode_original(
+        pooled = reader.pooled_codec.decode_original(
             example.chunk.arrays["pooled"][example.index * _pool_width(example.chunk):
                                            (example.index + 1) * _pool_width(example.chunk)])
         first = searcher.first_stage_scores([pooled], allowed, snapshot)[:, 0]
@@ -56,7 +56,8 @@ def similar(searcher: Searcher, clip_id: str, k: int = 10, start_frame: int | No
             scan = snapshot.scans[c]
             where = np.flatnonzero(chunks == c)
             local = snapshot.window_index[allowed[where]]
-            forward, backward = symmetric_dots(scan.window_levels(local), scan.real[local], alpha, alpha_sum)
+            forward, backward = symmetric_dots(scan.window_levels(local), scan.real[local], alpha, alpha_sum,
+                                               top_level)
             scores[where] = (forward + backward) / 2.0
     scores *= (reader.codec.step / 2.0) ** 2
     return _best_takes(snapshot, allowed, scores, k)

@@ -22,7 +22,7 @@ import numpy as np
 
 from .atomic import fsync_dir, remove_stale_temps, write_atomic
 from .chunk import Chunk, ChunkFormatError, chunk_bytes
-from .codec import RotatedInt4Codec
+from .codec import POOLED_BITS, RotatedCodec
 from .lock import WriteLock
 from .manifest import (ChunkEntry, IndexFormatError, IndexNotFoundError, IndexSpec, IndexStoreError, Manifest,
                        MANIFEST_NAME)
@@ -97,7 +97,8 @@ def _chunk_path(folder: Path, name: str) -> Path:
     return Path(folder) / CHUNK_DIR / name
 
 
-def _load_codec(folder: Path, description: dict) -> RotatedInt4Codec:
+def _load_codecs(folder: Path, description: dict) -> tuple[RotatedCodec, RotatedCodec]:
+    """(patch codec, pooled-vector codec) of an index."""
     from safetensors.numpy import load_file
 
     path = Path(folder) / CODEC_FILE
@@ -108,7 +109,7 @@ def _load_codec(folder: Path, description: dict) -> RotatedInt4Codec:
     except Exception as exc:  # safetensors raises its own error types on a damaged file
         raise IndexFormatError(f"{path} is unreadable ({exc})") from None
     try:
-        return RotatedInt4Codec.from_arrays(description, rotation)
+        return RotatedCodec.from_arrays(description, rotation)
     except (KeyError, ValueError) as exc:
         raise IndexFormatError(f"{folder}: {exc}") from None
 
@@ -116,10 +117,12 @@ def _load_codec(folder: Path, description: dict) -> RotatedInt4Codec:
 class IndexReader:
     """An immutable snapshot of a committed index. Cheap to reopen: unchanged chunks are reused."""
 
-    def __init__(self, folder: Path, manifest: Manifest, codec: RotatedInt4Codec, chunks: list[Chunk]):
+    def __init__(self, folder: Path, manifest: Manifest, codecs: tuple[RotatedCodec, RotatedCodec],
+                 chunks: list[Chunk]):
         self.folder = Path(folder)
         self.manifest = manifest
-        self.codec = codec
+        self.codecs = codecs
+        self.codec, self.pooled_codec = codecs
         self.chunks = chunks
         dead = {name: set(ids) for name, ids in manifest.tombstones.items()}
         self._by_id: dict[str, tuple[Chunk, int]] = {}
@@ -147,8 +150,8 @@ class IndexReader:
                 if attempt + 1 < attempts and Manifest.read(folder).generation != manifest.generation:
                     continue
                 raise IndexFormatError(str(exc)) from None
-            codec = previous.codec if previous is not None else _load_codec(folder, manifest.codec)
-            return cls(folder, manifest, codec, chunks)
+            codecs = previous.codecs if previous is not None else _load_codecs(folder, manifest.codec)
+            return cls(folder, manifest, codecs, chunks)
         raise IndexStoreError(f"{folder} kept changing while it was being opened; retry")
 
     def reopen_if_changed(self) -> "IndexReader":
@@ -261,14 +264,15 @@ class IndexWriter:
         except IndexNotFoundError:
             if not create:
                 raise
-            codec = RotatedInt4Codec.create(spec.dim)
+            codec = RotatedCodec.create(spec.dim)
             from safetensors.numpy import save
 
             write_atomic(self.folder / CODEC_FILE, save({"rotation": codec.rotation}))
-            self.manifest = Manifest(spec=spec, codec=codec.describe(), pool=POOL_NAME)
+            self.manifest = Manifest(spec=spec, codec=codec.describe(POOLED_BITS), pool=POOL_NAME)
             self.manifest.write(self.folder)
         self.manifest.check_spec(spec, self.folder)
-        self.codec = _load_codec(self.folder, self.manifest.codec)
+        self.codecs = _load_codecs(self.folder, self.manifest.codec)
+        self.codec, self.pooled_codec = self.codecs
         self._remove_orphans()
         self._reader = IndexReader.open(self.folder)
 
@@ -327,7 +331,7 @@ class IndexWriter:
         self._drop_pending(record.clip_id)
         self._pending.append(_PendingClip(
             record=record, packed=self.codec.encode(np.concatenate(kept)),
-            pooled=self.codec.encode(cluster_pool(np.stack(grids), np.stack(valids)).reshape(-1, spec.dim)),
+            pooled=self.pooled_codec.encode(cluster_pool(np.stack(grids), np.stack(valids)).reshape(-1, spec.dim)),
             counts=np.asarray(counts, np.int64), valid_bits=np.stack(bits),
             source=np.asarray(source, np.int32).reshape(-1, 2), start=np.asarray(start, np.int32),
             thumbnail=thumbnail or b""))
@@ -343,7 +347,7 @@ class IndexWriter:
                 found = True
             removed += found
         if removed:
-            self._reader = IndexReader(self.folder, self.manifest, self.codec, self._reader.chunks)
+            self._reader = IndexReader(self.folder, self.manifest, self.codecs, self._reader.chunks)
         return removed
 
     def remove_prefix(self, prefix: str) -> int:
