@@ -460,6 +460,19 @@ def test_cancel_and_unknown_jobs(served, client, tmp_path):
     client.call("index_remove", {"path_prefix": str(folder)})
 
 
+def test_index_remove_is_busy_while_another_writer_holds_the_index(served, client):
+    from mofind.index.store import IndexWriter
+
+    backend, _, _ = served
+    with IndexWriter(backend.index_dir, backend.spec):
+        header, _ = client.call("index_remove", {"clip_ids": ["0123456789abcdef"]})
+    assert header["error"]["code"] == "BUSY" and "retry" in header["error"]["message"]
+    header, _ = client.call("index_remove", {"clip_ids": ["0123456789abcdef"]})
+    assert header["result"] == {"removed": 0}
+    header, _ = client.call("index_remove", {"clip_ids": ["x"], "path_prefix": "/"})
+    assert header["error"]["code"] == "BAD_REQUEST"
+
+
 # -- security -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bind", ["tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://192.168.1.20:5555",
                                   "tcp://example.com:5555", "tcp://[::]:5555"])
