@@ -18,6 +18,7 @@ from addon_bpy.conftest import ADDON_MODULE
 pytestmark = [pytest.mark.slow, pytest.mark.bpy]
 
 PROMPT = "a person raises the left hand"
+LEFT_ARM_ACTIONS = ("wave_left", "raise_left", "raise_both")
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +88,9 @@ def test_test_connection_reports_the_served_index(bpy, connected, session, backe
 
 def test_search_then_apply_keys_every_mapped_bone(bpy, connected, session, backend, service):
     bpy.context.scene.mofind.skeleton = "bandai"  # the 30 fps takes only
-    search(bpy)
     names = {path.stem for path in backend.takes if path.stem.startswith("bandai")}
-    assert len(session.results) == 5 and session.results_query == PROMPT
+    search(bpy, k=len(names))  # every bandai take comes back: ranking quality is the shipped-model tests' job
+    assert len(session.results) == len(names) and session.results_query == PROMPT
     assert {item.name for item in session.results} <= names
     scores = [item.score for item in session.results]
     assert scores == sorted(scores, reverse=True)
@@ -102,8 +103,10 @@ def test_search_then_apply_keys_every_mapped_bone(bpy, connected, session, backe
 
     scene = set_fps(bpy, 30)
     rig = rigs.build_mixamo_rig()
-    first = session.results[0]
-    assert bpy.ops.mofind.apply_clip(index=0, wait=True) == {"FINISHED"}
+    # apply a take that certainly moves the left arm, wherever the model ranked it
+    index = next(i for i, item in enumerate(session.results) if item.name.endswith(LEFT_ARM_ACTIONS))
+    first = session.results[index]
+    assert bpy.ops.mofind.apply_clip(index=index, wait=True) == {"FINISHED"}
 
     action = rig.animation_data.action
     assert action is not None and action.name == first.name
