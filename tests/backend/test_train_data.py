@@ -185,3 +185,36 @@ def test_stats_count_the_mirrored_takes():
     np.testing.assert_allclose(both.std, expected.std)
     plain = fit_stats([segment], {segment.path: take}, mirrored=False)
     np.testing.assert_allclose(plain.mean, take.angles41.mean(axis=0))
+
+
+def walking_take(tmp_path: Path, frames_s: float = 8.0) -> TakeFeatures:
+    from fixtures.synthetic import write_action_bvh
+    from mofind.features.angles import joint_angles41
+    from mofind.features.mirror import mirror_joints
+    from mofind.io import load_motion
+
+    joints = load_motion(write_action_bvh(tmp_path / "walk.bvh", "bandai", "walk", seconds=frames_s, fps=30)).joints
+    return TakeFeatures(joints=joints, angles41=joint_angles41(joints),
+                        angles41_mirrored=joint_angles41(mirror_joints(joints)), fps=20.0)
+
+
+def test_window_invariant_items_are_canonical_windows_some_of_them_short(tmp_path, templates):
+    from mofind.features.window import window_angles41
+
+    segment = labelled("walk", "normal", 1)
+    take = walking_take(tmp_path)
+    stats = fit_stats([segment], {segment.path: take}, window_invariant=True)
+    ds = MotionTextDataset([segment], {segment.path: take}, stats, frames=64, templates=templates, mirror_prob=0.0,
+                           window_invariant=True, short_crop_prob=0.5)
+    lengths = []
+    for epoch in range(40):
+        ds.set_epoch(epoch)
+        item = ds[0]
+        lengths.append(item["valid_len"])
+        # every served window starts at its own origin: the forward travel column begins at 0
+        assert item["x"][0, 0] == pytest.approx((0.0 - stats.mean[3]) / (stats.std[3] + 1e-8), abs=1e-5)
+    assert 64 in lengths and min(lengths) >= 16 and sum(n < 64 for n in lengths) >= 8
+    evaluation = MotionTextDataset([segment], {segment.path: take}, stats, frames=64, templates=templates,
+                                   train=False, window_invariant=True)
+    expected, _ = motion_input(window_angles41(take.joints[:64]), stats, 64)
+    np.testing.assert_array_equal(evaluation[0]["x"], expected)

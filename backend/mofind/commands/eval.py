@@ -55,7 +55,8 @@ def evaluation_set(args: argparse.Namespace, encoder):
 
     split = args.split
     prepared = prepare_data(args.data, encoder.window_frames, templates=args.templates, workers=args.workers,
-                            val_split="val" if split == "train" else split, quiet=args.quiet)
+                            val_split="val" if split == "train" else split, quiet=args.quiet,
+                            window_invariant=encoder.config.motion.window_invariant)
     dataset = prepared.train if split == "train" else prepared.val
     return dataclasses.replace(dataset, train=False, stats=encoder.stats)
 

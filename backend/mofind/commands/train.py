@@ -48,12 +48,12 @@ def train_config_from_args(args: argparse.Namespace):
 
 
 def prepare_data(spec: str, frames: int, *, templates: Path | None = None, workers: int = 2, seed: int = 0,
-                 val_split: str = "val", quiet: bool = False):
+                 val_split: str = "val", quiet: bool = False, window_invariant: bool = False):
     """`--data` spec -> `mofind.train.data.PreparedData` (train / val datasets + stats fit on train)."""
     from mofind.train import data
 
     progress = None if quiet else _progress_printer("features")
-    common = dict(workers=workers, seed=seed, progress=progress)
+    common = dict(workers=workers, seed=seed, progress=progress, window_invariant=window_invariant)
     kind, _, rest = spec.partition(":")
     if spec == "bandai":
         return data.prepare_bandai(frames, **common)
@@ -78,9 +78,9 @@ def run(args: argparse.Namespace) -> int:
     from mofind.train.loop import Trainer
 
     config = train_config_from_args(args)
-    frames = config.model_config().motion.frames
-    prepared = prepare_data(args.data, frames, templates=args.templates, workers=args.workers, seed=config.seed,
-                            quiet=args.quiet)
+    motion = config.model_config().motion
+    prepared = prepare_data(args.data, motion.frames, templates=args.templates, workers=args.workers,
+                            seed=config.seed, quiet=args.quiet, window_invariant=motion.window_invariant)
     if prepared.failed:
         print(f"{len(prepared.failed)} file(s) could not be read, e.g. {next(iter(prepared.failed.values()))}",
               file=sys.stderr)

@@ -41,6 +41,10 @@ class MotionEncoderConfig:
         pretrained_file: optional local timm checkpoint to initialise the ViT from.
         pretrained_from_hub: download timm's pretrained weights for `timm_name` (explicit opt-in only).
         mask_padded_attention: padded time rows are hidden from ViT attention (product models only).
+        window_invariant: read `mofind.features.window.window_angles41` (each window canonicalised on its
+            own first frame, scaled to a reference leg, pelvis height relative to the window) instead of
+            the official angles, so windows cut from long takes and other skeletons look like training
+            clips (product models only; the official configs reproduce upstream exactly).
     """
 
     timm_name: str = "vit_base_patch16_224"
@@ -53,6 +57,7 @@ class MotionEncoderConfig:
     pretrained_file: str | None = None
     pretrained_from_hub: bool = False
     mask_padded_attention: bool = False
+    window_invariant: bool = False
 
     def __post_init__(self) -> None:
         self.parts = [(str(name), int(dof)) for name, dof in self.parts]

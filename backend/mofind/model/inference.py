@@ -103,7 +103,8 @@ class Encoder:
             if len(joints) > self.window_frames:
                 raise ValueError(f"motion {index} has {len(joints)} frames; the model window is "
                                  f"{self.window_frames} frames at {self.fps:g} fps (cut it into windows first)")
-            x, valid = joints_to_input(joints, self.stats, self.window_frames)
+            x, valid = joints_to_input(joints, self.stats, self.window_frames,
+                                       window_invariant=self.config.motion.window_invariant)
             xs.append(x)
             lengths.append(valid)
         width = self.config.motion.input_dim

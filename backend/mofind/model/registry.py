@@ -59,7 +59,7 @@ def compact() -> ModelConfig:
         motion=MotionEncoderConfig(
             timm_name="vit_tiny_patch16_224", frames=96, fps=20.0, part_dim=8, patch_size=8,
             timm_kwargs={"embed_dim": 192, "depth": 4, "num_heads": 3, "drop_path_rate": 0.1},
-            mask_padded_attention=True),
+            mask_padded_attention=True, window_invariant=True),
         text=TextEncoderConfig(hf_config=dict(MINILM_HF_CONFIG), weights=MINILM_PACKAGE, tokenizer=MINILM_PACKAGE,
                                max_length=64, trainable_layers=2),
         projection_dim=128,

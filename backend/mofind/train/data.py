@@ -25,7 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
+import numpy as np
+
+from mofind.features.mirror import mirror_joints
 from mofind.features.normalize import AngleStats, motion_input
+from mofind.features.window import window_angles41
 
 from .captions import CaptionTemplates
 from .feature_cache import FeatureCache, TakeFeatures
@@ -151,8 +155,10 @@ def split_by_take(segments: Iterable[Segment], val_fraction: float = 0.15, salt:
     return train, val
 
 
-def fit_stats(segments: Iterable[Segment], features: Mapping[Path, TakeFeatures], mirrored: bool = True) -> AngleStats:
+def fit_stats(segments: Iterable[Segment], features: Mapping[Path, TakeFeatures], mirrored: bool = True,
+              window_invariant: bool = False) -> AngleStats:
     """Angle statistics over the given (training) segments; with `mirrored`, their mirrors count too.
+    `window_invariant` models get the statistics of `window_angles41` (each segment as one window).
 
     Counting the mirrors makes the statistics left-right symmetric, so mirroring augmentation feeds the
     model inputs from the same distribution (HumanML3D's official stats include its "M" clips likewise).
@@ -160,6 +166,12 @@ def fit_stats(segments: Iterable[Segment], features: Mapping[Path, TakeFeatures]
     clips = []
     for segment in segments:
         take = features[segment.path]
+        if window_invariant:
+            joints = take.joints[segment.start:segment.end]
+            clips.append(window_angles41(joints))
+            if mirrored and segment.mirrorable:
+                clips.append(window_angles41(mirror_joints(joints)))
+            continue
         clips.append(take.angles41[segment.start:segment.end])
         if mirrored and segment.mirrorable:
             clips.append(take.angles41_mirrored[segment.start:segment.end])
@@ -167,6 +179,10 @@ def fit_stats(segments: Iterable[Segment], features: Mapping[Path, TakeFeatures]
 
 
 # --------------------------------------------------------------------------- dataset
+SHORT_CROP_MIN = 16
+"""Shortest training window after a short crop: 0.8 s at 20 fps (two patch rows of the compact model)."""
+
+
 @dataclass
 class MotionTextDataset:
     """Map-style dataset of (motion window, caption) items for the training loop and evaluation.
@@ -181,6 +197,10 @@ class MotionTextDataset:
             canonical caption (first free-text caption / `CaptionTemplates.canonical`), deterministic.
         mirror_prob: chance that a training item is the left-right mirror of its take.
         min_frames: segments shorter than this are dropped (upstream drops HumanML3D segments < 40).
+        window_invariant: items read `window_angles41` of the chosen window (the model config's flag).
+        short_crop_prob: with `window_invariant` training, the chance that a window is cut to a random
+            shorter length (at least `SHORT_CROP_MIN` frames), so short library clips are not out of
+            distribution.
         seed: with the epoch (`set_epoch`) and the index, fixes every random choice, so a resumed run
             sees the same items as an uninterrupted one.
     """
@@ -195,6 +215,8 @@ class MotionTextDataset:
     min_frames: int = 1
     seed: int = 0
     epoch: int = 0
+    window_invariant: bool = False
+    short_crop_prob: float = 0.25
     missing: list[Segment] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -227,15 +249,28 @@ class MotionTextDataset:
         caption = self._caption(segment, rng, mirror)
         if caption is None:  # labels without a mirrored twin (e.g. only a left-hand label exists)
             mirror, caption = False, self._caption(segment, rng, False)
-        angles = take.angles41_mirrored if mirror else take.angles41
-        angles = angles[segment.start:segment.end]
-        start = rng.randint(0, len(angles) - self.frames) if self.train and len(angles) > self.frames else 0
+        if self.window_invariant:
+            angles, start = self._window_angles(take.joints[segment.start:segment.end], rng, mirror), 0
+        else:
+            angles = take.angles41_mirrored if mirror else take.angles41
+            angles = angles[segment.start:segment.end]
+            start = rng.randint(0, len(angles) - self.frames) if self.train and len(angles) > self.frames else 0
         x, valid_len = motion_input(angles, self.stats, self.frames, start=start)
         item = {"x": x, "valid_len": valid_len, "caption": caption, "take_id": segment.take_id}
         if segment.labels:
             labels = self.templates.mirror_labels(segment.label_dict) if mirror else segment.label_dict
             item["group"] = "|".join(f"{k}={v}" for k, v in labels.items())
         return item
+
+    def _window_angles(self, joints: np.ndarray, rng: random.Random, mirror: bool) -> np.ndarray:
+        """The window this item shows (random start and, sometimes, a shorter length when training)."""
+        start = rng.randint(0, len(joints) - self.frames) if self.train and len(joints) > self.frames else 0
+        window = joints[start:start + self.frames]
+        if self.train and len(window) > SHORT_CROP_MIN and rng.random() < self.short_crop_prob:
+            length = rng.randint(SHORT_CROP_MIN, len(window))
+            offset = rng.randint(0, len(window) - length)
+            window = window[offset:offset + length]
+        return window_angles41(mirror_joints(window) if mirror else window)
 
     def captions(self) -> list[str]:
         """The evaluation caption of every item, in order (what `train=False` items carry)."""
@@ -279,7 +314,8 @@ class PreparedData:
 
 def prepare_labelled_folder(folder: str | Path, templates: CaptionTemplates | str | Path, frames: int, *,
                             val_fraction: float = 0.15, workers: int = 2, cache: FeatureCache | None = None,
-                            seed: int = 0, mirror_prob: float = 0.5, progress=None, held_out=()) -> PreparedData:
+                            seed: int = 0, mirror_prob: float = 0.5, progress=None, held_out=(),
+                            window_invariant: bool = False) -> PreparedData:
     """A labelled BVH folder -> stratified by-take split (`held_out` take ids forced into validation),
     cached features, stats from the train split."""
     if not isinstance(templates, CaptionTemplates):
@@ -289,12 +325,14 @@ def prepare_labelled_folder(folder: str | Path, templates: CaptionTemplates | st
         raise ValueError(f"{folder}: no motion file name matches the pattern of {templates.source}")
     train, val = split_by_take(segments, val_fraction, held_out=held_out)
     return _prepare(segments, train, val, frames=frames, templates=templates, workers=workers, cache=cache,
-                    seed=seed, mirror_prob=mirror_prob, progress=progress, skipped=skipped)
+                    seed=seed, mirror_prob=mirror_prob, progress=progress, skipped=skipped,
+                    window_invariant=window_invariant)
 
 
 def prepare_text_folder(root: str | Path, frames: int, *, kind: str = "humanml3d", train_split: str = "train",
                         val_split: str = "val", workers: int = 2, cache: FeatureCache | None = None, seed: int = 0,
-                        mirror_prob: float = 0.5, min_frames: int | None = None, progress=None) -> PreparedData:
+                        mirror_prob: float = 0.5, min_frames: int | None = None, progress=None,
+                        window_invariant: bool = False) -> PreparedData:
     """HumanML3D or KIT-ML with their own split files; segments shorter than upstream's minimum are dropped
     (40 frames for HumanML3D, 24 for KIT-ML, at 20 fps)."""
     readers = {"humanml3d": (humanml3d_segments, 40), "kitml": (kitml_segments, 24)}
@@ -305,7 +343,7 @@ def prepare_text_folder(root: str | Path, frames: int, *, kind: str = "humanml3d
     if not train:
         raise ValueError(f"{root}: the {train_split!r} split has no motion with captions")
     return _prepare(train + val, train, val, frames=frames, templates=None, workers=workers, cache=cache, seed=seed,
-                    mirror_prob=mirror_prob, progress=progress,
+                    mirror_prob=mirror_prob, progress=progress, window_invariant=window_invariant,
                     min_frames=default_min if min_frames is None else min_frames)
 
 
@@ -319,14 +357,15 @@ def prepare_bandai(frames: int, *, archive: str | Path | None = None, **kwargs) 
 
 
 def _prepare(segments, train_segments, val_segments, *, frames, templates, workers, cache, seed, mirror_prob,
-             progress, skipped=(), min_frames: int = 1) -> PreparedData:
+             progress, skipped=(), min_frames: int = 1, window_invariant: bool = False) -> PreparedData:
     cache = cache or FeatureCache()
     features, failed = cache.build(sorted({s.path for s in segments}), workers=workers, progress=progress)
     train_segments = [s for s in train_segments if s.path in features]
     if not train_segments:
         raise ValueError("no readable training motion: " + "; ".join(list(failed.values())[:3]))
-    stats = fit_stats(train_segments, features)
-    common = dict(features=features, stats=stats, frames=frames, templates=templates, min_frames=min_frames)
+    stats = fit_stats(train_segments, features, window_invariant=window_invariant)
+    common = dict(features=features, stats=stats, frames=frames, templates=templates, min_frames=min_frames,
+                  window_invariant=window_invariant)
     return PreparedData(
         train=MotionTextDataset(train_segments, train=True, mirror_prob=mirror_prob, seed=seed, **common),
         val=MotionTextDataset([s for s in val_segments if s.path in features], train=False, **common),

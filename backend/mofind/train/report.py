@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     segments, _ = labelled_folder_segments(ensure_extracted(), templates)
     _, val = split_by_take(segments, held_out=HELD_OUT)
     features, failed = FeatureCache().build(sorted({s.path for s in val}))
-    dataset = MotionTextDataset(val, features, encoder.stats, encoder.window_frames, templates=templates, train=False)
+    dataset = MotionTextDataset(val, features, encoder.stats, encoder.window_frames, templates=templates, train=False,
+                                window_invariant=encoder.config.motion.window_invariant)
     report = build_report(encoder, dataset)
     text = markdown(report)
     print(text)
