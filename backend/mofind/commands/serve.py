@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"MoFind backend listening on {args.bind}\n"
           f"  model: {reader.spec.model_name} ({reader.spec.model_hash})\n"
           f"  index: {index_dir} ({len(reader)} clips, {reader.num_windows} windows)\n"
-          f"Index a folder:   mofind index /path/to/mocap --index {index_dir}\n"
+          f"Index a folder:   {_mofind_command()} index /path/to/mocap --index {index_dir}\n"
           f"                  (or in Blender: MoFind panel > Index > Add Folder, while this server runs)\n"
           f"Connect Blender:  Edit > Preferences > Add-ons > MoFind > Server address = {args.bind}\n"
           f"Stop with Ctrl-C.", flush=True)
@@ -90,3 +90,13 @@ def run(args: argparse.Namespace) -> int:
     backend.stop()
     print("mofind serve: stopped", file=sys.stderr)
     return 0
+
+
+def _mofind_command() -> str:
+    """How to call `mofind` from a shell: the venv's script when it is not on PATH (as after `make run`)."""
+    import shutil
+
+    script = Path(sys.argv[0])
+    if script.name == "mofind" and shutil.which("mofind") != str(script.resolve()) and script.exists():
+        return str(script)
+    return "mofind"
