@@ -1,12 +1,15 @@
 # MoFind — two commands for a fresh machine:  `make run`  and  `make test`.
 PYTHON ?= python3.11
+# Blender 5.1+ wheels need Python 3.13: the first working interpreter (plain or pyenv's); empty = skip those tests.
+PYTHON313 ?= $(shell for p in python3.13 $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && echo $$p && break; done)
 VENV := .venv
 PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test test-backend test-addon bench addon venv venv-bpy42 venv-bpy50 clean
+.PHONY: run test test-backend test-addon bench addon venv venv-bpy42 venv-bpy50 venv-bpy53 clean
 
 # --- environments ----------------------------------------------------------
 $(VENV)/.stamp: requirements.txt requirements.lock pyproject.toml
@@ -17,12 +20,14 @@ $(VENV)/.stamp: requirements.txt requirements.lock pyproject.toml
 	touch $@
 venv: $(VENV)/.stamp
 
+.venv-bpy53/.stamp: PYTHON := $(PYTHON313)
 .venv-bpy%/.stamp: requirements-bpy%.txt
 	$(PYTHON) -m venv .venv-bpy$*
 	.venv-bpy$*/bin/python -m pip install -q -r $<
 	touch $@
 venv-bpy42: .venv-bpy42/.stamp
 venv-bpy50: .venv-bpy50/.stamp
+venv-bpy53: .venv-bpy53/.stamp
 
 # --- main job: the backend with the shipped model and the default index ------
 run: venv
@@ -37,6 +42,12 @@ test-backend: venv
 test-addon: venv venv-bpy42 venv-bpy50
 	.venv-bpy42/bin/python -m pytest -q tests/addon_bpy
 	.venv-bpy50/bin/python -m pytest -q tests/addon_bpy
+ifneq ($(strip $(PYTHON313)),)
+	$(MAKE) venv-bpy53
+	.venv-bpy53/bin/python -m pytest -q tests/addon_bpy
+else
+	@echo "Blender 5.3 (Python 3.13) add-on tests skipped: no Python 3.13 interpreter found"
+endif
 
 # --- benchmarks (write bench/results/*.md) ----------------------------------
 bench: venv
