@@ -32,7 +32,7 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -63,10 +63,6 @@ class RotatedCodec:
             q, r = np.linalg.qr(rng.standard_normal((dim, dim)))
         q *= np.sign(np.diag(r))[None, :]  # a Haar-distributed orthogonal matrix
         return cls(rotation=q.astype(np.float32), step=_step(bits, dim), bits=bits)
-
-    def with_bits(self, bits: int) -> "RotatedCodec":
-        """The same rotation at another bit depth (the pooled vectors' codec)."""
-        return replace(self, bits=bits, step=_step(bits, self.dim))
 
     @property
     def dim(self) -> int:
