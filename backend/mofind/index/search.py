@@ -17,7 +17,7 @@ so batched queries and tests can bypass the text model.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -327,8 +327,10 @@ class _QueryBatch:
         import torch
 
         tokens = np.concatenate([np.asarray(t, np.float32) for t in token_sets])
-        self.quantized = reader.codec.quantize_queries(tokens)  # the int8 rows are the same for both codecs
-        self.pooled_quantized = reader.pooled_codec.quantize_queries(tokens)
+        self.quantized = reader.codec.quantize_queries(tokens)
+        # both codecs share the rotation, so the int8 rows are the same: only the dequantisation differs
+        self.pooled_quantized = replace(self.quantized, step=reader.pooled_codec.step,
+                                        level_count=reader.pooled_codec.level_count)
         self.rows = len(tokens)
         self.q8_torch = torch.from_numpy(np.ascontiguousarray(self.quantized.q8.T))
         lengths = [len(t) for t in token_sets]
