@@ -227,8 +227,8 @@ class IndexReader:
 @dataclass
 class _PendingClip:
     record: ClipRecord
-    packed: np.ndarray  # (n_valid_total, D/2) uint8
-    pooled: np.ndarray  # (W*K, D/2) uint8
+    packed: np.ndarray  # (n_valid_total, codec.bytes_per_vector) uint8
+    pooled: np.ndarray  # (W*K, pooled_codec.bytes_per_vector) uint8
     counts: np.ndarray  # (W,) valid patches per window
     valid_bits: np.ndarray  # (W, ceil(P/8)) uint8
     source: np.ndarray  # (W, 2) int32
