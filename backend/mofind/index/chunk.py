@@ -5,9 +5,9 @@ little-endian arrays) written by a well-kept library, with a string metadata map
 We read it back with `np.memmap` at the offsets the header gives, so opening a large index costs no
 copying and the OS page cache is shared by every process that searches it.
 
-Arrays (W windows, C clips, N stored patches; D/2 bytes per packed vector, see `codec.py`):
-  patches      uint8 (N, D/2)     valid patches only, window after window
-  pooled       uint8 (W*K, D/2)   K pooled vectors per window (first stage of two-stage search, pooling.py)
+Arrays (W windows, C clips, N stored patches; packed widths from `codec.py`: 5D/8 bytes at 5 bits, D/2 at 4):
+  patches      uint8 (N, 5D/8)    valid patches only, window after window (5-bit codes)
+  pooled       uint8 (W*K, D/2)   K pooled vectors per window, 4-bit (first stage of two-stage search, pooling.py)
   win_offsets  int64 (W+1,)       window w owns patches[win_offsets[w]:win_offsets[w+1]]
   win_valid    uint8 (W, ceil(P/8)) np.packbits of the (P,) valid mask over the full grid
   win_clip     int32 (W,)         index into the chunk's clip list
@@ -114,10 +114,6 @@ class Chunk:
     @property
     def num_windows(self) -> int:
         return int(self.arrays["win_clip"].shape[0])
-
-    @cached_property
-    def clip_index(self) -> dict[str, int]:
-        return {clip["clip_id"]: i for i, clip in enumerate(self.clips)}
 
     @cached_property
     def clip_windows(self) -> list[np.ndarray]:
