@@ -181,9 +181,6 @@ class Params:
                                              f"allowed: {', '.join(allowed) or 'none'}")
         self.data = data
 
-    def has(self, name: str) -> bool:
-        return self.data.get(name) is not None
-
     def string(self, name: str, *, required: bool = True, default: str | None = None, max_chars: int = 4096,
                non_empty: bool = True) -> str | None:
         value = self.data.get(name)
