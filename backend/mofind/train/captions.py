@@ -121,10 +121,6 @@ class CaptionTemplates:
                 self._check_resolvable(choice, labels, f"{where} -> {{{name}}}", depth + 1)
 
     # ------------------------------------------------------------------ labels
-    @property
-    def groups(self) -> list[str]:
-        return list(self.phrases)
-
     def labels_for(self, name: str | Path) -> dict[str, str] | None:
         """Labels parsed from a file name (stem) when it matches the pattern and every label is known, else None."""
         stem = Path(name).stem if isinstance(name, Path) or name.lower().endswith(".bvh") else name
