@@ -1,7 +1,8 @@
 """Why a window matched: each query word's best patch, as a body part and a time span of the take.
 
 MaxSim is an average of per-token maxima, so the explanation is exact: the score is the mean of the
-listed similarities. Patches are the stored (5-bit) ones decoded, i.e. exactly what search scored.
+listed similarities. Patches are the stored (5-bit) ones decoded, i.e. what search scored; search also
+rounds the query tokens to int8 (`codec.quantize_queries`), so its score can differ in the third decimal.
 """
 
 from __future__ import annotations
