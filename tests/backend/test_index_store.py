@@ -223,6 +223,22 @@ def test_second_writer_is_refused_while_the_first_holds_the_lock(tmp_path):
         pass
 
 
+def test_a_refused_or_interrupted_lock_wait_leaves_no_open_descriptor(tmp_path, monkeypatch):
+    open_fds = lambda: len(os.listdir("/proc/self/fd"))  # noqa: E731
+    with WriteLock(tmp_path):
+        before = open_fds()
+        with pytest.raises(IndexLockedError):
+            WriteLock(tmp_path).acquire()
+
+        def ctrl_c(_seconds):  # the user presses Ctrl-C while the writer waits for the lock
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr("mofind.index.lock.time.sleep", ctrl_c)
+        with pytest.raises(KeyboardInterrupt):
+            WriteLock(tmp_path, timeout=5.0).acquire()
+        assert open_fds() == before
+
+
 def _hold_lock_then_wait(folder, ready):
     WriteLock(folder).acquire()
     ready.set()

@@ -37,23 +37,28 @@ class WriteLock:
         if self._fd is not None:
             return self
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self._wait_for(fd)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except BaseException:  # timeout, Ctrl-C while waiting, a full disk: never leak the descriptor
+            os.close(fd)
+            raise
+        self._fd = fd
+        return self
+
+    def _wait_for(self, fd: int) -> None:
         deadline = time.monotonic() + self.timeout
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                return
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    holder = _read_holder(fd)
-                    os.close(fd)
                     raise IndexLockedError(
-                        f"{self.path.parent} is being written by another indexer{holder}; "
+                        f"{self.path.parent} is being written by another indexer{_read_holder(fd)}; "
                         "wait for it to finish (or stop it) and retry") from None
                 time.sleep(self.poll_interval)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-        return self
 
     def release(self) -> None:
         if self._fd is None:
