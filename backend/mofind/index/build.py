@@ -9,7 +9,6 @@ are skipped. A file that cannot be read is reported with its reason and never st
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -19,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from mofind.io.files import file_sha256
 
 from .discover import discover
 from .labels import labels_from_name
@@ -82,14 +83,6 @@ class _Outcome:
     prepared: _Prepared | None = None
     skipped: bool = False
     error: str | None = None
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def prepare_file(task: _Task) -> _Outcome:

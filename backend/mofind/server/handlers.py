@@ -200,7 +200,7 @@ class Backend:
         }, frames
 
     def get_motion(self, params: dict):
-        from mofind.index.build import file_sha256
+        from mofind.io.files import file_sha256
         from mofind.io import MotionIOError, load_motion
 
         p = Params(params, ("clip_id", "start_frame", "end_frame"))
@@ -244,7 +244,7 @@ class Backend:
             "root_translation": frames.add_array(motion.root_translation[rows], np.float32),
             "joint_translations": None,
         }
-        joint_translations = getattr(motion, "joint_translations", None)
+        joint_translations = motion.joint_translations
         if joint_translations is not None:
             result["joint_translations"] = frames.add_array(joint_translations[rows], np.float32)
         return result, frames

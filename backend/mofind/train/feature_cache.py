@@ -8,7 +8,6 @@ editing it (or changing the pipeline) recomputes it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
@@ -18,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from mofind import paths
+from mofind.io.files import file_sha256
 
 # Bump when joints/angles would come out differently for the same file (reader, mapping, angle code).
 PIPELINE_VERSION = "1"
-_HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -39,12 +38,8 @@ class TakeFeatures:
 
 
 def content_hash(path: str | Path) -> str:
-    """sha256 of the file's bytes (names and folders do not matter)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """sha256 of the file's bytes: the cache key (names and folders do not matter)."""
+    return file_sha256(path)
 
 
 def compute_features(path: str | Path, fps: float = 20.0) -> TakeFeatures:
