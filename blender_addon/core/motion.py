@@ -80,11 +80,21 @@ def decode_motion(reply: Reply) -> dict:
     return resolve_arrays(reply.result, reply.frames)
 
 
-def fetch_motion(service, clip: ClipRef, on_motion, *, wait: bool = False):
-    """Get the clip's motion (from the cache when possible) and call `on_motion(payload)` with it.
+def fetch_motion(service, clip: ClipRef, options: ApplyOptions, on_motion, *, wait: bool = False):
+    """Get the clip's motion (its whole take with `options.whole_take`; from the cache when possible) and
+    call `on_motion(payload)` with it. Any failure, now or when the reply comes, goes to the status line.
 
     Returns the Ticket; its `value` is whatever `on_motion` returned.
     """
+    if options.whole_take:
+        clip = clip.whole_take()
+    ticket = _fetch(service, clip, on_motion, wait)
+    if ticket.done and ticket.failure is not None:
+        set_status("ERROR", ticket.failure.message)
+    return ticket
+
+
+def _fetch(service, clip: ClipRef, on_motion, wait: bool):
     cached = service.motion_cache.get(clip)
     if cached is not None:
         ticket = Ticket("get_motion", done=True)
@@ -136,10 +146,7 @@ def apply_clip(service, clip: ClipRef, armature_name: str, options: ApplyOptions
         set_status("OK", f"Applied {clip.name} to {armature_name} ({action.name})")
         return action
 
-    ticket = fetch_motion(service, clip.whole_take() if options.whole_take else clip, on_motion, wait=wait)
-    if ticket.done and ticket.failure is not None:
-        set_status("ERROR", ticket.failure.message)
-    return ticket
+    return fetch_motion(service, clip, options, on_motion, wait=wait)
 
 
 def push_undo(message: str) -> None:

@@ -49,10 +49,7 @@ def begin(service, clip: ClipRef, armature_name: str, options: ApplyOptions, *, 
         set_status("OK", f"Previewing {clip.name} on {armature_name}: Keep or Revert")
         return action
 
-    ticket = fetch_motion(service, clip.whole_take() if options.whole_take else clip, on_motion, wait=wait)
-    if ticket.done and ticket.failure is not None:
-        set_status("ERROR", ticket.failure.message)
-    return ticket
+    return fetch_motion(service, clip, options, on_motion, wait=wait)
 
 
 def end(service, *, keep: bool) -> str:
