@@ -184,6 +184,21 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path):
     assert epochs == [1, 2]
 
 
+def test_an_epoch_logged_but_not_saved_is_logged_once_after_resume(tmp_path):
+    config = _config(epochs=2, save_every_steps=3)
+    interrupted = Trainer(config, Interrupting(32, 0, after=7 * 8 + 3), None, STATS, tmp_path, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    history = tmp_path / "history.jsonl"
+    # the process died after writing epoch 2's line and before saving epoch 2's state
+    history.write_text(history.read_text() + json.dumps({"epoch": 2, "global_step": 8}) + "\n")
+    resumed = Trainer(config, SyntheticMotions(32, 0), None, STATS, tmp_path, progress=False)
+    result = resumed.fit()
+    epochs = [json.loads(line)["epoch"] for line in history.read_text().splitlines()]
+    assert epochs == [1, 2] and [record["epoch"] for record in result.history] == [1, 2]
+    assert "train_loss" in json.loads(history.read_text().splitlines()[1])  # the real epoch 2, not the stale line
+
+
 def test_mid_epoch_resume_skips_done_batches(tmp_path):
     trainer = Trainer(_config(epochs=1, save_every_steps=2), SyntheticMotions(32, 0), None, STATS, tmp_path,
                       progress=False)

@@ -196,7 +196,11 @@ class Trainer:
         self.best_epoch = None if state["best_epoch"] < 0 else int(state["best_epoch"])
         history = self.run_dir / HISTORY_FILE
         if history.is_file():
-            self.history = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+            records = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+            # a run killed after writing an epoch's line but before saving its state redoes that epoch
+            self.history = [record for record in records if record["epoch"] <= self.epoch]
+            if len(self.history) < len(records):
+                history.write_text("".join(json.dumps(record) + "\n" for record in self.history))
         return True
 
     # -- batches -----------------------------------------------------------------------------------------
