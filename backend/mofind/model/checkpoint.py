@@ -9,11 +9,13 @@ Two formats:
 - **Shipped MoFind model** (a folder): `config.json`, `Mean_angle.npy`/`Std_angle.npy`, and `weights.safetensors`
   in fp16. When the text encoder is a frozen pinned pip model (MiniLM) with only its top layers trained, only the
   trained tensors are stored; the frozen ones are re-read from the pinned package after its sha256 check.
+  `import_official` turns an official `.pt` into such a folder (plus its tokenizer and a provenance file).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ from .text_encoder import MINILM_PACKAGE, MINILM_SHA256, load_tokenizer, sha256_
 
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.json"
+PROVENANCE_FILE = "provenance.json"
 FORMAT_NAME = "mofind-weights"
 FORMAT_VERSION = "1"
 OFFICIAL_ALIAS_PREFIX = "text_encoder.base_model."
@@ -113,6 +116,30 @@ def load_official(path: str | Path, stats_dir: str | Path, config: ModelConfig |
     digest.update(stats.mean.tobytes() + stats.std.tobytes())
     return ModelBundle(model.eval(), load_tokenizer(tokenizer or config.text.tokenizer), stats, config,
                        digest.hexdigest()[:16])
+
+
+def import_official(path: str | Path, stats_dir: str | Path, out_dir: str | Path, *,
+                    config: ModelConfig | str = "official", tokenizer: str | None = None,
+                    dtype: torch.dtype = torch.float16) -> Path:
+    """Write a released MotionColBert checkpoint as a MoFind model folder that `Encoder.load` reads.
+
+    Why a conversion rather than loading the `.pt` at every start: the folder is self-describing (config, stats,
+    tokenizer, provenance), loads without pickle, and is what `mofind index/query/serve --model DIR` expect, so
+    the paper's open-vocabulary weights work in the product exactly like the shipped model.
+    """
+    bundle = load_official(path, stats_dir, config=config, tokenizer=tokenizer)
+    out_dir = Path(out_dir)
+    save_shipped(bundle.model, bundle.stats, out_dir, dtype=dtype)
+    bundle.tokenizer.save_pretrained(str(out_dir / "tokenizer"))
+    provenance = {
+        "source": "MotionColBert official checkpoint (Zhang et al., Fine-grained Motion Retrieval via Joint-Angle "
+                  "Motion Images and Token-Patch Late Interaction)",
+        "checkpoint": Path(path).name, "checkpoint_sha256": sha256_file(Path(path)),
+        "config": bundle.config.name, "dtype": str(dtype).removeprefix("torch."),
+        "licence": "CC BY-NC 4.0 (the official code and weights); non-commercial use only",
+    }
+    (out_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+    return out_dir
 
 
 # -- shipped MoFind models -----------------------------------------------------------------------------------
