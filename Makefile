@@ -12,7 +12,7 @@ export PYTHONUNBUFFERED := 1
 .PHONY: run test test-backend test-addon bench addon venv venv-bpy42 venv-bpy50 venv-bpy53 clean
 
 # --- environments ----------------------------------------------------------
-$(VENV)/.stamp: requirements.txt requirements.lock pyproject.toml
+$(VENV)/.stamp: requirements.txt requirements.lock pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt -c requirements.lock

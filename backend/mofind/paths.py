@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parents[1]
+#: True when running from a source checkout (editable install or PYTHONPATH), False for an installed wheel.
+IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "backend" / "mofind").is_dir()
 
 
 def shared_dir() -> Path | None:
@@ -19,15 +22,26 @@ def shared_dir() -> Path | None:
 
 
 def cache_dir() -> Path:
-    """Scratch space for extracted archives and derived data (MOFIND_CACHE overrides)."""
-    path = Path(os.environ.get("MOFIND_CACHE", REPO_ROOT / ".cache"))
+    """Scratch space for extracted archives and derived data (MOFIND_CACHE overrides).
+
+    A checkout keeps it beside the code (`.cache/`); an installed package uses the user's cache folder.
+    """
+    if "MOFIND_CACHE" in os.environ:
+        path = Path(os.environ["MOFIND_CACHE"])
+    elif IN_CHECKOUT:
+        path = REPO_ROOT / ".cache"
+    else:
+        path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mofind"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def model_dir() -> Path:
-    """The shipped model (MOFIND_MODEL overrides)."""
-    return Path(os.environ.get("MOFIND_MODEL", REPO_ROOT / "model_weights"))
+    """The shipped model (MOFIND_MODEL overrides): the checkout's `model_weights/`, else the copy that a built
+    wheel carries as package data (`mofind/model_weights/`, see setup.py)."""
+    if "MOFIND_MODEL" in os.environ:
+        return Path(os.environ["MOFIND_MODEL"])
+    return REPO_ROOT / "model_weights" if IN_CHECKOUT else PACKAGE_DIR / "model_weights"
 
 
 def default_index_dir() -> Path:
