@@ -33,6 +33,13 @@ PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
         **_sided("Left{}", "Right{}", {"hip": "UpLeg", "knee": "Leg", "ankle": "Foot", "foot": "ToeBase",
                                        "collar": "Shoulder", "shoulder": "Arm", "elbow": "ForeArm", "wrist": "Hand"}),
     },
+    # Daz/Poser-style BVH (the CMU takes of shared/data/cmu-captioned, rig "cmu-daz-43"): no toe joint, the
+    # ball of the foot comes from the foot's end site.
+    "daz": {
+        **_alts(pelvis="hip", spine1="abdomen", spine3="chest", neck="neck", head="head"),
+        **_sided("l{}", "r{}", {"hip": "Thigh", "knee": "Shin", "ankle": "Foot", "collar": "Collar",
+                                "shoulder": "Shldr", "elbow": "ForeArm", "wrist": "Hand"}),
+    },
     "iclone_cc": {
         **_alts(pelvis="CC_Base_Hip", spine1="CC_Base_Waist", spine2="CC_Base_Spine01", spine3="CC_Base_Spine02",
                 neck=("CC_Base_NeckTwist01", "CC_Base_Neck"), head="CC_Base_Head"),
@@ -64,6 +71,7 @@ PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
 SIGNATURES: dict[str, tuple[str, ...]] = {
     "bandai": ("joint_Root", "UpperLeg_L", "LowerArm_R"),
     "cmu_bvh": ("LHipJoint", "RHipJoint", "LowerBack", "Neck1"),
+    "daz": ("abdomen", "lShldr", "rShin", "lButtock"),
     "iclone_cc": ("CC_Base_Hip", "CC_Base_L_Thigh"),
     "mixamo": ("Spine2", "HeadTop_End", "LeftHandThumb1"),
     "rigify": ("DEF-spine", "DEF-thigh.L"),

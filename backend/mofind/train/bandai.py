@@ -36,16 +36,21 @@ def default_archive() -> Path:
 def ensure_extracted(archive: str | Path | None = None, target: str | Path | None = None) -> Path:
     """Extract the archive once; returns the folder holding the `.bvh` takes (`<target>/<top>/data`)."""
     archive = Path(archive) if archive is not None else default_archive()
-    target = Path(target) if target is not None else paths.cache_dir() / "bandai"
+    target = extract_once(archive, Path(target) if target is not None else paths.cache_dir() / "bandai")
+    found = sorted(target.glob("*/data"))
+    if not found:
+        raise FileNotFoundError(f"{archive}: no '<name>/data' folder inside the archive")
+    return found[0]
+
+
+def extract_once(archive: Path, target: Path) -> Path:
+    """Extract `archive` into `target` unless a marker says this very archive (name, size) already is there."""
     stamp = f"{archive.name} {archive.stat().st_size}"
     marker = target / _MARKER
     if not (marker.is_file() and marker.read_text() == stamp):
         _extract(archive, target)
         marker.write_text(stamp)
-    found = sorted(target.glob("*/data"))
-    if not found:
-        raise FileNotFoundError(f"{archive}: no '<name>/data' folder inside the archive")
-    return found[0]
+    return target
 
 
 def _extract(archive: Path, target: Path) -> None:
