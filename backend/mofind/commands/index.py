@@ -32,6 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--remove", nargs="+", metavar="CLIP_ID", default=None, help="remove clips by id")
     parser.add_argument("--remove-prefix", metavar="PATH", default=None, help="remove clips under this path")
     parser.add_argument("--compact", action="store_true", help="rewrite chunks to drop removed clips")
+    parser.add_argument("--prune", action="store_true",
+                        help="remove clips whose source files no longer exist (moved files are found again by "
+                             "content hash when their new folder is indexed)")
+    parser.add_argument("--verify", action="store_true",
+                        help="check the manifest, codec and every chunk's checksum and structure; exit 1 if damaged")
+    parser.add_argument("--repair", action="store_true",
+                        help="re-encode the clips of damaged chunks from their source files, drop those whose "
+                             "files are gone, move the damaged files to quarantine/")
     parser.add_argument("--json", action="store_true", help="print the final report as JSON on stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -44,8 +52,12 @@ def run(args: argparse.Namespace) -> int:
     from mofind.paths import default_index_dir
 
     index_dir = args.index or default_index_dir()
-    if not args.paths and args.remove is None and args.remove_prefix is None and not args.compact:
-        print("mofind index: give PATH... to index, or --remove/--remove-prefix/--compact", file=sys.stderr)
+    if args.verify:
+        return _verify(index_dir, args.json)
+    if not args.paths and args.remove is None and args.remove_prefix is None and not args.compact \
+            and not args.prune and not args.repair:
+        print("mofind index: give PATH... to index, or --remove/--remove-prefix/--compact/--prune/--verify/--repair",
+              file=sys.stderr)
         return 2
     workers = default_workers() if args.workers is None else args.workers
     import torch
@@ -54,12 +66,20 @@ def run(args: argparse.Namespace) -> int:
     try:
         encoder = load_encoder(args.model)
         report = None
+        maintenance = {}
+        if args.repair:
+            from mofind.index.maintenance import repair_index
+
+            maintenance["repair"] = repair_index(index_dir, encoder, workers=workers)
         if args.paths:
             report = build_index(args.paths, index_dir, encoder, workers=workers,
                                  recursive=not args.no_recursive,
                                  commit_every=args.commit_every or DEFAULT_COMMIT_EVERY,
                                  progress=not args.quiet and not args.json)
-        maintenance = {}
+        if args.prune:
+            from mofind.index.maintenance import prune_index
+
+            maintenance |= prune_index(index_dir, IndexSpec.from_encoder(encoder))
         if args.remove is not None or args.remove_prefix is not None or args.compact:
             with IndexWriter(index_dir, IndexSpec.from_encoder(encoder), create=False) as writer:
                 removed = writer.remove(args.remove or [])
@@ -84,6 +104,31 @@ def run(args: argparse.Namespace) -> int:
     return 1 if report is not None and report.failed else 0
 
 
+def _verify(index_dir: Path, as_json: bool) -> int:
+    from mofind.index.maintenance import verify_index
+
+    report = verify_index(index_dir)
+    if as_json:
+        print(json.dumps(report, indent=1))
+    else:
+        damaged = [c for c in report["chunks"] if c["status"] == "damaged"]
+        print(f"{report['index']}: {'OK' if report['ok'] else 'DAMAGED'} - {len(report['chunks'])} chunks, "
+              f"{report['clips']} clips, {report['clips_offline']} clips in damaged chunks")
+        for problem in (report["manifest"], report["codec"]):
+            if problem != "ok":
+                print(f"  {problem}")
+        for chunk in damaged:
+            print(f"  DAMAGED {chunk['name']}: {chunk['reason']}")
+        unverified = sum(c["status"] == "unverified" for c in report["chunks"])
+        if unverified:
+            print(f"  {unverified} chunks predate checksums (structure checked only)")
+        if report["missing_sources"]:
+            print(f"  {len(report['missing_sources'])} indexed files no longer exist (--prune removes them)")
+        if damaged:
+            print(f"fix: mofind index --repair --index {report['index']}")
+    return 0 if report["ok"] else 1
+
+
 def _print_report(summary: dict) -> None:
     if "files" in summary:
         rate = summary.get("ten_second_takes_per_second")
@@ -94,6 +139,14 @@ def _print_report(summary: dict) -> None:
             print(f"  FAILED {failure['path']}: {failure['error']}")
         if summary.get("cancelled"):
             print("cancelled: rerun the same command to resume")
+    if summary.get("moved"):
+        print(f"found {summary['moved']} moved files again by content (not re-encoded)")
+    if "repair" in summary:
+        r = summary["repair"]
+        print(f"repair: {len(r['damaged_chunks'])} damaged chunks, {r['reencoded']} clips re-encoded, "
+              f"{len(r['dropped'])} dropped (files gone), {len(r['unrecoverable_chunks'])} chunks with unknown clips")
+    if "pruned" in summary:
+        print(f"pruned {summary['pruned']} clips whose files are gone")
     if "removed" in summary:
         print(f"removed {summary['removed']} clips")
     if "compaction" in summary:

@@ -44,6 +44,7 @@ class BuildReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     cancelled: bool = False
     clips_in_index: int = 0
+    moved: int = 0  # files found again by content hash at a new path (codes reused, nothing re-encoded)
 
     @property
     def done(self) -> int:
@@ -54,7 +55,7 @@ class BuildReport:
             "files": self.files, "indexed": self.indexed, "skipped": self.skipped, "windows": self.windows,
             "failed": [{"path": p, "error": e} for p, e in self.failed], "cancelled": self.cancelled,
             "seconds_of_motion": round(self.seconds_of_motion, 3), "elapsed": round(self.elapsed, 3),
-            "clips_in_index": self.clips_in_index,
+            "clips_in_index": self.clips_in_index, "moved": self.moved,
             "ten_second_takes_per_second": round(self.seconds_of_motion / 10.0 / self.elapsed, 3)
             if self.elapsed > 0 else None,
         }
@@ -177,11 +178,15 @@ def build_index(paths, index_dir: str | Path, encoder, *, workers: int | None = 
     with IndexWriter(index_dir, spec, lock_timeout=lock_timeout) as writer:
         spec = writer.spec  # the index's own stride wins over the argument
         known = writer.known_sources()
+        vanished = _vanished_by_hash(known)
         tasks = []
         for path in found.files:
             record = known.get(str(path))
             if record is not None and _same_stat(path, record):
                 report.skipped += 1
+                continue
+            if record is None and vanished and _relocated(writer, path, vanished):
+                report.moved += 1
                 continue
             tasks.append(_Task(str(path), record.content_hash if record else None, spec.fps, spec.window_frames,
                                spec.stride_frames))
@@ -200,6 +205,26 @@ def build_index(paths, index_dir: str | Path, encoder, *, workers: int | None = 
         report.clips_in_index = len(writer.reader)
     report.elapsed = time.monotonic() - started
     return report
+
+
+def _vanished_by_hash(known: dict[str, ClipRecord]) -> dict[tuple[int, str], ClipRecord]:
+    """Indexed takes whose files are gone, by (size, content hash): candidates for a move within the library."""
+    return {(r.size, r.content_hash): r for source, r in known.items() if not os.path.exists(source)}
+
+
+def _relocated(writer: IndexWriter, path: Path, vanished: dict[tuple[int, str], ClipRecord]) -> bool:
+    """Re-link a new file to a vanished take with the same bytes (hashing only files of a matching size)."""
+    try:
+        stat = path.stat()
+        if not any(size == stat.st_size for size, _ in vanished):
+            return False
+        record = vanished.pop((stat.st_size, file_sha256(path)), None)
+    except OSError:
+        return False
+    if record is None:
+        return False
+    writer.relocate(record.clip_id, path, stat.st_size, stat.st_mtime_ns)
+    return True
 
 
 def _same_stat(path: Path, record: ClipRecord) -> bool:

@@ -15,11 +15,18 @@ Arrays (W windows, C clips, N stored patches; packed widths from `codec.py`: 5D/
   win_start    int32 (W,)         first frame of the window in the clip's model-rate timeline
   thumb_bytes  uint8 (B,)         concatenated PNG files;  thumb_offsets int64 (C+1,)
 Metadata "clips": JSON list of clip records (see `store.ClipRecord`).
+
+Integrity: the manifest holds each chunk's xxh3-64 checksum (`file_checksum`), verified when the chunk is
+opened, and `_check` validates every cross-array invariant the search relies on, so a damaged chunk is refused
+with a `ChunkFormatError` (and quarantined by the reader) instead of answering with wrong frames or scores.
+Chunk files are written read-only, and `unchanged_on_disk` lets a reader notice a file replaced or truncated
+under its memory map before touching it (touching a truncated mapping would kill the process with SIGBUS).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import struct
 from dataclasses import dataclass
 from functools import cached_property
@@ -32,8 +39,30 @@ ARRAY_NAMES = ("patches", "pooled", "win_offsets", "win_valid", "win_clip", "win
 _DTYPES = {"U8": np.uint8, "I8": np.int8, "I32": np.int32, "I64": np.int64, "F16": np.float16, "F32": np.float32}
 
 
+CHECKSUM_ALGORITHM = "xxh3_64"
+_HASH_BLOCK = 8 * 1024 * 1024
+
+
 class ChunkFormatError(ValueError):
     """A chunk file is truncated or not what the manifest promised."""
+
+
+def file_checksum(path: str | Path) -> str:
+    """`xxh3_64:<hex>` of a file: xxHash (a well-kept, ~10 GB/s non-cryptographic hash) because the index is
+    checked at every open, and the threat is damage (bit rot, truncation, bad copies), not forgery."""
+    import xxhash
+
+    digest = xxhash.xxh3_64()
+    with open(path, "rb") as handle:
+        while block := handle.read(_HASH_BLOCK):
+            digest.update(block)
+    return f"{CHECKSUM_ALGORITHM}:{digest.hexdigest()}"
+
+
+def bytes_checksum(data: bytes) -> str:
+    import xxhash
+
+    return f"{CHECKSUM_ALGORITHM}:{xxhash.xxh3_64_hexdigest(data)}"
 
 
 def chunk_bytes(arrays: dict[str, np.ndarray], clips: list[dict]) -> bytes:
@@ -55,16 +84,24 @@ class Chunk:
     path: Path
     arrays: dict[str, np.ndarray]
     clips: list[dict]
+    identity: tuple[int, int, int] = (0, 0, 0)  # (inode, size, mtime_ns) when opened
 
     @classmethod
-    def open(cls, path: Path, expected_size: int | None = None) -> "Chunk":
+    def open(cls, path: Path, expected_size: int | None = None, checksum: str | None = None) -> "Chunk":
+        """Open and validate a chunk; with `checksum` (from the manifest) the whole file is verified first."""
         path = Path(path)
         try:
-            size = path.stat().st_size
+            stat = path.stat()
         except FileNotFoundError:
             raise ChunkFormatError(f"{path}: chunk file listed in the manifest is missing") from None
+        size = stat.st_size
         if expected_size is not None and size != expected_size:
             raise ChunkFormatError(f"{path}: chunk is {size} bytes, the manifest says {expected_size} (damaged copy?)")
+        if checksum:
+            actual = file_checksum(path)
+            if actual != checksum:
+                raise ChunkFormatError(f"{path}: checksum mismatch (manifest {checksum}, file {actual}): the chunk "
+                                       "is damaged")
         with open(path, "rb") as handle:
             head = handle.read(8)
             if len(head) < 8:
@@ -83,10 +120,14 @@ class Chunk:
             info = header.get(name)
             if info is None:
                 raise ChunkFormatError(f"{path}: chunk lacks array {name!r}")
-            dtype = _DTYPES.get(info["dtype"])
-            begin, end = info["data_offsets"]
-            shape = tuple(info["shape"])
-            if dtype is None or base + end > size or end - begin != int(np.prod(shape)) * np.dtype(dtype).itemsize:
+            try:
+                dtype = _DTYPES.get(info["dtype"])
+                begin, end = (int(v) for v in info["data_offsets"])
+                shape = tuple(int(v) for v in info["shape"])
+            except (KeyError, TypeError, ValueError):
+                raise ChunkFormatError(f"{path}: array {name!r} has a malformed header entry") from None
+            if (dtype is None or begin < 0 or end < begin or base + end > size or min(shape, default=0) < 0
+                    or end - begin != int(np.prod(shape)) * np.dtype(dtype).itemsize):
                 raise ChunkFormatError(f"{path}: array {name!r} is damaged or truncated")
             if end == begin:
                 arrays[name] = np.zeros(shape, dtype)
@@ -95,21 +136,62 @@ class Chunk:
                 arrays[name] = np.memmap(path, dtype=dtype, mode="c", offset=base + begin, shape=shape)
         try:
             clips = json.loads(metadata.get("clips", "[]"))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, TypeError) as exc:
             raise ChunkFormatError(f"{path}: corrupt clip records ({exc})") from None
-        chunk = cls(name=path.name, path=path, arrays=arrays, clips=clips)
+        chunk = cls(name=path.name, path=path, arrays=arrays, clips=clips,
+                    identity=(stat.st_ino, stat.st_size, stat.st_mtime_ns))
         chunk._check()
         return chunk
 
+    def unchanged_on_disk(self) -> bool:
+        """False when the file was replaced, truncated or rewritten since it was opened (then it must not be
+        read through the old mapping)."""
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return False
+        return (stat.st_ino, stat.st_size, stat.st_mtime_ns) == self.identity
+
     def _check(self) -> None:
+        """Every invariant search, explain and get_motion rely on; a violation means damage."""
+        where = self.path
+        a = self.arrays
         w = self.num_windows
-        offsets = self.arrays["win_offsets"]
-        if len(offsets) != w + 1 or (w and (offsets[0] != 0 or offsets[-1] != len(self.arrays["patches"]))):
-            raise ChunkFormatError(f"{self.path}: window offsets do not match the stored patches")
-        if len(self.arrays["thumb_offsets"]) != len(self.clips) + 1:
-            raise ChunkFormatError(f"{self.path}: thumbnail offsets do not match the clip records")
-        if w and int(self.arrays["win_clip"].max()) >= len(self.clips):
-            raise ChunkFormatError(f"{self.path}: a window points at a clip that is not in the chunk")
+        if not isinstance(self.clips, list) or not all(isinstance(c, dict) for c in self.clips):
+            raise ChunkFormatError(f"{where}: clip records are not a list of objects")
+        ids = [c.get("clip_id") for c in self.clips]
+        if not all(isinstance(i, str) and i for i in ids) or len(set(ids)) != len(ids):
+            raise ChunkFormatError(f"{where}: clip records have missing or duplicate clip ids")
+        offsets = a["win_offsets"]
+        if len(offsets) != w + 1 or (w and (offsets[0] != 0 or offsets[-1] != len(a["patches"]))):
+            raise ChunkFormatError(f"{where}: window offsets do not match the stored patches")
+        if w and bool(np.any(np.diff(offsets) < 0)):
+            raise ChunkFormatError(f"{where}: window offsets are not increasing")
+        for name in ("win_valid", "win_source", "win_start"):
+            if len(a[name]) != w:
+                raise ChunkFormatError(f"{where}: {name} does not have one row per window")
+        if w and len(a["pooled"]) % w:
+            raise ChunkFormatError(f"{where}: pooled vectors are not a whole number per window")
+        thumbs = a["thumb_offsets"]
+        if len(thumbs) != len(self.clips) + 1:
+            raise ChunkFormatError(f"{where}: thumbnail offsets do not match the clip records")
+        if len(thumbs) and (thumbs[0] != 0 or thumbs[-1] != len(a["thumb_bytes"]) or np.any(np.diff(thumbs) < 0)):
+            raise ChunkFormatError(f"{where}: thumbnail offsets do not match the thumbnail bytes")
+        if not w:
+            return
+        clip_of = a["win_clip"]
+        if int(clip_of.min()) < 0 or int(clip_of.max()) >= len(self.clips):
+            raise ChunkFormatError(f"{where}: a window points at a clip that is not in the chunk")
+        source = np.asarray(a["win_source"])
+        if np.any(source[:, 0] < 0) or np.any(source[:, 1] <= source[:, 0]) or np.any(np.asarray(a["win_start"]) < 0):
+            raise ChunkFormatError(f"{where}: a window has a negative or empty frame range")
+        try:
+            ranges = np.asarray([c["frame_range"] for c in self.clips], dtype=np.int64).reshape(len(self.clips), 2)
+        except (KeyError, TypeError, ValueError):
+            raise ChunkFormatError(f"{where}: a clip record has no valid frame_range") from None
+        own = ranges[np.asarray(clip_of, dtype=np.int64)]
+        if np.any(source[:, 0] < own[:, 0]) or np.any(source[:, 1] > own[:, 1]):
+            raise ChunkFormatError(f"{where}: a window lies outside its clip's frame range")
 
     @property
     def num_windows(self) -> int:

@@ -8,6 +8,7 @@ happens at, the folder holds the last complete manifest and every file it names.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -71,6 +72,20 @@ class IndexSpec:
     def num_patches(self) -> int:
         return self.grid[0] * self.grid[1]
 
+    def validate(self) -> None:
+        """Types and ranges a damaged manifest could break (raises ValueError)."""
+        ints = ("dim", "frames_per_row", "window_frames", "stride_frames")
+        if not all(type(getattr(self, name)) is int and getattr(self, name) > 0 for name in ints):
+            raise ValueError(f"spec fields {ints} must be positive integers")
+        if len(self.grid) != 2 or not all(type(v) is int and v > 0 for v in self.grid):
+            raise ValueError("spec grid must be two positive integers")
+        if not isinstance(self.fps, (int, float)) or not 0 < float(self.fps) < 1e4:
+            raise ValueError("spec fps must be a positive number")
+        if len(self.part_names) != self.grid[1] or not all(isinstance(n, str) for n in self.part_names):
+            raise ValueError("spec part_names must name every grid column")
+        if not isinstance(self.model_hash, str) or not isinstance(self.model_name, str):
+            raise ValueError("spec model_hash and model_name must be strings")
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["grid"] = list(self.grid)
@@ -85,12 +100,32 @@ class IndexSpec:
         return cls(**data)
 
 
+#: What a chunk file may be called: a manifest naming anything else (e.g. "../../x") is damaged.
+CHUNK_NAME = re.compile(r"chunk-[0-9]{6,}\.safetensors")
+
+
 @dataclass
 class ChunkEntry:
     name: str
     clips: int
     windows: int
     bytes: int
+    checksum: str = ""  # "xxh3_64:<hex>" of the file; empty in indexes written before checksums existed
+
+    @classmethod
+    def from_dict(cls, data) -> "ChunkEntry":
+        if not isinstance(data, dict):
+            raise ValueError("a chunk entry is not an object")
+        entry = cls(**data)
+        if not isinstance(entry.name, str) or not CHUNK_NAME.fullmatch(entry.name):
+            raise ValueError(f"chunk name {entry.name!r} is not a chunk file name")
+        for name in ("clips", "windows", "bytes"):
+            value = getattr(entry, name)
+            if type(value) is not int or value < 0:
+                raise ValueError(f"chunk {entry.name}: {name} must be a non-negative integer")
+        if not isinstance(entry.checksum, str):
+            raise ValueError(f"chunk {entry.name}: checksum must be a string")
+        return entry
 
 
 @dataclass
@@ -103,6 +138,7 @@ class Manifest:
     tombstones: dict[str, list[str]] = field(default_factory=dict)  # chunk name -> removed clip ids
     created: str = ""
     updated: str = ""
+    codec_checksum: str = ""  # checksum of codec.safetensors (the rotation every code is decoded with)
 
     def to_json(self) -> str:
         return json.dumps({
@@ -113,6 +149,7 @@ class Manifest:
             "updated": self.updated,
             "spec": self.spec.to_dict(),
             "codec": self.codec,
+            "codec_checksum": self.codec_checksum,
             "pool": self.pool,
             "chunks": [asdict(entry) for entry in self.chunks],
             "tombstones": {name: sorted(ids) for name, ids in sorted(self.tombstones.items()) if ids},
@@ -125,6 +162,10 @@ class Manifest:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise IndexNotFoundError(f"{folder} is not a MoFind index (no {MANIFEST_NAME})") from None
+        except UnicodeDecodeError as exc:
+            raise IndexFormatError(f"{path}: not UTF-8 text (byte {exc.start}): the manifest is damaged") from None
+        except OSError as exc:
+            raise IndexFormatError(f"{path}: cannot be read ({exc.strerror or exc})") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -138,18 +179,24 @@ class Manifest:
             raise IndexFormatError(f"{path}: index format version {version!r}; this MoFind reads version "
                                    f"{FORMAT_VERSION} ({hint})")
         try:
-            return cls(
+            manifest = cls(
                 spec=IndexSpec.from_dict(data["spec"]),
                 codec=dict(data["codec"]),
                 pool=str(data.get("pool", "kmeans-32")),
                 generation=int(data["generation"]),
-                chunks=[ChunkEntry(**entry) for entry in data["chunks"]],
-                tombstones={name: list(ids) for name, ids in data.get("tombstones", {}).items()},
+                chunks=[ChunkEntry.from_dict(entry) for entry in data["chunks"]],
+                tombstones={str(name): [str(i) for i in ids] for name, ids in data.get("tombstones", {}).items()},
                 created=str(data.get("created", "")),
                 updated=str(data.get("updated", "")),
+                codec_checksum=str(data.get("codec_checksum", "")),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+            manifest.spec.validate()
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise IndexFormatError(f"{path}: manifest field missing or malformed ({exc!r})") from None
+        names = [entry.name for entry in manifest.chunks]
+        if len(set(names)) != len(names):
+            raise IndexFormatError(f"{path}: a chunk is listed twice")
+        return manifest
 
     def write(self, folder: Path) -> None:
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -15,13 +15,14 @@ changed file replaces its clip under the same id.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import fsync_dir, remove_stale_temps, write_atomic
-from .chunk import Chunk, ChunkFormatError, chunk_bytes
+from .chunk import Chunk, ChunkFormatError, bytes_checksum, chunk_bytes, file_checksum
 from .codec import POOLED_BITS, RotatedCodec
 from .lock import WriteLock
 from .manifest import (ChunkEntry, IndexFormatError, IndexNotFoundError, IndexSpec, IndexStoreError, Manifest,
@@ -33,6 +34,8 @@ CODEC_FILE = "codec.safetensors"
 CHUNK_DIR = "chunks"
 CHUNK_PREFIX = "chunk-"
 CHUNK_SUFFIX = ".safetensors"
+RECORDS_SUFFIX = ".clips.json"  # beside each chunk: its clip records, so --repair knows what a broken chunk held
+QUARANTINE_DIR = "quarantine"
 
 
 def clip_id_for(source: str | Path) -> str:
@@ -97,17 +100,30 @@ def _chunk_path(folder: Path, name: str) -> Path:
     return Path(folder) / CHUNK_DIR / name
 
 
-def _load_codecs(folder: Path, description: dict) -> tuple[RotatedCodec, RotatedCodec]:
-    """(patch codec, pooled-vector codec) of an index."""
+def records_path(folder: Path, chunk_name: str) -> Path:
+    return _chunk_path(folder, chunk_name.removesuffix(CHUNK_SUFFIX) + RECORDS_SUFFIX)
+
+
+def _load_codecs(folder: Path, description: dict, checksum: str = "") -> tuple[RotatedCodec, RotatedCodec]:
+    """(patch codec, pooled-vector codec) of an index; a damaged rotation would corrupt every score."""
     from safetensors.numpy import load_file
 
     path = Path(folder) / CODEC_FILE
     try:
+        if checksum and file_checksum(path) != checksum:
+            raise IndexFormatError(f"{path}: checksum mismatch: the codec every embedding is decoded with is "
+                                   "damaged (restore it from a backup or re-index into a new folder)")
         rotation = load_file(path)["rotation"]
     except FileNotFoundError:
         raise IndexFormatError(f"{path} is missing: the index cannot be decoded") from None
+    except IndexFormatError:
+        raise
     except Exception as exc:  # safetensors raises its own error types on a damaged file
         raise IndexFormatError(f"{path} is unreadable ({exc})") from None
+    square = rotation.ndim == 2 and rotation.shape[0] == rotation.shape[1]
+    if not square or not np.all(np.isfinite(rotation)) or \
+            not np.allclose(rotation @ rotation.T, np.eye(len(rotation)), atol=1e-3):
+        raise IndexFormatError(f"{path}: the stored rotation is not orthonormal: the codec is damaged")
     try:
         return RotatedCodec.from_arrays(description, rotation)
     except (KeyError, ValueError) as exc:
@@ -118,12 +134,13 @@ class IndexReader:
     """An immutable snapshot of a committed index. Cheap to reopen: unchanged chunks are reused."""
 
     def __init__(self, folder: Path, manifest: Manifest, codecs: tuple[RotatedCodec, RotatedCodec],
-                 chunks: list[Chunk]):
+                 chunks: list[Chunk], offline: list["OfflineChunk"] | None = None):
         self.folder = Path(folder)
         self.manifest = manifest
         self.codecs = codecs
         self.codec, self.pooled_codec = codecs
         self.chunks = chunks
+        self.offline = list(offline or [])  # damaged chunks: quarantined from search until `--repair`
         dead = {name: set(ids) for name, ids in manifest.tombstones.items()}
         self._by_id: dict[str, tuple[Chunk, int]] = {}
         for chunk in chunks:  # later chunks win, so an update supersedes its older copy
@@ -142,25 +159,44 @@ class IndexReader:
             if spec is not None:
                 manifest.check_spec(spec, folder)
             reuse = {chunk.name: chunk for chunk in previous.chunks} if previous is not None else {}
-            try:
-                chunks = [reuse.get(entry.name) or Chunk.open(_chunk_path(folder, entry.name), entry.bytes)
-                          for entry in manifest.chunks]
-            except ChunkFormatError as exc:
-                # A compaction may have replaced the manifest and deleted a chunk between our two reads.
-                if attempt + 1 < attempts and Manifest.read(folder).generation != manifest.generation:
+            chunks, offline = [], []
+            for entry in manifest.chunks:
+                old = reuse.get(entry.name)
+                if old is not None and old.unchanged_on_disk():
+                    chunks.append(old)
                     continue
-                raise IndexFormatError(str(exc)) from None
-            codecs = previous.codecs if previous is not None else _load_codecs(folder, manifest.codec)
-            return cls(folder, manifest, codecs, chunks)
+                try:
+                    chunks.append(Chunk.open(_chunk_path(folder, entry.name), entry.bytes, entry.checksum or None))
+                except ChunkFormatError as exc:
+                    offline.append(OfflineChunk(entry.name, entry.clips, entry.windows, str(exc)))
+            if offline and attempt + 1 < attempts and Manifest.read(folder).generation != manifest.generation:
+                continue  # a compaction replaced the manifest and deleted a chunk between our two reads
+            codecs = previous.codecs if previous is not None else \
+                _load_codecs(folder, manifest.codec, manifest.codec_checksum)
+            return cls(folder, manifest, codecs, chunks, offline)
         raise IndexStoreError(f"{folder} kept changing while it was being opened; retry")
 
     def reopen_if_changed(self) -> "IndexReader":
-        """This snapshot if it is still current, else a fresh one sharing the unchanged chunks."""
+        """This snapshot if it is still current, else a fresh one sharing the unchanged chunks.
+
+        A chunk file replaced or truncated under us (a restore with `cp`, a disk error) also counts as a change:
+        it is re-verified, and quarantined if damaged, before anything reads through its old mapping.
+        """
         try:
             generation = Manifest.read(self.folder).generation
         except IndexStoreError:
             return self
-        return self if generation == self.manifest.generation else IndexReader.open(self.folder, previous=self)
+        if generation == self.manifest.generation and all(chunk.unchanged_on_disk() for chunk in self.chunks):
+            return self
+        return IndexReader.open(self.folder, previous=self)
+
+    def offline_summary(self) -> dict | None:
+        """What part of the library is not searchable now (None when everything is online)."""
+        if not self.offline:
+            return None
+        return {"chunks": [o.name for o in self.offline], "clips": sum(o.clips for o in self.offline),
+                "windows": sum(o.windows for o in self.offline), "reasons": [o.reason for o in self.offline],
+                "fix": f"mofind index --repair --index {self.folder}"}
 
     # -- clips -------------------------------------------------------------------------------------------
     @property
@@ -224,6 +260,16 @@ class IndexReader:
             raise KeyError(f"clip {clip_id!r} is not in the index {self.folder}") from None
 
 
+@dataclass(frozen=True)
+class OfflineChunk:
+    """A chunk the manifest lists but that failed verification: its clips are not searched until repaired."""
+
+    name: str
+    clips: int
+    windows: int
+    reason: str
+
+
 @dataclass
 class _PendingClip:
     record: ClipRecord
@@ -267,11 +313,13 @@ class IndexWriter:
             codec = RotatedCodec.create(spec.dim)
             from safetensors.numpy import save
 
-            write_atomic(self.folder / CODEC_FILE, save({"rotation": codec.rotation}))
-            self.manifest = Manifest(spec=spec, codec=codec.describe(POOLED_BITS), pool=POOL_NAME)
+            codec_bytes = save({"rotation": codec.rotation})
+            write_atomic(self.folder / CODEC_FILE, codec_bytes)
+            self.manifest = Manifest(spec=spec, codec=codec.describe(POOLED_BITS), pool=POOL_NAME,
+                                     codec_checksum=bytes_checksum(codec_bytes))
             self.manifest.write(self.folder)
         self.manifest.check_spec(spec, self.folder)
-        self.codecs = _load_codecs(self.folder, self.manifest.codec)
+        self.codecs = _load_codecs(self.folder, self.manifest.codec, self.manifest.codec_checksum)
         self.codec, self.pooled_codec = self.codecs
         self._remove_orphans()
         self._reader = IndexReader.open(self.folder)
@@ -282,6 +330,9 @@ class IndexWriter:
         chunk_dir = self.folder / CHUNK_DIR
         for path in chunk_dir.glob(f"{CHUNK_PREFIX}*{CHUNK_SUFFIX}"):
             if path.name not in listed:
+                path.unlink(missing_ok=True)
+        for path in chunk_dir.glob(f"{CHUNK_PREFIX}*{RECORDS_SUFFIX}"):
+            if path.name.removesuffix(RECORDS_SUFFIX) + CHUNK_SUFFIX not in listed:
                 path.unlink(missing_ok=True)
         remove_stale_temps(chunk_dir)
         remove_stale_temps(self.folder)
@@ -350,6 +401,31 @@ class IndexWriter:
             self._reader = IndexReader(self.folder, self.manifest, self.codecs, self._reader.chunks)
         return removed
 
+    def drop_chunks(self, names) -> int:
+        """Unlist chunks (damaged ones, after `--repair` re-encoded what they held); returns how many."""
+        names = set(names)
+        before = len(self.manifest.chunks)
+        self.manifest.chunks = [entry for entry in self.manifest.chunks if entry.name not in names]
+        if len(self.manifest.chunks) != before:
+            self.commit()
+            self._publish(self.manifest.generation + 1)
+        return before - len(self.manifest.chunks)
+
+    def relocate(self, clip_id: str, new_source: str | Path, size: int, mtime_ns: int) -> str:
+        """A take moved or renamed within the library: same content, new path. Its codes are copied bit-exact
+        under the new path's id (no re-encoding); returns the new clip id."""
+        from .labels import labels_from_name
+
+        chunk, index = self._reader._locate(clip_id)
+        staged = _restage(chunk, index)
+        new_source = str(new_source)
+        staged.record = replace(staged.record, clip_id=clip_id_for(new_source), source=new_source, size=size,
+                                mtime_ns=mtime_ns, labels=labels_from_name(new_source))
+        self.remove([clip_id])
+        self._drop_pending(staged.record.clip_id)
+        self._pending.append(staged)
+        return staged.record.clip_id
+
     def remove_prefix(self, prefix: str) -> int:
         """Remove every clip whose source path starts with `prefix`."""
         ids = [r.clip_id for r in self._reader.clips() if r.source.startswith(prefix)]
@@ -384,10 +460,17 @@ class IndexWriter:
             {k: sorted(v) for k, v in self.manifest.tombstones.items() if v}
 
     def _write_chunk(self, name: str, assembled: tuple[dict, list[dict]]) -> ChunkEntry:
+        """Chunk (read-only file) + its clip records beside it; the manifest entry carries the checksum."""
         arrays, clips = assembled
         data = chunk_bytes(arrays, clips)
-        write_atomic(_chunk_path(self.folder, name), data)
-        return ChunkEntry(name=name, clips=len(clips), windows=int(len(arrays["win_clip"])), bytes=len(data))
+        records = [{key: clip.get(key) for key in ("clip_id", "source", "content_hash", "frame_range")}
+                   for clip in clips]
+        write_atomic(records_path(self.folder, name), (json.dumps(records) + "\n").encode("utf-8"))
+        path = _chunk_path(self.folder, name)
+        write_atomic(path, data)
+        path.chmod(0o444)
+        return ChunkEntry(name=name, clips=len(clips), windows=int(len(arrays["win_clip"])), bytes=len(data),
+                          checksum=bytes_checksum(data))
 
     def _publish(self, generation: int) -> None:
         listed = {entry.name for entry in self.manifest.chunks}
@@ -411,7 +494,9 @@ class IndexWriter:
         """
         self.commit()
         dead = {name for name, ids in self.manifest.tombstones.items() if ids}
-        victims = [e for e in self.manifest.chunks if e.name in dead or e.clips < small_chunk_clips]
+        offline = {o.name for o in self._reader.offline}  # never rewrite (and so lose) what only --repair may fix
+        victims = [e for e in self.manifest.chunks
+                   if e.name not in offline and (e.name in dead or e.clips < small_chunk_clips)]
         before = len(self.manifest.chunks)
         dropped = sum(len(ids) for ids in self.manifest.tombstones.values())
         if not dead and len(victims) < 2:
@@ -427,6 +512,7 @@ class IndexWriter:
         self._publish(generation)
         for name in victim_names:  # readers that still map them keep working (POSIX unlink semantics)
             _chunk_path(self.folder, name).unlink(missing_ok=True)
+            records_path(self.folder, name).unlink(missing_ok=True)
         fsync_dir(self.folder / CHUNK_DIR)
         return {"chunks_before": before, "chunks_after": len(kept), "dropped_clips": dropped}
 

@@ -74,7 +74,8 @@ class Backend:
                 raise ProtocolError(UNKNOWN_METHOD, f"unknown method {request.method[:64]!r}; known: "
                                                     f"{', '.join(sorted(self.methods))}")
             result, frame_set = method(request.params)
-            return ok_reply(request_id, result, frame_set)
+            offline = self.searcher.reader.offline_summary()
+            return ok_reply(request_id, result, frame_set, meta={"offline": offline} if offline else None)
         except ProtocolError as exc:
             return error_reply(request_id, exc.code, exc.message)
         except Exception as exc:  # noqa: BLE001 - the server must answer and keep serving whatever happens
@@ -143,7 +144,8 @@ class Backend:
             "version": mofind.__version__, "protocol": PROTOCOL_VERSION,
             "model": {"name": spec.model_name, "hash": spec.model_hash, "dim": spec.dim},
             "index": {"path": str(self.index_dir), "clips": len(reader), "windows": reader.num_windows,
-                      "bytes": reader.disk_bytes(), "generation": reader.generation},
+                      "bytes": reader.disk_bytes(), "generation": reader.generation,
+                      "offline": reader.offline_summary()},
             "grid": list(spec.grid), "part_names": list(spec.part_names),
             "window": {"frames": spec.window_frames, "stride": spec.stride_frames, "fps": spec.fps,
                        "frames_per_row": spec.frames_per_row},

@@ -147,8 +147,10 @@ class FrameSet:
         return {"$frame": len(self.frames) - 1, "type": media_type}
 
 
-def ok_reply(request_id, result: dict, frames: FrameSet | None = None) -> list[bytes]:
+def ok_reply(request_id, result: dict, frames: FrameSet | None = None, meta: dict | None = None) -> list[bytes]:
     header = {"v": PROTOCOL_VERSION, "id": request_id, "ok": True, "result": result}
+    if meta:
+        header["meta"] = meta
     return [_dump(header), *(frames.frames if frames is not None else [])]
 
 
