@@ -28,12 +28,13 @@ STAGE = REPO / "build" / "mofind"
 DIST = REPO / "dist"
 
 #: Blender platform -> pip platform tags to accept, best first (Blender 4.2+ needs glibc 2.28, macOS 11).
+#: These are the platforms blender.org ships builds for; Linux on ARM is not one of them.
 PLATFORMS = {
     "windows-x64": ("win_amd64",),
+    "windows-arm64": ("win_arm64",),
     "macos-arm64": ("macosx_11_0_arm64", "macosx_10_15_universal2"),
     "macos-x64": ("macosx_10_15_x86_64", "macosx_10_15_universal2"),
     "linux-x64": ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"),
-    "linux-arm64": ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64"),
 }
 #: Python of Blender 4.2-5.0 and of Blender 5.1+.
 PYTHONS = ("3.11", "3.13")
@@ -96,11 +97,18 @@ def wheels_block(wheel_names: list[str]) -> str:
 
 
 def with_wheels(manifest_text: str, wheel_names: list[str]) -> str:
-    """The manifest text with its `wheels = [...]` entry replaced (comments and order kept)."""
+    """The manifest text with its `wheels = [...]` and `platforms = [...]` entries filled (comments and order
+    kept): the platforms are exactly those the wheels cover, so Blender offers the zip nowhere pyzmq is missing."""
     pattern = re.compile(r"^wheels\s*=\s*\[.*?\]", re.MULTILINE | re.DOTALL)
     if not pattern.search(manifest_text):
         raise BuildError(f"{MANIFEST} has no `wheels = [...]` entry to fill")
-    return pattern.sub(wheels_block(wheel_names), manifest_text, count=1)
+    text = pattern.sub(wheels_block(wheel_names), manifest_text, count=1)
+    platforms = "platforms = [" + ", ".join(f'"{name}"' for name in PLATFORMS) + "]"
+    existing = re.compile(r"^platforms\s*=\s*\[.*?\]", re.MULTILINE | re.DOTALL)
+    if existing.search(text):
+        return existing.sub(platforms, text, count=1)
+    return re.sub(r"^(blender_version_min\s*=.*)$", lambda m: m.group(1) + "\n" + platforms, text, count=1,
+                  flags=re.MULTILINE)
 
 
 def stage(wheels: list[Path]) -> Path:

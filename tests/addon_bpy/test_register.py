@@ -10,7 +10,7 @@ import pytest
 
 from addon_bpy.conftest import ADDON_MODULE
 
-OUR_TYPES = ("MOFIND_PT_main", "MOFIND_PT_results", "MOFIND_UL_results", "MOFIND_OT_search",
+OUR_TYPES = ("MOFIND_PT_main", "MOFIND_PT_results", "MOFIND_PT_bone_map", "MOFIND_OT_search",
              "MOFIND_OT_apply_clip", "MOFIND_OT_preview", "MOFIND_OT_index_folder")
 
 
@@ -105,3 +105,13 @@ def test_timer_ticks_fast_while_requests_are_pending_and_slow_when_idle(bpy, pre
     assert service._timer() == module.FAST_S
     service.client.cancel(next(iter(service.client._pending)))
     assert service._timer() == module.SLOW_S
+
+
+def test_backend_banner_names_labels_that_exist_in_the_ui(bpy, addon, prefs):
+    """`mofind serve` tells the user where to click; those words must be the add-on's real labels."""
+    banner = (Path(__file__).resolve().parents[2] / "backend" / "mofind" / "commands" / "serve.py").read_text()
+    panel = addon.panels.index.MOFIND_PT_index.bl_label
+    button = addon.operators.bulk_index.MOFIND_OT_index_folder.bl_label
+    address = type(prefs).bl_rna.properties["address"].name
+    assert f"MoFind > {panel} > {button}" in banner
+    assert f"Add-ons > MoFind > {address} =" in banner

@@ -13,7 +13,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 CHECK = Path(__file__).with_name("zip_install_check.py")
-PLATFORM_WHEELS = ("win_amd64", "macosx_10_15_universal2", "manylinux_2_28_x86_64", "aarch64")
+PLATFORM_WHEELS = ("win_amd64", "win_arm64", "macosx_10_15_universal2", "manylinux_2_28_x86_64")
+BLENDER_PLATFORMS = ["windows-x64", "windows-arm64", "macos-arm64", "macos-x64", "linux-x64"]
 
 pytestmark = pytest.mark.bpy
 
@@ -43,6 +44,12 @@ def test_zip_bundles_pyzmq_for_every_platform_and_both_pythons(built_zip):
         for platform in PLATFORM_WHEELS:
             assert any(python in wheel and platform in wheel for wheel in wheels), (python, platform)
     assert all(f'"./{wheel}"' in manifest for wheel in wheels)
+    assert not any("aarch64" in wheel for wheel in wheels)  # no Blender build for Linux on ARM
+    import tomllib
+
+    parsed = tomllib.loads(manifest)
+    assert parsed["platforms"] == BLENDER_PLATFORMS
+    assert "website" not in parsed  # no placeholder link; Blender's tool validated the rest
     assert "__init__.py" in names and "client.py" in names and "retarget/apply.py" in names
     assert not any("__pycache__" in name for name in names)
 

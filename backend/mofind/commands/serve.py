@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
           f"  model: {reader.spec.model_name} ({reader.spec.model_hash})\n"
           f"  index: {index_dir} ({len(reader)} clips, {reader.num_windows} windows)\n"
           f"Index a folder:   {_mofind_command()} index /path/to/mocap --index {index_dir}\n"
-          f"                  (or in Blender: MoFind panel > Index > Add Folder, while this server runs)\n"
-          f"Connect Blender:  Edit > Preferences > Add-ons > MoFind > Server address = {args.bind}\n"
+          f"                  (or in Blender: sidebar MoFind > Bulk Index > Index Folder, while this server runs)\n"
+          f"Connect Blender:  Edit > Preferences > Add-ons > MoFind > Backend address = {args.bind}\n"
           f"Stop with Ctrl-C.", flush=True)
     try:
         server.run()
