@@ -10,6 +10,13 @@ backend echoes back. When one of them gets no reply in time the socket is thrown
 (LINGER 0, so nothing queued survives), a fresh one connects, and every request still
 waiting is sent again; a request that has used up its retries fails with TIMEOUT. Replies
 whose id is not pending (late duplicates after a resend) are dropped.
+
+Retries only help a backend that is there but slow or lost a message. A socket monitor tells
+the client whether a TCP connection exists at all: when the backend's port refuses connections
+(nothing listening) every waiting request fails with UNREACHABLE after REFUSED_GRACE_S, and a
+request whose attempt ends without any connection ever made fails at its first deadline
+instead of being retried: a stopped backend is reported in well under 2 s, not after
+`timeout_s * (retries + 1)`.
 """
 
 from __future__ import annotations
@@ -22,9 +29,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from .wire import (
-    BAD_REPLY, CLOSED, TIMEOUT, Failure, Reply, WireError, decode_reply, encode_request, reply_outcome,
+    BAD_REPLY, CLOSED, TIMEOUT, UNREACHABLE, Failure, Reply, WireError, decode_reply, encode_request, reply_outcome,
 )
 
 log = logging.getLogger(__name__)
@@ -33,6 +41,10 @@ ReplyCallback = Callable[[Reply], None]
 FailureCallback = Callable[[Failure], None]
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
+#: How long a refused connection is tolerated before requests fail: a backend that is just starting binds in time.
+REFUSED_GRACE_S = 0.5
+_LINK_EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED
+WHERE_TO_FIX = "the address is set in Edit > Preferences > Add-ons > MoFind > Backend address"
 
 
 def _ignore(_arg) -> None:
@@ -52,6 +64,7 @@ class _Pending:
     on_reply: ReplyCallback
     on_error: FailureCallback
     on_timeout: FailureCallback
+    sent_at: float = 0.0
     attempts: int = 1
 
 
@@ -86,6 +99,11 @@ class MoFindClient:
         self._pending: dict[str, _Pending] = {}
         self.context = zmq.Context()
         self.socket: zmq.Socket | None = None
+        self._monitor: zmq.Socket | None = None
+        self._poller = zmq.Poller()
+        self._linked = False  # a TCP connection to the backend exists now
+        self._ever_linked = False  # ... or existed at some point on this socket
+        self._refused = False  # the last connection attempt was refused and none has succeeded since
         self.reconnects = 0
         self._connect()
 
@@ -117,7 +135,7 @@ class MoFindClient:
             id=request_id, method=method, frames=[encode_request(request_id, method, params), *payload],
             timeout_s=timeout, retries=self.retries if retries is None else int(retries),
             deadline=self._clock() + timeout, on_reply=on_reply, on_error=on_error,
-            on_timeout=on_timeout or on_error,
+            on_timeout=on_timeout or on_error, sent_at=self._clock(),
         )
         self._pending[request_id] = pending
         self._send(pending)
@@ -134,8 +152,11 @@ class MoFindClient:
             return 0
         finished = 0
         wait = max(0, min(int(wait_ms), self._ms_to_next_deadline()))
-        if self.socket.poll(wait, zmq.POLLIN):
+        ready = dict(self._poller.poll(wait))
+        if self.socket in ready:
             finished += self._drain()
+        self._read_link_events()
+        finished += self._fail_unreachable()
         finished += self._expire_overdue()
         return finished
 
@@ -157,7 +178,7 @@ class MoFindClient:
         if self.socket is None:
             return
         pending, self._pending = list(self._pending.values()), {}
-        self.socket.close(linger=0)
+        self._close_socket()
         self.socket = None
         self.context.term()
         for item in pending:
@@ -170,14 +191,52 @@ class MoFindClient:
         socket.setsockopt(zmq.LINGER, 0)
         for option, value in self._curve:
             socket.setsockopt(option, value)
+        self._monitor = socket.get_monitor_socket(_LINK_EVENTS)
+        self._linked = self._ever_linked = self._refused = False
         socket.connect(self.address)
         self.socket = socket
+        self._poller = zmq.Poller()
+        self._poller.register(socket, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
+
+    def _close_socket(self) -> None:
+        self.socket.disable_monitor()
+        self._monitor.close(linger=0)
+        self._monitor = None
+        self.socket.close(linger=0)
 
     def _reconnect(self) -> None:
         """Lazy Pirate: a silent peer means the socket may be wedged; drop it and start over."""
-        self.socket.close(linger=0)
+        self._close_socket()
         self.reconnects += 1
         self._connect()
+
+    def _read_link_events(self) -> None:
+        """Follow the socket monitor: is there a TCP connection, and was the last attempt refused?"""
+        while self._monitor is not None and self._monitor.poll(0, zmq.POLLIN):
+            event = recv_monitor_message(self._monitor, flags=zmq.NOBLOCK)["event"]
+            if event == zmq.EVENT_CONNECTED:
+                self._linked = self._ever_linked = True
+                self._refused = False
+            elif event == zmq.EVENT_DISCONNECTED:
+                self._linked = False
+            elif event == zmq.EVENT_CONNECT_RETRIED and not self._linked:
+                self._refused = True
+
+    def _fail_unreachable(self) -> int:
+        """Nothing listens at the address: fail every request that has waited REFUSED_GRACE_S, without retries."""
+        if not self._refused or self._linked:
+            return 0
+        now = self._clock()
+        failed = [item for item in self._pending.values() if now - item.sent_at >= REFUSED_GRACE_S]
+        for item in failed:
+            del self._pending[item.id]
+        for item in failed:
+            self._notify(item.on_error, Failure(
+                item.id, item.method, UNREACHABLE,
+                f"The MoFind backend is not running: nothing accepts connections at {self.address}. "
+                f"Start it with `make run` (or `mofind serve`) and try again; {WHERE_TO_FIX}."))
+        return len(failed)
 
     def _send(self, pending: _Pending) -> None:
         try:
@@ -188,6 +247,8 @@ class MoFindClient:
 
     def _ms_to_next_deadline(self) -> int:
         soonest = min(item.deadline for item in self._pending.values())
+        if self._refused:
+            soonest = min(soonest, min(item.sent_at for item in self._pending.values()) + REFUSED_GRACE_S)
         return max(0, int((soonest - self._clock()) * 1000) + 1)
 
     def _drain(self) -> int:
@@ -224,7 +285,8 @@ class MoFindClient:
         overdue = [item for item in self._pending.values() if item.deadline <= now]
         if not overdue:
             return 0
-        failed = [item for item in overdue if item.attempts > item.retries]
+        never_linked = not self._ever_linked  # no TCP connection at all: resending cannot help
+        failed = [item for item in overdue if item.attempts > item.retries or never_linked]
         for item in failed:
             del self._pending[item.id]
         self._reconnect()
@@ -234,11 +296,18 @@ class MoFindClient:
             item.deadline = now + item.timeout_s
             self._send(item)
         for item in failed:
+            if never_linked:
+                failure = Failure(item.id, item.method, UNREACHABLE,
+                                  f"Could not reach the MoFind backend at {self.address} within {item.timeout_s:g} s. "
+                                  f"Is `mofind serve` running there and the host reachable? {WHERE_TO_FIX[0].upper()}"
+                                  f"{WHERE_TO_FIX[1:]}.")
+                self._notify(item.on_error, failure)
+                continue
             self._notify(item.on_timeout, Failure(
                 item.id, item.method, TIMEOUT,
                 f"No reply from the MoFind backend at {self.address} to '{item.method}' after "
                 f"{item.attempts} tries of {item.timeout_s:g} s. Is it running? Start it with "
-                "`make run` (or `mofind serve`) and check the address in the add-on preferences."))
+                f"`make run` (or `mofind serve`); {WHERE_TO_FIX}."))
         return len(failed)
 
     @staticmethod
@@ -277,4 +346,5 @@ def _curve_options(server_key: str, client_keys: tuple[str, str] | None) -> list
             (zmq.CURVE_SECRETKEY, secret.encode("ascii"))]
 
 
-__all__ = ["MoFindClient", "load_client_keys", "Reply", "Failure", "DEFAULT_ADDRESS", "TIMEOUT", "BAD_REPLY", "CLOSED"]
+__all__ = ["MoFindClient", "load_client_keys", "Reply", "Failure", "DEFAULT_ADDRESS", "TIMEOUT", "UNREACHABLE",
+           "BAD_REPLY", "CLOSED"]

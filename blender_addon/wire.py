@@ -14,6 +14,7 @@ PROTOCOL_VERSION = 1
 
 #: Error codes the client itself produces (the backend's own codes pass through unchanged).
 TIMEOUT = "TIMEOUT"
+UNREACHABLE = "UNREACHABLE"  # no connection to the backend at all (nothing listening, host unreachable)
 BAD_REPLY = "BAD_REPLY"
 CLOSED = "CLOSED"
 NOT_SENT = "NOT_SENT"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -180,16 +181,40 @@ def test_raising_callback_is_logged_and_does_not_escape(make_client, caplog):
     assert "callback raised" in caplog.text and client.pending_count == 0
 
 
-def test_nothing_listening_times_out_without_blocking_forever(make_client, client_mod):
+def _free_port() -> int:
     probe = zmq.Context()
     sock = probe.socket(zmq.ROUTER)
     port = sock.bind_to_random_port("tcp://127.0.0.1")
     sock.close(linger=0)
     probe.term()  # the port is free again: nobody is listening there
-    client = make_client(f"tcp://127.0.0.1:{port}", timeout_s=0.1, retries=1)
+    return port
+
+
+def test_nothing_listening_fails_in_under_two_seconds_despite_long_timeouts(make_client, client_mod):
+    """A stopped backend: the real refused TCP connection, not the retries' 15 s, decides how soon the user hears."""
+    client = make_client(f"tcp://127.0.0.1:{_free_port()}", timeout_s=5, retries=2)
     got = Outcomes()
-    client.wait_for(client.request("ping", **got.kwargs()))
-    assert [f.code for f in got.timeouts] == [client_mod.TIMEOUT]
+    started = time.monotonic()
+    client.wait_for(client.request("search", {"query": "walk"}, **got.kwargs()))
+    elapsed = time.monotonic() - started
+    (failure,) = got.errors
+    assert failure.code == client_mod.UNREACHABLE and not got.timeouts
+    assert "not running" in failure.message and client.address in failure.message
+    assert "Backend address" in failure.message
+    assert client_mod.REFUSED_GRACE_S <= elapsed < 2.0
+
+
+def test_backend_that_stops_mid_session_is_reported_fast(make_client, client_mod):
+    with ScriptedRouter(lambda h, f, s: [ok(h, {"pong": True})]) as server:
+        client = make_client(server.address, timeout_s=5, retries=2)
+        first = Outcomes()
+        client.wait_for(client.request("ping", **first.kwargs()))
+    assert [r.result for r in first.replies] == [{"pong": True}]
+    after = Outcomes()
+    started = time.monotonic()
+    client.wait_for(client.request("ping", **after.kwargs()))
+    assert [f.code for f in after.errors] == [client_mod.UNREACHABLE]
+    assert time.monotonic() - started < 2.0
 
 
 def test_close_fails_pending_requests_and_terminates_the_context(client_mod):
