@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import operators, panels, prefs, props, service
+from . import dependencies, operators, panels, prefs, props, service
 
 CLASSES = (*props.CLASSES, *prefs.CLASSES, *operators.CLASSES, *panels.CLASSES)
 
@@ -18,9 +18,29 @@ def register() -> None:
         bpy.utils.register_class(cls)
     props.attach()
     service.start()
+    if not dependencies.numpy_available():
+        print(f"MoFind: {dependencies.numpy_message()}")
+        bpy.app.timers.register(_say_numpy_is_missing, first_interval=0.5)
+
+
+def _say_numpy_is_missing() -> None:
+    """Once the add-on is enabled (register() may not touch the window manager): status line and status bar."""
+    from .core.status import report_in_status_bar, set_status
+
+    message = dependencies.numpy_message()
+    try:
+        set_status("WARNING", message)
+    except AttributeError:  # no window manager yet (Blender still starting): the panel's notice says it anyway
+        pass
+    report_in_status_bar("WARNING", message)
 
 
 def unregister() -> None:
+    from .core.status import clear_status_bar
+
+    if bpy.app.timers.is_registered(_say_numpy_is_missing):
+        bpy.app.timers.unregister(_say_numpy_is_missing)
+    clear_status_bar()
     service.stop()
     props.detach()
     for cls in reversed(CLASSES):

@@ -73,13 +73,20 @@ class MOFIND_AP_preferences(bpy.types.AddonPreferences):
         row = layout.row(align=True)
         row.prop(self, "client_key_file")
         row.operator("mofind.create_client_key", text="", icon="ADD")
+        from .dependencies import numpy_available, numpy_message
+        from .ui.text import draw_wrapped
+
+        layout.use_property_split = False
+        layout.operator("mofind.ping", text="Test Connection", icon="LINKED")
         session = getattr(context.window_manager, "mofind", None)
-        row = layout.row()
         if session is not None and session.status:
-            row.label(text=session.status, icon=_STATUS_ICONS.get(session.status_level, "INFO"))
+            draw_wrapped(layout, context, session.status, icon=_STATUS_ICONS.get(session.status_level, "INFO"))
         else:
-            row.label(text="Not checked yet", icon="QUESTION")
-        row.operator("mofind.ping", text="Test Connection", icon="LINKED")
+            layout.label(text="Not checked yet", icon="QUESTION")
+        if not numpy_available():
+            box = layout.box()
+            box.alert = True
+            draw_wrapped(box, context, numpy_message(), icon="ERROR", reserved_units=0.6)
 
 
 _STATUS_ICONS = {"INFO": "INFO", "OK": "CHECKMARK", "WARNING": "ERROR", "ERROR": "CANCEL", "BUSY": "SORTTIME"}

@@ -2,6 +2,11 @@
 
 `bpy.utils.previews` loads images only from files, so each thumbnail is written once under the
 extension's user directory (never into the add-on's own folder), named by a hash of its bytes.
+
+The backend's thumbnail is a filmstrip (several square poses side by side, e.g. 256x64). Blender
+draws every preview icon square, so a strip shown as one icon is a thin smear; `poses()` cuts it
+into one square preview per pose (from the loaded preview's own pixels, no image datablock), so a
+row shows one readable pose and the detail box the whole strip as a row of squares.
 """
 
 from __future__ import annotations
@@ -59,6 +64,35 @@ class ThumbnailCache:
         if self._collection is None or key not in self._collection:
             return 0
         return self._collection[key].icon_id
+
+    def poses(self, key: str) -> list[int]:
+        """Icon ids of the strip's square poses, left to right (the whole image when it is not a strip)."""
+        if self._collection is None or key not in self._collection:
+            return []
+        names = self._pose_names(key)
+        return [self._collection[name].icon_id for name in names]
+
+    def key_pose(self, key: str) -> int:
+        """Icon id of the pose a row shows: the middle of the strip (0 when there is none)."""
+        poses = self.poses(key)
+        return poses[len(poses) // 2] if poses else 0
+
+    def _pose_names(self, key: str) -> list[str]:
+        strip = self._collection[key]
+        width, height = strip.image_size
+        count = width // height if height and width > height else 1
+        if count <= 1:
+            return [key]
+        names = [f"{key}:{index}" for index in range(count)]
+        if names[0] not in self._collection:
+            pixels = strip.image_pixels_float[:]
+            for index, name in enumerate(names):
+                pose = self._collection.new(name)
+                pose.image_size = (height, height)
+                pose.image_pixels_float = [value for row in range(height)
+                                           for value in pixels[(row * width + index * height) * 4:
+                                                               (row * width + (index + 1) * height) * 4]]
+        return names
 
     def image_size(self, key: str) -> tuple[int, int]:
         """Pixel size of the loaded thumbnail ((0, 0) for an unknown key)."""

@@ -36,6 +36,10 @@ class MOFIND_PG_result(bpy.types.PropertyGroup):
     skeleton: StringProperty(description="Source skeleton kind the backend recognised (bandai, cmu_bvh, ...)")
     thumbnail: StringProperty(description="Key of the clip's thumbnail in the preview cache ('': none)")
     icon_id: IntProperty(description="Thumbnail preview icon (0: none, or no UI)")
+    short_name: StringProperty(description="Shortest path suffix that tells this take from the other results")
+    confidence: FloatProperty(default=-1.0, description="How sure the backend is that this clip matches "
+                              "(0-1; -1: the backend did not say)")
+    matched: StringProperty(description="What matched: 'motion', 'name', 'label' (comma separated; '' = not said)")
 
 
 class MOFIND_PG_token(bpy.types.PropertyGroup):
@@ -85,6 +89,9 @@ class MOFIND_PG_scene(bpy.types.PropertyGroup):
     start_frame: IntProperty(name="Start Frame", default=1, description="Frame where the applied clip begins")
     whole_take: BoolProperty(name="Whole Take", default=False,
                              description="Apply the entire file, not only the window that matched the prompt")
+    names_weight: FloatProperty(name="Name Weight", default=0.25, min=0.0, max=1.0, subtype="FACTOR",
+                                description="How much take names and labels count next to the motion itself "
+                                            "(sent only once you change it)")
     index_folder: StringProperty(name="Folder", subtype="DIR_PATH", description="Folder of motion files to index")
     index_recursive: BoolProperty(name="Recursive", default=True, description="Include sub-folders")
 
@@ -94,6 +101,11 @@ class MOFIND_PG_session(bpy.types.PropertyGroup):
     active_result: IntProperty(name="Active Result", default=0)
     results_query: StringProperty(description="The prompt the results answer (empty for 'Find similar')")
     results_heading: StringProperty(description="What the results are: \"for 'prompt'\" or 'similar to <clip>'")
+    results_stale: BoolProperty(description="The last search failed: the list still shows an older search's results")
+    results_page: IntProperty(name="Page", default=1, min=1, description="Which page of results the panel shows")
+    no_good_match: BoolProperty(description="The backend found nothing that really matches the prompt")
+    quality_message: StringProperty(description="The backend's own words on how well the results match")
+    unknown_words: StringProperty(description="Words of the prompt the model does not know (comma separated)")
     search_pending: BoolProperty()
     status: StringProperty()
     status_level: EnumProperty(items=STATUS_LEVELS, default="INFO")

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import bpy
 
 from .client import MoFindClient, load_client_keys
+from .core.status import report_in_status_bar
 from .core.motion import MotionCache
 from .prefs import ADDON_PACKAGE, ClientSettings, get_settings
 from .previews import ThumbnailCache, thumbnail_dir
@@ -54,6 +55,8 @@ class Service:
         self.client: MoFindClient | None = None
         self.connect_error = ""
         self.settings = settings
+        self.on_late_failure: Callable[[Failure], None] | None = None  # failures no operator is there to report
+        self._calls = 0  # > 0 while call() runs: an operator is waiting and reports failures itself
         self._scheduled: list[_Scheduled] = []
         self._order = itertools.count()
         self._timer = self._tick  # one bound-method object, so the timer can be found and removed
@@ -92,6 +95,8 @@ class Service:
             ticket.failure, ticket.done = failure, True
             if on_error is not None:
                 on_error(failure)
+            if not self._calls and self.on_late_failure is not None:
+                self.on_late_failure(failure)
 
         def succeed(reply: Reply) -> None:
             ticket.reply = reply
@@ -102,13 +107,17 @@ class Service:
                 return
             ticket.done = True
 
-        if self.client is None:
-            fail(Failure("", method, NOT_CONNECTED, self.connect_error or "MoFind is not connected."))
+        self._calls += 1
+        try:
+            if self.client is None:
+                fail(Failure("", method, NOT_CONNECTED, self.connect_error or "MoFind is not connected."))
+                return ticket
+            ticket.id = self.client.request(method, params, on_reply=succeed, on_error=fail, timeout_s=timeout_s)
+            if wait:
+                self.wait(ticket)
             return ticket
-        ticket.id = self.client.request(method, params, on_reply=succeed, on_error=fail, timeout_s=timeout_s)
-        if wait:
-            self.wait(ticket)
-        return ticket
+        finally:
+            self._calls -= 1
 
     def wait(self, ticket: Ticket, step_ms: int = 20) -> Ticket:
         """Drive the client until the ticket is done (scripts and tests; ends by reply or timeout)."""
@@ -170,6 +179,7 @@ class Service:
             bpy.app.timers.register(self._timer, first_interval=SLOW_S, persistent=True)
 
     def close(self) -> None:
+        self.on_late_failure = None  # requests abandoned by closing are no news for the status bar
         if self.timer_registered:
             bpy.app.timers.unregister(self._timer)
         self._scheduled.clear()
@@ -207,6 +217,7 @@ def start(context=None) -> Service:
     context = context or bpy.context
     stop()
     service = Service(get_settings(context), ThumbnailCache(thumbnail_dir(ADDON_PACKAGE)))
+    service.on_late_failure = lambda failure: report_in_status_bar("ERROR", failure.message)
     service.start_timer()
     _RUNNING["service"] = service
     return service

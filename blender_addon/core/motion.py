@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import bpy
 
+from ..dependencies import numpy_available, numpy_message
 from ..tickets import Ticket, failure_from_exception
 from ..wire import Reply, WireError, resolve_arrays
 from .status import set_status
@@ -86,6 +87,8 @@ def fetch_motion(service, clip: ClipRef, options: ApplyOptions, on_motion, *, wa
 
     Returns the Ticket; its `value` is whatever `on_motion` returned.
     """
+    if not numpy_available():  # motions arrive as arrays and retargeting is numpy maths: say so before the download
+        raise ValueError(numpy_message())
     if options.whole_take:
         clip = clip.whole_take()
     ticket = _fetch(service, clip, on_motion, wait)

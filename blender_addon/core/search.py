@@ -7,6 +7,7 @@ from pathlib import PurePosixPath
 import bpy
 
 from ..wire import Failure, Reply, WireError, frame_bytes
+from .names import short_names
 from .status import session, set_status
 
 
@@ -26,13 +27,25 @@ def filters_from_scene(options) -> dict:
     return filters
 
 
-def search(service, query: str, k: int, filters: dict, *, wait: bool = False):
-    """Ask for the `k` best clips for `query`; the results replace the current list when they arrive."""
+def search(service, query: str, k: int, filters: dict, *, names_weight: float | None = None, wait: bool = False):
+    """Ask for the `k` best clips for `query`; the results replace the current list when they arrive.
+
+    `names_weight` (how much take names and labels count) is sent only when given: a backend that
+    predates it rejects unknown fields, and its own default is the right one until the user asks.
+    """
     query = query.strip()
     if not query:
         raise ValueError("Type a prompt first, e.g. 'a person raises the left hand, then waves'.")
-    return _ranked_request(service, "search", {"query": query, "k": int(k), "filters": filters},
+    params = {"query": query, "k": int(k), "filters": filters}
+    if names_weight is not None:
+        params["names_weight"] = float(names_weight)
+    return _ranked_request(service, "search", params,
                            query=query, heading=f"for '{query}'", busy=f"Searching for '{query}'…", wait=wait)
+
+
+def names_weight_from_scene(options) -> float | None:
+    """The Name Weight the user chose, or None while it is untouched (the backend decides)."""
+    return float(options.names_weight) if options.is_property_set("names_weight") else None
 
 
 def similar(service, clip_id: str, name: str, start_frame: int, k: int, filters: dict, *, wait: bool = False):
@@ -72,17 +85,49 @@ def _store_results(service, reply: Reply, query: str, heading: str) -> int:
         item.fps = float(hit.get("fps", 0.0))
         item.labels = ", ".join(str(label) for label in hit.get("labels") or [])
         item.skeleton = str(hit.get("skeleton") or "")
+        item.confidence = _fraction(hit.get("confidence"))
+        item.matched = ", ".join(str(source) for source in hit.get("matched") or [] if source)
         item.thumbnail = service.thumbnails.add(frame_bytes(hit.get("thumbnail"), reply.frames) or b"")
         item.icon_id = service.thumbnails.icon_id(item.thumbnail)
+    for item, name in zip(state.results, short_names([item.source for item in state.results],
+                                                     [item.clip_id for item in state.results])):
+        item.short_name = name
     state.active_result = 0
+    state.results_page = 1
     state.results_query = query
     state.results_heading = heading
-    set_status("OK" if hits else "INFO", f"{len(hits)} clips {heading}" if hits else f"No clips found {heading}")
+    state.results_stale = False
+    quality = _store_quality(state, reply.result.get("quality"))
+    if not hits:
+        set_status("INFO", quality or f"No clips found {heading}")
+    elif state.no_good_match:
+        set_status("WARNING", quality or f"{len(hits)} clips {heading}, none a good match")
+    else:
+        set_status("OK", f"{len(hits)} clips {heading}")
     return len(hits)
 
 
+def _store_quality(state, quality) -> str:
+    """The backend's verdict on the whole result list (absent from older backends: nothing shown)."""
+    quality = quality if isinstance(quality, dict) else {}
+    state.no_good_match = bool(quality.get("no_good_match", False))
+    state.quality_message = str(quality.get("message") or "")
+    words = quality.get("unknown_words")
+    state.unknown_words = ", ".join(str(word) for word in words) if isinstance(words, list) else ""
+    return state.quality_message
+
+
+def _fraction(value) -> float:
+    """A 0-1 number from the reply, or -1 when it is missing or not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return -1.0
+    return min(max(float(value), 0.0), 1.0)
+
+
 def _search_failed(failure: Failure) -> None:
-    session().search_pending = False
+    state = session()
+    state.search_pending = False
+    state.results_stale = len(state.results) > 0  # keep them (nothing is lost) but never pass them off as fresh
     set_status("ERROR", failure.message)
 
 

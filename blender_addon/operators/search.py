@@ -21,7 +21,8 @@ class MOFIND_OT_search(MoFindOperator, bpy.types.Operator):
     def execute(self, context):
         options = context.scene.mofind
         prompt = self.prompt or options.prompt
-        return self.run(search.search, prompt, self.k or options.k, search.filters_from_scene(options))
+        return self.run(search.search, prompt, self.k or options.k, search.filters_from_scene(options),
+                        names_weight=search.names_weight_from_scene(options))
 
 
 class MOFIND_OT_similar(MoFindOperator, bpy.types.Operator):

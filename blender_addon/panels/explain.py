@@ -1,10 +1,19 @@
-""""Why this clip?": each word of the prompt with the body part and time it matched."""
+""""Why this clip?": each word of the prompt with the body part and time it matched.
+
+Two lines per word instead of a four-column grid: at the sidebar's default width a grid cell is
+~60 px, which cut words and body parts to "ro…"/"lef…".
+"""
 
 from __future__ import annotations
 
 import bpy
 
+from ..ui.text import fitting_lines
 from .base import MoFindPanel
+
+
+def token_facts(token) -> list[str]:
+    return [token.part, f"{token.t_start:.1f}–{token.t_end:.1f} s", f"match {token.similarity:.2f}"]
 
 
 class MOFIND_PT_explain(MoFindPanel, bpy.types.Panel):
@@ -18,12 +27,12 @@ class MOFIND_PT_explain(MoFindPanel, bpy.types.Panel):
 
     def draw(self, context):
         session = context.window_manager.mofind
-        grid = self.layout.grid_flow(row_major=True, columns=4, even_columns=False, align=True)
+        column = self.layout.column(align=True)
         for token in session.explanation:
-            grid.label(text=token.word)
-            grid.label(text=token.part, icon="BONE_DATA")
-            grid.label(text=f"{token.t_start:.1f}–{token.t_end:.1f} s")
-            grid.label(text=f"{token.similarity:.2f}")
+            column.label(text=f"“{token.word}”")
+            for line in fitting_lines(context, token_facts(token), reserved_units=1.0):
+                column.label(text=line, icon="BLANK1")
+            column.separator(factor=0.5)
 
 
 CLASSES = (MOFIND_PT_explain,)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import bpy
 
-from .base import MoFindPanel, draw_status
+from ..dependencies import numpy_available
+from .base import MoFindPanel, draw_numpy_notice, draw_status
 
 
 class MOFIND_PT_main(MoFindPanel, bpy.types.Panel):
@@ -22,7 +23,9 @@ class MOFIND_PT_main(MoFindPanel, bpy.types.Panel):
         searching.enabled = not session.search_pending
         searching.operator("mofind.search", text="Searching…" if session.search_pending else "Search",
                            icon="SORTTIME" if session.search_pending else "VIEWZOOM")
-        draw_status(layout, session)
+        draw_status(layout, context, session)
+        if not numpy_available() and not len(session.results):
+            draw_numpy_notice(layout, context)
 
 
 class MOFIND_PT_filters(MoFindPanel, bpy.types.Panel):
@@ -40,6 +43,7 @@ class MOFIND_PT_filters(MoFindPanel, bpy.types.Panel):
         layout.prop(options, "path_prefix")
         layout.prop(options, "label")
         layout.prop(options, "skeleton")
+        layout.prop(options, "names_weight")
 
 
 CLASSES = (MOFIND_PT_main, MOFIND_PT_filters)

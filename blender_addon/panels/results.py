@@ -1,24 +1,99 @@
-"""The results list (thumbnail, name, score, duration, frames, source) and what to do with a result."""
+"""The results: one row per take (key pose, short unique name, score, duration, range), the selected take's
+details (its pose strip across the panel, full path, what matched) and what to do with it.
+
+Rows are drawn by hand instead of a UIList: a list row is one line, which at the sidebar's default
+width cuts names and numbers to "d…"; here a row takes as many lines as its text needs.
+"""
 
 from __future__ import annotations
 
 import bpy
 
-from .base import MoFindPanel
+from .. import service
+from ..dependencies import numpy_available
+from ..ui.text import draw_wrapped, fitting_lines, text_width, ui_scale, wrapped_lines
+from .base import MoFindPanel, draw_numpy_notice
+
+PAGE_SIZE = 5
+ROW_ICON_SCALE = 2.0  # a square pose two text lines high
 
 
-class MOFIND_UL_results(bpy.types.UIList):
-    bl_idname = "MOFIND_UL_results"
+def _thumbnails():
+    running = service.active()
+    return running.thumbnails if running is not None else None
 
-    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
-        row = layout.row(align=True)
-        if item.icon_id:
-            row.label(text=item.name, icon_value=item.icon_id)
-        else:
-            row.label(text=item.name, icon="ARMATURE_DATA")
-        row.label(text=f"{item.score:.3f}")
-        row.label(text=f"{item.duration:.1f} s")
-        row.label(text=f"{item.start_frame}–{item.end_frame}")
+
+def confidence_text(confidence: float) -> str:
+    return f"{round(confidence * 100)}% sure" if confidence >= 0 else ""
+
+
+def row_facts(item) -> list[str]:
+    """What a row says besides the name, shortest first to pack well: score, confidence, length, range."""
+    return [f"score {item.score:.2f}", confidence_text(item.confidence), f"{item.duration:.1f} s",
+            f"frames {item.start_frame}–{item.end_frame}"]
+
+
+def draw_result_row(layout, context, item, index: int, active: bool, thumbnails) -> None:
+    """Key pose on the left; the name (a button: click selects, tooltip is the full path) and the facts
+    beside it on as many lines as they need. The radio icon marks the selected row and left-aligns the text."""
+    row = layout.row()
+    pose = thumbnails.key_pose(item.thumbnail) if thumbnails is not None and item.thumbnail else 0
+    picture = row.column()
+    picture.ui_units_x = ROW_ICON_SCALE
+    if pose:
+        picture.template_icon(icon_value=pose, scale=ROW_ICON_SCALE)
+    else:
+        picture.label(text="", icon="ARMATURE_DATA")
+    column = row.column(align=True)
+    reserved = ROW_ICON_SCALE + 1.0  # the pose, the gap and the radio icon
+    for number, line in enumerate(wrapped_lines(context, item.short_name or item.name, reserved_units=reserved)):
+        icon = ("RADIOBUT_ON" if active else "RADIOBUT_OFF") if number == 0 else "BLANK1"
+        left = column.row(align=True)
+        left.alignment = "LEFT"  # a button centres its text; a LEFT row shrinks it to the text, at the left
+        left.operator("mofind.select_result", text=line, icon=icon, emboss=active, depress=active).index = index
+    facts = row_facts(item)
+    if item.matched and item.matched != "motion":
+        facts.append(f"by {item.matched}")
+    for line in fitting_lines(context, facts, reserved_units=reserved):
+        column.label(text=line, icon="BLANK1")
+
+
+def draw_quality(layout, context, session) -> None:
+    """The backend's own verdict: an honest banner when nothing really matches, and words it does not know."""
+    if session.no_good_match:
+        box = layout.box()
+        box.alert = True
+        draw_wrapped(box, context, session.quality_message or "No clip matches this prompt well; "
+                     "these are only the closest ones.", icon="ERROR", reserved_units=0.6)
+    if session.unknown_words:
+        draw_wrapped(layout, context, f"Words the model does not know: {session.unknown_words}", icon="QUESTION")
+
+
+def draw_pose_strip(layout, context, poses: list[int]) -> None:
+    """The strip's poses side by side across the whole width, each as large as the width allows."""
+    unit = 20.0 * ui_scale(context)
+    scale = max(1.0, (text_width(context, reserved_units=0.8) + unit) / len(poses) / unit - 0.15)
+    row = layout.row(align=True)
+    row.alignment = "CENTER"
+    for pose in poses:
+        row.template_icon(icon_value=pose, scale=scale)
+
+
+def draw_details(layout, context, item, thumbnails) -> None:
+    box = layout.box()
+    poses = thumbnails.poses(item.thumbnail) if thumbnails is not None and item.thumbnail else []
+    if poses:
+        draw_pose_strip(box, context, poses)
+    draw_wrapped(box, context, item.source or item.clip_id, icon="FILE", reserved_units=0.6)
+    facts = [f"{item.duration:.1f} s at {item.fps:g} fps", f"frames {item.start_frame}–{item.end_frame}",
+             f"score {item.score:.3f}", confidence_text(item.confidence)]
+    for line in fitting_lines(context, facts, reserved_units=0.6):
+        box.label(text=line)
+    if item.matched:
+        draw_wrapped(box, context, f"Matched by {item.matched}", icon="VIEWZOOM", reserved_units=0.6)
+    if item.labels or item.skeleton:
+        draw_wrapped(box, context, " · ".join(filter(None, (item.labels, item.skeleton))), icon="BOOKMARKS",
+                     reserved_units=0.6)
 
 
 class MOFIND_PT_results(MoFindPanel, bpy.types.Panel):
@@ -29,39 +104,52 @@ class MOFIND_PT_results(MoFindPanel, bpy.types.Panel):
     def poll(cls, context):
         return len(context.window_manager.mofind.results) > 0
 
-    def draw_header(self, context):
-        self.layout.label(text=context.window_manager.mofind.results_heading)
-
     def draw(self, context):
         layout = self.layout
         session = context.window_manager.mofind
-        layout.template_list("MOFIND_UL_results", "", session, "results", session, "active_result", rows=5)
+        if session.results_stale:
+            box = layout.box()
+            box.alert = True
+            draw_wrapped(box, context, f"Older results {session.results_heading}: the last search failed "
+                         "(see the message above).", icon="ERROR", reserved_units=0.6)
+        else:
+            draw_wrapped(layout, context, f"{len(session.results)} clips {session.results_heading}")
+            draw_quality(layout, context, session)
+        self.draw_rows(context, layout, session)
         if not 0 <= session.active_result < len(session.results):
             return
-        item = session.results[session.active_result]
-        box = layout.box()
-        if item.icon_id:
-            box.template_icon(icon_value=item.icon_id, scale=6.0)
-        box.label(text=item.source or item.clip_id, icon="FILE")
-        details = f"{item.duration:.1f} s at {item.fps:g} fps, frames {item.start_frame}–{item.end_frame}"
-        box.label(text=details)
-        if item.labels or item.skeleton:
-            box.label(text=" · ".join(filter(None, (item.labels, item.skeleton))), icon="BOOKMARKS")
+        draw_details(layout, context, session.results[session.active_result], _thumbnails())
         self.draw_actions(context, layout, session)
+
+    @staticmethod
+    def draw_rows(context, layout, session) -> None:
+        count = len(session.results)
+        pages = (count + PAGE_SIZE - 1) // PAGE_SIZE
+        page = min(max(session.results_page, 1), pages)
+        if pages > 1:
+            layout.prop(session, "results_page", text=f"Page (of {pages})")
+        thumbnails = _thumbnails()
+        column = layout.column()
+        for index in range((page - 1) * PAGE_SIZE, min(page * PAGE_SIZE, count)):
+            draw_result_row(column, context, session.results[index], index, index == session.active_result,
+                            thumbnails)
 
     @staticmethod
     def draw_actions(context, layout, session) -> None:
         armature = context.active_object is not None and context.active_object.type == "ARMATURE"
+        has_numpy = numpy_available()
         row = layout.row(align=True)
-        row.enabled = armature
+        row.enabled = armature and has_numpy
         row.operator("mofind.apply_clip", icon="ARMATURE_DATA")
         if session.preview_active:
             row.operator("mofind.preview_end", text="Keep", icon="CHECKMARK").keep = True
             row.operator("mofind.preview_end", text="Revert", icon="LOOP_BACK").keep = False
         else:
             row.operator("mofind.preview", icon="PLAY")
-        if not armature:
-            layout.label(text="Select an armature to apply clips", icon="INFO")
+        if not has_numpy:
+            draw_numpy_notice(layout, context)
+        elif not armature:
+            draw_wrapped(layout, context, "Select an armature to apply clips", icon="INFO")
         row = layout.row(align=True)
         row.operator("mofind.explain", icon="QUESTION")
         row.operator("mofind.similar", icon="ZOOM_ALL")
@@ -74,13 +162,13 @@ class MOFIND_PT_apply_options(MoFindPanel, bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
-        layout.use_property_split = True
         options = context.scene.mofind
         layout.prop(options, "start_frame")
-        layout.prop(options, "whole_take")
-        layout.prop(options, "in_place")
-        layout.prop(options, "match_fps")
-        layout.prop(options, "push_to_nla")
+        column = layout.column(heading="", align=True)
+        column.prop(options, "whole_take")
+        column.prop(options, "in_place")
+        column.prop(options, "match_fps")
+        column.prop(options, "push_to_nla")
 
 
-CLASSES = (MOFIND_UL_results, MOFIND_PT_results, MOFIND_PT_apply_options)
+CLASSES = (MOFIND_PT_results, MOFIND_PT_apply_options)

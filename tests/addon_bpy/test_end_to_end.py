@@ -6,6 +6,7 @@ explain, similar, bulk index), then the same with the backend stopped.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -278,11 +279,13 @@ def test_stopped_backend_gives_a_clear_message_and_no_exception(bpy, connected, 
     search(bpy)
     rig = rigs.build_mixamo_rig()
     backend.served.stop()
-    prefs.timeout, prefs.retries = 0.3, 1
+    started = time.monotonic()  # default timeout (5 s) and retries (2): the refused connection decides
     assert bpy.ops.mofind.search(prompt="a person jumps", wait=True) == {"CANCELLED"}
-    assert session.status_level == "ERROR" and "No reply from the MoFind backend" in session.status
+    assert time.monotonic() - started < 2.0
+    assert session.status_level == "ERROR" and "backend is not running" in session.status
     assert not session.search_pending
+    assert session.results_stale and len(session.results) > 0  # kept, but shown as older results
     assert bpy.ops.mofind.apply_clip(index=0, wait=True) == {"CANCELLED"}
-    assert "No reply" in session.status and "'get_motion'" in session.status
+    assert "not running" in session.status
     assert rig.animation_data is None or rig.animation_data.action is None
     assert bpy.ops.mofind.ping(wait=True) == {"CANCELLED"}

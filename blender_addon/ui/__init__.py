@@ -1,0 +1,1 @@
+"""Drawing helpers shared by the panels and the preferences: measured text wrapping, status boxes."""
