@@ -6,7 +6,9 @@
    for Python 3.11 (Blender 4.2-5.0) and 3.13 (Blender 5.1+), with
    `pip download --only-binary=:all: --platform ... --python-version ...`, cached in .cache/wheels.
 2. Stage blender_addon/ plus wheels/ in build/mofind and write the manifest's `wheels = [...]`
-   (the source manifest is updated too, so the repository shows what the zip bundles).
+   (the source manifest is updated too, so the repository shows what the zip bundles). Files the
+   add-on shares with the backend (`VENDORED`, e.g. the bone-alias table) are copied in from
+   their one source; in the repository the add-on's path is a symbolic link to it.
 3. Validate and build with Blender's own extension tool (blender_ext.py from a bpy wheel).
 """
 
@@ -39,6 +41,10 @@ PLATFORMS = {
 #: Python of Blender 4.2-5.0 and of Blender 5.1+.
 PYTHONS = ("3.11", "3.13")
 BUNDLED = ("pyzmq",)
+#: Backend file -> its place in the add-on (one source of truth; the zip gets a real copy).
+VENDORED = {
+    REPO / "backend" / "mofind" / "skeleton" / "bone_aliases.json": "retarget/bone_aliases.json",
+}
 BLENDER_EXT_GLOB = ".venv-bpy*/lib/python*/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py"
 
 
@@ -116,6 +122,10 @@ def stage(wheels: list[Path]) -> Path:
     if STAGE.exists():
         shutil.rmtree(STAGE)
     shutil.copytree(ADDON, STAGE, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "wheels"))
+    for source, relative in VENDORED.items():
+        target = STAGE / relative
+        target.unlink(missing_ok=True)
+        shutil.copyfile(source, target)
     (STAGE / "wheels").mkdir()
     for wheel in wheels:
         shutil.copy2(wheel, STAGE / "wheels" / wheel.name)

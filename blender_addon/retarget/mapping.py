@@ -9,9 +9,11 @@ entry per rig); anything else falls back to `CANONICAL_ALIASES` (SMPL joint -> n
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 
 SMPL22_NAMES = (
@@ -42,81 +44,66 @@ def _limb_chains() -> MappingProxyType:
 LIMB_CHAINS = _limb_chains()
 
 
-def _preset(centre: Mapping[str, str | tuple[str, ...]], sided: Mapping[str, str | tuple[str, ...]],
-            *side_styles: tuple[str, str]) -> MappingProxyType:
-    """One rig's table: SMPL joint -> bone names to try in order.
+def _load_alias_table() -> dict:
+    """bone_aliases.json: the backend's table (mofind/skeleton/), copied here by build_addon.py."""
+    return json.loads(Path(__file__).with_name("bone_aliases.json").read_text(encoding="utf-8"))
 
-    `side_styles` are (left, right) format strings such as ("Left{}", "Right{}"); a rig that
-    spells sides several ways (SMPL: "L_Hip" and "Left_hip") lists each style.
-    """
-    table: dict[str, tuple[str, ...]] = {}
-    for joint, names in centre.items():
-        table[joint] = (names,) if isinstance(names, str) else tuple(names)
-    for part, names in sided.items():
-        names = (names,) if isinstance(names, str) else tuple(names)
+
+def _expand_preset(entry: Mapping) -> MappingProxyType:
+    """One rig's table: SMPL joint -> bone names to try in order (each side style, e.g. "Left{}")."""
+    table: dict[str, tuple[str, ...]] = {joint: tuple(names) for joint, names in entry["centre"].items()}
+    for part, names in entry["sided"].items():
         for index, side in enumerate(_SIDES):
-            table[f"{side}_{part}"] = tuple(style[index].format(n) for n in names for style in side_styles)
+            table[f"{side}_{part}"] = tuple(style[index].format(n) for n in names for style in entry["side_styles"])
     return MappingProxyType(table)
 
 
-_MIXAMO_LIMBS = MappingProxyType({"hip": "UpLeg", "knee": "Leg", "ankle": "Foot", "foot": "ToeBase",
-                                  "collar": "Shoulder", "shoulder": "Arm", "elbow": "ForeArm", "wrist": "Hand"})
-_SMPL_PARTS = MappingProxyType({part: part.capitalize() for part in
-                                ("hip", "knee", "ankle", "foot", "collar", "shoulder", "elbow", "wrist")})
+@dataclass(frozen=True)
+class Drive:
+    """How a control rig is animated: its deform bones follow control bones through constraints.
+
+    `levels` lists (control, deform bone, reference bone) triples; each level is keyed after the
+    ones before it are evaluated, so a control's parent (and anything its constraints read) is
+    already in place. The reference bone turns rigidly with the control and rests like the deform
+    bone (Rigify's ORG bones: its DEF bones also bend with the next control, rubber-hose style).
+    `switches` are (bone, custom property, value) set first (IK/FK to FK).
+    """
+
+    location: str
+    levels: tuple[tuple[tuple[str, str, str], ...], ...]
+    switches: tuple[tuple[str, str, float], ...] = ()
+
+    @property
+    def controls(self) -> tuple[str, ...]:
+        return tuple(control for level in self.levels for control, _, _ in level)
+
+    def fits(self, bone_names) -> bool:
+        """True when the armature has every control (a rig exported without its controls does not)."""
+        names = set(bone_names)
+        return self.location in names and all(c in names and r in names for level in self.levels
+                                              for c, _, r in level)
+
+
+_ALIAS_TABLE = _load_alias_table()
 
 # Known rigs, tried in this order (earlier wins a tie). Names compare case-insensitively after
 # dropping a namespace ("mixamorig:", "Armature|") and the SMPL FBX prefixes "m_avg_"/"f_avg_".
-PRESETS = MappingProxyType({
-    "mixamo": _preset(
-        {"pelvis": "Hips", "spine1": "Spine", "spine2": "Spine1", "spine3": "Spine2", "neck": "Neck", "head": "Head"},
-        _MIXAMO_LIMBS, ("Left{}", "Right{}")),
-    "rigify": _preset(
-        {"pelvis": "DEF-spine", "spine1": "DEF-spine.001", "spine2": "DEF-spine.002", "spine3": "DEF-spine.003",
-         "neck": "DEF-spine.004", "head": "DEF-spine.006"},
-        {"hip": "thigh", "knee": "shin", "ankle": "foot", "foot": "toe", "collar": "shoulder",
-         "shoulder": "upper_arm", "elbow": "forearm", "wrist": "hand"}, ("DEF-{}.L", "DEF-{}.R")),
-    "unreal5": _preset(
-        # spine3 first so that a UE4 mannequin (spine_01..03) gets spine_03 there and spine_02 as spine2
-        {"pelvis": "pelvis", "spine1": "spine_01", "spine3": ("spine_05", "spine_03"),
-         "spine2": ("spine_03", "spine_02"), "neck": "neck_01", "head": "head"},
-        {"hip": "thigh", "knee": "calf", "ankle": "foot", "foot": "ball", "collar": "clavicle",
-         "shoulder": "upperarm", "elbow": "lowerarm", "wrist": "hand"}, ("{}_l", "{}_r")),
-    "smpl": _preset(
-        {"pelvis": "Pelvis", "spine1": "Spine1", "spine2": "Spine2", "spine3": "Spine3", "neck": "Neck",
-         "head": "Head"},
-        _SMPL_PARTS, ("L_{}", "R_{}"), ("Left_{}", "Right_{}")),
-    "cmu_bvh": _preset(
-        {"pelvis": "Hips", "spine1": "LowerBack", "spine2": "Spine", "spine3": "Spine1", "neck": ("Neck1", "Neck"),
-         "head": "Head"},
-        _MIXAMO_LIMBS, ("Left{}", "Right{}")),
-    "bandai": _preset(
-        {"pelvis": "Hips", "spine1": "Spine", "spine3": "Chest", "neck": "Neck", "head": "Head"},
-        {"hip": "UpperLeg", "knee": "LowerLeg", "ankle": "Foot", "foot": "Toes", "collar": "Shoulder",
-         "shoulder": "UpperArm", "elbow": "LowerArm", "wrist": "Hand"}, ("{}_L", "{}_R")),
-    "iclone_cc": _preset(
-        {"pelvis": "CC_Base_Hip", "spine1": "CC_Base_Waist", "spine2": "CC_Base_Spine01", "spine3": "CC_Base_Spine02",
-         "neck": ("CC_Base_NeckTwist01", "CC_Base_Neck"), "head": "CC_Base_Head"},
-        {"hip": "Thigh", "knee": "Calf", "ankle": "Foot", "foot": "ToeBase", "collar": "Clavicle",
-         "shoulder": "Upperarm", "elbow": "Forearm", "wrist": "Hand"}, ("CC_Base_L_{}", "CC_Base_R_{}")),
-})
+PRESETS = MappingProxyType({name: _expand_preset(entry) for name, entry in _ALIAS_TABLE["presets"].items()})
 PRESET_NAMES = tuple(PRESETS)
+PRESET_LABELS = MappingProxyType({name: entry["label"] for name, entry in _ALIAS_TABLE["presets"].items()})
+DRIVES = MappingProxyType({
+    name: Drive(entry["drive"]["location"],
+                tuple(tuple((str(row[0]), str(row[1]), str(row[-1])) for row in level)
+                      for level in entry["drive"]["levels"]),
+                tuple((str(b), str(p), float(v)) for b, p, v in entry["drive"].get("switches", ())))
+    for name, entry in _ALIAS_TABLE["presets"].items() if "drive" in entry})
 
 # Fallback for unknown rigs: SMPL joint -> name cores (see `split_bone_name`), best first.
 # "{side}" stands for left/right; "spine" cores are shared by spine1..3, which are dealt out
 # bottom to top over the spine-like bones in rig order.
 CANONICAL_ALIASES = MappingProxyType({
-    "pelvis": ("hips", "pelvis", "hip"),
-    "spine": ("spine", "lowerback", "waist", "abdomen", "torso", "back", "chest", "upperchest", "thorax"),
-    "neck": ("neck",),
-    "head": ("head",),
-    "{side}_hip": ("upleg", "upperleg", "thigh", "legupper", "hip"),
-    "{side}_knee": ("leg", "lowerleg", "calf", "shin", "knee", "leglower"),
-    "{side}_ankle": ("foot", "ankle"),
-    "{side}_foot": ("toebase", "toes", "toe", "ball"),
-    "{side}_collar": ("clavicle", "collar", "shoulder"),
-    "{side}_shoulder": ("upperarm", "arm", "uparm", "shoulder"),
-    "{side}_elbow": ("forearm", "lowerarm", "elbow"),
-    "{side}_wrist": ("hand", "wrist"),
+    **{joint: tuple(cores) for joint, cores in _ALIAS_TABLE["aliases"]["centre"].items()},
+    **{f"{{side}}_{part}": tuple(cores) for part, cores in _ALIAS_TABLE["aliases"]["sided"].items()},
 })
 # Upper arm before collar: "shoulder" is the collar only when the rig also has an upper-arm bone.
 _CANONICAL_ORDER = ("pelvis", "neck", "head", "{side}_shoulder", "{side}_collar", "{side}_elbow", "{side}_wrist",
@@ -134,19 +121,15 @@ _SIDE_PATTERNS = (
     (re.compile(r"[_\-. ](left|right)(?=[_\-. ])", re.IGNORECASE)),
 )
 # Words that mark helper bones (twist, IK, fingers, face ...) which never play an SMPL joint.
-_HELPER_WORDS = frozenset((
-    "twist", "roll", "share", "ik", "fk", "pole", "target", "tweak", "parent", "ctrl", "control", "helper",
-    "corrective", "bend", "end", "nub", "site", "top", "thumb", "index", "middle", "mid", "ring", "pinky",
-    "little", "finger", "fingers", "carpal", "metacarpal", "jaw", "eye", "tongue", "teeth", "brow", "lip",
-    "breast", "ribs", "heel", "master", "prop", "weapon",
-))
+_HELPER_WORDS = frozenset(_ALIAS_TABLE["aliases"]["helper_words"])
 
 
 class BoneMapError(ValueError):
     """An edited or saved bone map does not fit the armature (unknown joint, missing or reused bone)."""
 
 
-def _preset_key(name: str) -> str:
+def preset_key(name: str) -> str:
+    """How preset names compare: namespace and SMPL FBX prefix dropped, lower case."""
     return re.sub(r"^[mf]_avg_", "", _NAMESPACE.sub("", name), flags=re.IGNORECASE).lower()
 
 
@@ -244,13 +227,13 @@ def detect_bone_map(bone_names: list[str]) -> BoneMap:
 def _best_preset(names: list[str]) -> tuple[str | None, dict[str, str]]:
     by_key: dict[str, str] = {}
     for name in names:
-        by_key.setdefault(_preset_key(name), name)
+        by_key.setdefault(preset_key(name), name)
     best: tuple[tuple[int, float], str | None, dict[str, str]] = ((0, 0.0), None, {})
     for preset, table in PRESETS.items():
         found: dict[str, str] = {}
         for joint, alternatives in table.items():
             for alternative in alternatives:
-                bone = by_key.get(_preset_key(alternative))
+                bone = by_key.get(preset_key(alternative))
                 if bone is not None and bone not in found.values():
                     found[joint] = bone
                     break

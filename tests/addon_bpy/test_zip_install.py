@@ -64,3 +64,12 @@ def test_zip_installs_and_works_with_its_bundled_pyzmq(built_zip, tmp_path):
     assert seen["zmq_file"].startswith(seen["site"]) and seen["zmq_version"] == "26.4.0"
     assert "zmq" in seen["site_entries"] and any(e.startswith("pyzmq-26.4.0") for e in seen["site_entries"])
     assert seen["ping"] == ["FINISHED"] and "zip-test" in seen["status"] and seen["requests"] >= 2
+
+
+def test_zip_carries_the_backends_bone_alias_table_byte_for_byte(built_zip):
+    """One alias table: the zip's copy is the backend's file, so the two detectors cannot drift."""
+    source = (REPO / "backend" / "mofind" / "skeleton" / "bone_aliases.json").read_bytes()
+    with zipfile.ZipFile(built_zip) as archive:
+        info = archive.getinfo("retarget/bone_aliases.json")
+        assert archive.read(info) == source
+        assert not (info.external_attr >> 16) & 0o120000 == 0o120000  # a real file, not a symbolic link

@@ -15,27 +15,14 @@ import numpy as np
 
 from mofind.io.motion import SourceSkeleton
 
-# core alias -> body part; sided parts get left_/right_ prefixes. Order inside a part = preference.
-_SIDED_ALIASES: dict[str, tuple[str, ...]] = {
-    "hip": ("upleg", "upperleg", "thigh", "legupper", "femur", "hip"),
-    "knee": ("leg", "lowerleg", "calf", "shin", "knee", "leglower", "lowleg", "tibia", "crus"),
-    "ankle": ("foot", "ankle"),
-    "foot": ("toebase", "toes", "toe", "ball", "forefoot"),
-    "collar": ("clavicle", "collar", "shoulder"),
-    "shoulder": ("upperarm", "arm", "armupper", "uparm", "humerus", "shoulder"),
-    "elbow": ("forearm", "lowerarm", "armlower", "lowarm", "elbow"),
-    "wrist": ("hand", "wrist"),
-}
-_CENTRE_ALIASES: dict[str, tuple[str, ...]] = {
-    "pelvis": ("hips", "pelvis", "hip", "root"),
-    "spine": ("spine", "lowerback", "chest", "upperchest", "torso", "waist", "abdomen", "back", "spineupper",
-              "spinelower", "thorax"),
-    "neck": ("neck", "lowerneck", "neckbase", "necktwist"),
-    "head": ("head",),
-}
-_IGNORE = re.compile(r"twist|roll|share|ik|pole|target|nub|end|site|thumb|index|middle|mid|ring|pinky|little|"
-                     r"finger|carpal|jaw|eye|tongue|teeth|brow|lip|breast|ribs|helper|corrective|bend|ctrl|mch|org",
-                     re.IGNORECASE)
+from .presets import ALIAS_TABLE
+
+# core alias -> body part (from bone_aliases.json, shared with the add-on); sided parts get
+# left_/right_ prefixes. Order inside a part = preference.
+_SIDED_ALIASES: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in ALIAS_TABLE["aliases"]["sided"].items()}
+_CENTRE_ALIASES: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in ALIAS_TABLE["aliases"]["centre"].items()}
+# Helper joints (twist, IK, fingers, face ...): any of these words inside the name core.
+_IGNORE = re.compile("|".join(ALIAS_TABLE["aliases"]["helper_words"] + ["mch", "org"]), re.IGNORECASE)
 _PREFIXES = re.compile(r"^(def|mch|org|cc_base|rl|bip\d*|b|j_bip_[clr]|j|bone|jnt|joint|rig|char|mixamorig\d*)[-_ .]",
                        re.IGNORECASE)
 # (pattern, flags): first match decides the side; group 1 is the side token that gets removed.

@@ -44,9 +44,10 @@ def map_skeleton(skeleton: SourceSkeleton, path: str | None = None) -> SkeletonM
     for preset, table in PRESETS.items():
         found: dict[str, str] = {}
         for smpl, alternatives in table.items():
-            for alt in alternatives:
-                if alt.lower() in lookup:
-                    found[smpl] = lookup[alt.lower()]
+            for alt in alternatives:  # the first alternative present and not taken by another joint
+                bone = lookup.get(alt.lower())
+                if bone is not None and bone not in found.values():
+                    found[smpl] = bone
                     break
         if not all(r in found for r in REQUIRED):
             continue

@@ -1,79 +1,38 @@
 """Known rigs: SMPL-22 joint -> source joint name (first alternative present wins).
 
-A table, not code, so a new rig is one entry. Names are compared case-insensitively after
-dropping a namespace prefix ("mixamorig:", "Armature|", ...). Spine entries matter for
-retargeting only: SMPL spine positions are always sampled along the source spine (see convert).
+The table is data, `bone_aliases.json`, shared with the Blender add-on (build_addon.py copies it
+into the zip), so the backend and the add-on recognise the same rigs by the same names. Names
+are compared case-insensitively after dropping a namespace prefix ("mixamorig:", "Armature|").
+Spine entries matter for retargeting only: SMPL spine positions are always sampled along the
+source spine (see convert).
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 
-def _sided(left: str, right: str, parts: dict[str, str | tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
-    out: dict[str, tuple[str, ...]] = {}
-    for smpl, names in parts.items():
-        names = (names,) if isinstance(names, str) else names
-        out[f"left_{smpl}"] = tuple(left.format(n) for n in names)
-        out[f"right_{smpl}"] = tuple(right.format(n) for n in names)
-    return out
+ALIAS_FILE = Path(__file__).with_name("bone_aliases.json")
+_SIDES = ("left", "right")
 
 
-def _alts(**entries) -> dict[str, tuple[str, ...]]:
-    return {k: (v,) if isinstance(v, str) else tuple(v) for k, v in entries.items()}
+def load_alias_table(path: Path = ALIAS_FILE) -> dict:
+    """The parsed bone-alias table (presets and fallback aliases)."""
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
-PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
-    "bandai": {
-        **_alts(pelvis="Hips", spine1="Spine", spine3="Chest", neck="Neck", head="Head"),
-        **_sided("{}_L", "{}_R", {"hip": "UpperLeg", "knee": "LowerLeg", "ankle": "Foot", "foot": "Toes",
-                                  "collar": "Shoulder", "shoulder": "UpperArm", "elbow": "LowerArm", "wrist": "Hand"}),
-    },
-    "cmu_bvh": {
-        **_alts(pelvis="Hips", spine1="LowerBack", spine2="Spine", spine3="Spine1", neck=("Neck1", "Neck"),
-                head="Head"),
-        **_sided("Left{}", "Right{}", {"hip": "UpLeg", "knee": "Leg", "ankle": "Foot", "foot": "ToeBase",
-                                       "collar": "Shoulder", "shoulder": "Arm", "elbow": "ForeArm", "wrist": "Hand"}),
-    },
-    # Daz/Poser-style BVH (the CMU takes of shared/data/cmu-captioned, rig "cmu-daz-43"): no toe joint, the
-    # ball of the foot comes from the foot's end site.
-    "daz": {
-        **_alts(pelvis="hip", spine1="abdomen", spine3="chest", neck="neck", head="head"),
-        **_sided("l{}", "r{}", {"hip": "Thigh", "knee": "Shin", "ankle": "Foot", "collar": "Collar",
-                                "shoulder": "Shldr", "elbow": "ForeArm", "wrist": "Hand"}),
-    },
-    "iclone_cc": {
-        **_alts(pelvis="CC_Base_Hip", spine1="CC_Base_Waist", spine2="CC_Base_Spine01", spine3="CC_Base_Spine02",
-                neck=("CC_Base_NeckTwist01", "CC_Base_Neck"), head="CC_Base_Head"),
-        **_sided("CC_Base_L_{}", "CC_Base_R_{}", {"hip": "Thigh", "knee": "Calf", "ankle": "Foot", "foot": "ToeBase",
-                                                  "collar": "Clavicle", "shoulder": "Upperarm", "elbow": "Forearm",
-                                                  "wrist": "Hand"}),
-    },
-    "mixamo": {
-        **_alts(pelvis="Hips", spine1="Spine", spine2="Spine1", spine3="Spine2", neck="Neck", head="Head"),
-        **_sided("Left{}", "Right{}", {"hip": "UpLeg", "knee": "Leg", "ankle": "Foot", "foot": "ToeBase",
-                                       "collar": "Shoulder", "shoulder": "Arm", "elbow": "ForeArm", "wrist": "Hand"}),
-    },
-    "rigify": {
-        **_alts(pelvis="DEF-spine", spine1="DEF-spine.001", spine2="DEF-spine.002", spine3="DEF-spine.003",
-                neck="DEF-spine.004", head="DEF-spine.006"),
-        **_sided("DEF-{}.L", "DEF-{}.R", {"hip": "thigh", "knee": "shin", "ankle": "foot", "foot": "toe",
-                                          "collar": "shoulder", "shoulder": "upper_arm", "elbow": "forearm",
-                                          "wrist": "hand"}),
-    },
-    "unreal5": {
-        **_alts(pelvis="pelvis", spine1="spine_01", spine2=("spine_03", "spine_02"), spine3=("spine_05", "spine_03"),
-                neck="neck_01", head="head"),
-        **_sided("{}_l", "{}_r", {"hip": "thigh", "knee": "calf", "ankle": "foot", "foot": "ball",
-                                  "collar": "clavicle", "shoulder": "upperarm", "elbow": "lowerarm", "wrist": "hand"}),
-    },
-}
+def expand_preset(entry: dict) -> dict[str, tuple[str, ...]]:
+    """SMPL joint -> bone names to try, in the preset's order (sided parts spelled in every side style)."""
+    table = {joint: tuple(names) for joint, names in entry["centre"].items()}
+    for part, names in entry["sided"].items():
+        for index, side in enumerate(_SIDES):
+            table[f"{side}_{part}"] = tuple(style[index].format(n) for n in names for style in entry["side_styles"])
+    return table
 
+
+ALIAS_TABLE = load_alias_table()
+PRESETS: dict[str, dict[str, tuple[str, ...]]] = {name: expand_preset(entry)
+                                                  for name, entry in ALIAS_TABLE["presets"].items()}
 # Joints that identify a preset beyond what it shares with others (CMU vs Mixamo share most names).
-SIGNATURES: dict[str, tuple[str, ...]] = {
-    "bandai": ("joint_Root", "UpperLeg_L", "LowerArm_R"),
-    "cmu_bvh": ("LHipJoint", "RHipJoint", "LowerBack", "Neck1"),
-    "daz": ("abdomen", "lShldr", "rShin", "lButtock"),
-    "iclone_cc": ("CC_Base_Hip", "CC_Base_L_Thigh"),
-    "mixamo": ("Spine2", "HeadTop_End", "LeftHandThumb1"),
-    "rigify": ("DEF-spine", "DEF-thigh.L"),
-    "unreal5": ("pelvis", "thigh_l", "spine_05"),
-}
+SIGNATURES: dict[str, tuple[str, ...]] = {name: tuple(entry.get("signature", ()))
+                                          for name, entry in ALIAS_TABLE["presets"].items()}
