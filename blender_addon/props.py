@@ -13,6 +13,8 @@ from bpy.props import (
     StringProperty,
 )
 
+from .retarget.body_check import SCOPE_ITEMS
+
 STATUS_LEVELS = [
     ("INFO", "Info", ""), ("OK", "OK", ""), ("BUSY", "Busy", ""), ("WARNING", "Warning", ""), ("ERROR", "Error", ""),
 ]
@@ -92,6 +94,12 @@ class MOFIND_PG_scene(bpy.types.PropertyGroup):
     names_weight: FloatProperty(name="Name Weight", default=0.25, min=0.0, max=1.0, subtype="FACTOR",
                                 description="How much take names and labels count next to the motion itself "
                                             "(sent only once you change it)")
+    body_scope: EnumProperty(name="Body", items=SCOPE_ITEMS, default="FULL",
+                             description="Body part to animate (Full Body refuses a bone map with gaps)")
+    plant_feet: BoolProperty(name="Plant Feet", default=True,
+                             description="Keep feet still while they are planted in the take (leg IK)")
+    set_frame_range: BoolProperty(name="Set Frame Range", default=True,
+                                  description="Make the scene's frame range the applied action's")
     index_folder: StringProperty(name="Folder", subtype="DIR_PATH", description="Folder of motion files to index")
     index_recursive: BoolProperty(name="Recursive", default=True, description="Include sub-folders")
 

@@ -47,11 +47,15 @@ class ApplyOptions:
     match_fps: bool = True
     push_to_nla: bool = False
     whole_take: bool = False
+    body_scope: str = "FULL"
+    plant_feet: bool = True
+    set_frame_range: bool = True
 
     @classmethod
     def from_scene(cls, options) -> "ApplyOptions":
         return cls(bool(options.in_place), int(options.start_frame), bool(options.match_fps),
-                   bool(options.push_to_nla), bool(options.whole_take))
+                   bool(options.push_to_nla), bool(options.whole_take), str(options.body_scope),
+                   bool(options.plant_feet), bool(options.set_frame_range))
 
 
 class MotionCache:
@@ -135,7 +139,8 @@ def apply_payload(armature_name: str, payload: dict, options: ApplyOptions, acti
     armature = find_armature(armature_name)
     return apply_clip(bpy.context, armature, payload, saved_map(armature), in_place=options.in_place,
                       start_frame=options.start_frame, match_fps=options.match_fps,
-                      push_to_nla=options.push_to_nla, name=action_name)
+                      push_to_nla=options.push_to_nla, name=action_name, scope=options.body_scope,
+                      plant_feet=options.plant_feet, set_frame_range=options.set_frame_range)
 
 
 def apply_clip(service, clip: ClipRef, armature_name: str, options: ApplyOptions, *, wait: bool = False):

@@ -3,12 +3,14 @@
 from dataclasses import replace
 
 import bpy
-from bpy.props import BoolProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from ..core import motion
+from ..retarget.body_check import SCOPE_ITEMS
 from .base import MoFindOperator, result_at, target_armature
 
-_OPTION_NAMES = ("in_place", "start_frame", "match_fps", "push_to_nla", "whole_take")
+_OPTION_NAMES = ("in_place", "start_frame", "match_fps", "push_to_nla", "whole_take", "body_scope", "plant_feet",
+                 "set_frame_range")
 
 
 class ApplyOptionsMixin:
@@ -24,6 +26,12 @@ class ApplyOptionsMixin:
     push_to_nla: BoolProperty(name="Push to NLA", options={"SKIP_SAVE"})
     whole_take: BoolProperty(name="Whole Take", options={"SKIP_SAVE"},
                              description="Apply the entire file, not only the matching window")
+    body_scope: EnumProperty(name="Body", items=SCOPE_ITEMS, default="FULL", options={"SKIP_SAVE"},
+                             description="Body part to animate (Full Body refuses a bone map with gaps)")
+    plant_feet: BoolProperty(name="Plant Feet", default=True, options={"SKIP_SAVE"},
+                             description="Keep feet still while they are planted in the take (leg IK)")
+    set_frame_range: BoolProperty(name="Set Frame Range", default=True, options={"SKIP_SAVE"},
+                                  description="Make the scene's frame range the applied action's")
 
     def apply_options(self, context) -> motion.ApplyOptions:
         scene_options = motion.ApplyOptions.from_scene(context.scene.mofind)

@@ -14,8 +14,13 @@ from pathlib import PurePath
 import bpy
 import numpy as np
 
-from .core import RetargetError, RetargetOptions, SourceClip, TargetKeys, TargetRig, retarget
-from .mapping import BoneMap, BoneMapError, detect_bone_map
+from . import quat
+from .body_check import restrict_to_scope
+from .core import (
+    RetargetError, RetargetOptions, SourceClip, TargetKeys, TargetRig, WorldPose, control_rotation, retarget,
+    retarget_world,
+)
+from .mapping import DRIVES, BoneMap, BoneMapError, Drive, detect_bone_map
 
 __all__ = ["RetargetError", "apply_clip", "read_rig", "uses_layered_actions"]
 
@@ -26,7 +31,8 @@ def uses_layered_actions() -> bool:
 
 
 def apply_clip(context, armature, motion_payload, bone_map=None, *, in_place=False, start_frame=1,
-               match_fps=True, push_to_nla=False, name=None) -> bpy.types.Action:
+               match_fps=True, push_to_nla=False, name=None, scope="FULL", plant_feet=True,
+               set_frame_range=False) -> bpy.types.Action:
     """Retarget `motion_payload` (the get_motion result, arrays decoded) onto `armature` as a new Action.
 
     Args:
@@ -36,11 +42,14 @@ def apply_clip(context, armature, motion_payload, bone_map=None, *, in_place=Fal
             rotations (T, J, 4) w,x,y,z, root_translation (T, 3), smpl_to_source and optionally
             joint_translations (T, J, 3), clip_id, source, start_frame, end_frame.
         bone_map: None (detect from bone names), a `BoneMap`, or the plain dict the UI edits.
-        in_place: keep the hips over the rig's rest position instead of travelling.
+        in_place: keep the hips over the rig's rest position instead of travelling (root motion off).
         start_frame: scene frame of the first key.
         match_fps: resample (slerp) to the scene frame rate; otherwise one source frame per scene frame.
         push_to_nla: put the action in a new NLA track at `start_frame` instead of making it active.
         name: action name (Blender adds .001 when taken); default from the clip's source and range.
+        scope: body part to animate, a key of `body_check.SCOPES` ("FULL" refuses an incomplete map).
+        plant_feet: pin planted feet with two-bone leg IK (see `feet.py`).
+        set_frame_range: make the scene's frame range the action's.
 
     Returns the new Action. Raises RetargetError (a ValueError) with a readable message on bad input.
     """
@@ -48,12 +57,17 @@ def apply_clip(context, armature, motion_payload, bone_map=None, *, in_place=Fal
         kind = getattr(armature, "type", type(armature).__name__)
         raise RetargetError(f"apply needs an armature object, got {getattr(armature, 'name', armature)!r} ({kind})")
     source = SourceClip.from_payload(motion_payload)
-    rig, preset = read_rig(armature, bone_map)
+    rig, preset = read_rig(armature, bone_map, scope)
     fps = None
     if match_fps:
         render = context.scene.render
         fps = render.fps / render.fps_base
-    keys = retarget(source, rig, RetargetOptions(in_place=in_place, fps=fps))
+    options = RetargetOptions(in_place=in_place, fps=fps, plant_feet=plant_feet)
+    drive = DRIVES.get(preset or "")
+    if drive is not None and drive.fits(rig.names):
+        keys = _solve_controls(context, armature, drive, retarget_world(source, rig, options))
+    else:
+        keys = retarget(source, rig, options)
 
     action = bpy.data.actions.new(name or default_action_name(motion_payload))
     new_curve, slot = _new_channels(action, armature)
@@ -65,15 +79,20 @@ def apply_clip(context, armature, motion_payload, bone_map=None, *, in_place=Fal
         "clip_id": str(motion_payload.get("clip_id") or ""),
         "source": str(motion_payload.get("source") or ""),
         "preset": preset or "",
+        "scope": scope,
         "scale": keys.scale,
         "fps": keys.fps,
     }
     _assign(armature, action, slot, push_to_nla, int(round(start_frame)))
+    if set_frame_range:
+        scene = context.scene
+        scene.frame_start = int(round(start_frame))
+        scene.frame_end = int(round(start_frame)) + keys.num_frames - 1
     return action
 
 
-def read_rig(armature, bone_map=None) -> tuple[TargetRig, str | None]:
-    """The armature as the core sees it, plus the preset name the bone map came from (if any)."""
+def read_rig(armature, bone_map=None, scope="FULL") -> tuple[TargetRig, str | None]:
+    """The armature as the core sees it (bone map checked for `scope`), plus the preset the map came from."""
     bones = armature.data.bones
     names = [bone.name for bone in bones]
     index = {n: i for i, n in enumerate(names)}
@@ -87,9 +106,101 @@ def read_rig(armature, bone_map=None) -> tuple[TargetRig, str | None]:
         else:
             resolved = BoneMap.from_dict(dict(bone_map))
         resolved.checked(names)
+        resolved = restrict_to_scope(resolved, names, parents, scope, armature.name)
     except BoneMapError as error:
-        raise RetargetError(f"{armature.name}: {error}") from None
+        message = str(error)
+        raise RetargetError(message if message.startswith(f"{armature.name}:") else f"{armature.name}: {message}") \
+            from None
     return TargetRig(tuple(names), np.array(parents), rest, resolved.smpl_to_bone), resolved.preset
+
+
+def _solve_controls(context, armature, drive: Drive, pose: WorldPose) -> TargetKeys:
+    """Keys for a control rig: per frame and level, the controls are turned until their deform
+    bones (evaluated by Blender, constraints and all) take the wanted orientation, then the
+    location control moves the hips to their target.
+
+    Blender evaluates the rig, so this works whatever constraints sit between a control and its
+    deform bone, as long as the deform bone turns rigidly with it (Rigify's FK chains do).
+    """
+    pose_bones = armature.pose.bones
+    for bone, prop, value in drive.switches:
+        if bone in pose_bones and prop in pose_bones[bone]:
+            pose_bones[bone][prop] = value
+    controls = list(dict.fromkeys(list(drive.controls) + [drive.location]))
+    watched = list(dict.fromkeys(controls + [r for level in drive.levels for _, _, r in level]
+                                 + list(pose.hip_joints)))
+    rest = {name: _rot(armature.data.bones[name].matrix_local) for name in watched}
+    deforms = {d for level in drive.levels for _, d, _ in level}
+    rest.update({d: _rot(armature.data.bones[d].matrix_local) for d in deforms})
+    animation = armature.animation_data
+    held = (animation.action, animation.use_nla) if animation else None
+    if animation:
+        animation.action, animation.use_nla = None, False
+    try:
+        for name in controls:
+            pose_bones[name].rotation_mode = "QUATERNION"
+        _reset(pose_bones, controls)
+        _evaluate(context, armature, watched)  # drivers read the switches set above during this update
+        evaluated = _evaluate(context, armature, watched)
+        # reference = control @ offset, measured with every control at rest
+        offsets = {(c, r): control_rotation(_rot(evaluated[c]), _rot(evaluated[r]))
+                   for level in drive.levels for c, _, r in level}
+        frames = pose.num_frames
+        rotations = np.zeros((frames, len(controls), 4))
+        locations = np.zeros((frames, 3))
+        column = {c: i for i, c in enumerate(controls)}
+        for frame in range(frames):
+            _reset(pose_bones, controls)
+            location_parent = None
+            for level in drive.levels:
+                evaluated = _evaluate(context, armature, watched)
+                for control, deform, reference in level:
+                    if deform not in pose.rotations:
+                        continue  # outside the scope: the control stays at rest
+                    current = _rot(evaluated[control])
+                    if control == drive.location:
+                        location_parent = current
+                    wanted_reference = pose.rotations[deform][frame] @ rest[deform].T @ rest[reference]
+                    wanted = wanted_reference @ offsets[control, reference].T
+                    basis = quat.matrix_to_quat(_orthonormal(current.T @ wanted))
+                    pose_bones[control].rotation_quaternion = basis.tolist()
+                    rotations[frame, column[control]] = basis
+            evaluated = _evaluate(context, armature, watched)
+            if location_parent is None:
+                location_parent = _rot(evaluated[drive.location])
+            hips = np.mean([np.array(evaluated[b])[:3, 3] for b in pose.hip_joints], axis=0)
+            locations[frame] = location_parent.T @ (pose.hip_target[frame] - hips)
+        untouched = ~np.any(rotations, axis=2)
+        rotations[untouched, 0] = 1.0
+    finally:
+        _reset(pose_bones, controls)
+        if animation:
+            animation.action, animation.use_nla = held
+    return TargetKeys(bone_names=tuple(controls), rotations=quat.make_continuous(rotations, axis=0),
+                      keyed=np.ones(len(controls), dtype=bool), root_bone=drive.location, root_location=locations,
+                      fps=pose.fps, scale=pose.scale, pairs=pose.pairs)
+
+
+def _reset(pose_bones, names) -> None:
+    for name in names:
+        pose_bones[name].rotation_quaternion = (1.0, 0.0, 0.0, 0.0)
+        pose_bones[name].location = (0.0, 0.0, 0.0)
+
+
+def _evaluate(context, armature, names) -> dict:
+    """Pose matrices (armature space) of the named bones as Blender evaluates them now."""
+    context.view_layer.update()
+    bones = armature.evaluated_get(context.evaluated_depsgraph_get()).pose.bones
+    return {name: bones[name].matrix for name in names}
+
+
+def _rot(matrix) -> np.ndarray:
+    return _orthonormal(np.array(matrix, dtype=np.float64)[:3, :3])
+
+
+def _orthonormal(matrix: np.ndarray) -> np.ndarray:
+    u, _, vt = np.linalg.svd(matrix)
+    return u @ vt
 
 
 def default_action_name(payload) -> str:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import quat
+from .feet import plant_feet
 from .mapping import LIMB_CHAINS, SMPL22_NAMES, SMPL22_PARENTS, detect_bone_map
 
 UP_AXES = ("Y", "Z")
@@ -114,6 +115,7 @@ class TargetRig:
 class RetargetOptions:
     in_place: bool = False  # keep the hips over the rig's rest position (no horizontal travel)
     fps: float | None = None  # output frame rate; None keeps the clip's own frames
+    plant_feet: bool = False  # pin feet where the source foot is planted (two-bone leg IK); see feet.py
 
 
 @dataclass(frozen=True)
@@ -134,30 +136,33 @@ class TargetKeys:
         return int(self.rotations.shape[0])
 
 
+@dataclass(frozen=True)
+class WorldPose:
+    """Where every mapped bone should be, per frame, in armature space (before it becomes keys).
+
+    A control rig (generated Rigify) is keyed from this: its deform bones follow controls through
+    constraints, so `apply.py` solves the controls against these orientations in Blender itself.
+    """
+
+    rotations: Mapping[str, np.ndarray]  # mapped bone -> (T, 3, 3) world orientation (rest orientation at rest)
+    hip_target: np.ndarray  # (T, 3) where the midpoint of the hip bones' heads (pelvis head without hips) goes
+    hip_joints: tuple[str, ...]  # the bones whose heads' midpoint `hip_target` is about
+    fps: float
+    scale: float
+    pairs: Mapping[str, tuple[str, str]]
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.hip_target.shape[0])
+
+
 def retarget(source: SourceClip, target: TargetRig, options: RetargetOptions | None = None) -> TargetKeys:
     """Transfer `source` onto `target`; see the module docstring for the method."""
-    options = options or RetargetOptions()
-    if options.fps is not None and abs(options.fps - source.fps) > 1e-6:
-        source = resample(source, options.fps)
-    pairs = _joint_pairs(source, target)
-
-    rest_rot = _orthonormal(target.rest_matrices[:, :3, :3])
-    rest_heads = np.asarray(target.rest_matrices[:, :3, 3], dtype=np.float64)
-    raw_rest = source_rest_positions(source)
-    turn = _facing_turn(raw_rest @ to_z_up(source.up_axis).T, rest_heads, pairs)
-    to_target = turn @ to_z_up(source.up_axis)
-    src_rest = source.unit_scale * raw_rest @ to_target.T
-    world_rot, world_pos = source_forward_kinematics(source)
-    src_rot = to_target @ world_rot @ to_target.T
-    src_pos = source.unit_scale * world_pos @ to_target.T
-
-    mapped_world = _mapped_bone_orientations(pairs, src_rest, src_rot, src_pos, rest_rot, rest_heads)
-    bone_world, bone_heads = _target_forward_kinematics(target.parents, rest_rot, rest_heads, mapped_world)
-
+    step = _solve(source, target, options or RetargetOptions())
+    pairs, rest_rot, bone_world, hip_shift, scale, fps = (
+        step["pairs"], step["rest_rot"], step["bone_world"], step["hip_shift"], step["scale"], step["fps"])
     mapped_bones = {b for _, b in pairs.values()}
     root = _translation_bone(target.parents, mapped_bones)
-    scale = _leg_ratio(pairs, src_rest, rest_heads)
-    hip_shift = _hip_shift(pairs, src_pos, bone_heads, rest_heads, scale, options.in_place)
     # Ancestors of the root bone stay at rest, so its location is the head shift in its rest frame.
     root_location = hip_shift @ rest_rot[root]
 
@@ -173,10 +178,52 @@ def retarget(source: SourceClip, target: TargetRig, options: RetargetOptions | N
         keyed=keyed,
         root_bone=target.names[root],
         root_location=root_location,
-        fps=float(source.fps),
+        fps=fps,
         scale=float(scale),
         pairs={smpl: (source.names[j], target.names[b]) for smpl, (j, b) in pairs.items()},
     )
+
+
+def retarget_world(source: SourceClip, target: TargetRig, options: RetargetOptions | None = None) -> WorldPose:
+    """The same transfer as `retarget`, stopped at world orientations (for rigs keyed through controls)."""
+    step = _solve(source, target, options or RetargetOptions())
+    pairs = step["pairs"]
+    hip_bones = _hip_bones(pairs)
+    return WorldPose(
+        rotations={target.names[b]: rot for b, rot in step["mapped_world"].items()},
+        hip_target=step["hip_target"],
+        hip_joints=tuple(target.names[b] for b in hip_bones),
+        fps=step["fps"],
+        scale=float(step["scale"]),
+        pairs={smpl: (source.names[j], target.names[b]) for smpl, (j, b) in pairs.items()},
+    )
+
+
+def _solve(source: SourceClip, target: TargetRig, options: RetargetOptions) -> dict:
+    if options.fps is not None and abs(options.fps - source.fps) > 1e-6:
+        source = resample(source, options.fps)
+    pairs = _joint_pairs(source, target)
+
+    rest_rot = _orthonormal(target.rest_matrices[:, :3, :3])
+    rest_heads = np.asarray(target.rest_matrices[:, :3, 3], dtype=np.float64)
+    raw_rest = source_rest_positions(source)
+    turn = _facing_turn(raw_rest @ to_z_up(source.up_axis).T, rest_heads, pairs)
+    to_target = turn @ to_z_up(source.up_axis)
+    src_rest = source.unit_scale * raw_rest @ to_target.T
+    world_rot, world_pos = source_forward_kinematics(source)
+    src_rot = to_target @ world_rot @ to_target.T
+    src_pos = source.unit_scale * world_pos @ to_target.T
+
+    mapped_world = _mapped_bone_orientations(pairs, src_rest, src_rot, src_pos, rest_rot, rest_heads)
+    scale = _leg_ratio(pairs, src_rest, rest_heads)
+    hip_target = _hip_target(pairs, src_pos, rest_heads, scale, options.in_place)
+    bone_world, bone_heads = _target_forward_kinematics(target.parents, rest_rot, rest_heads, mapped_world)
+    hip_shift = hip_target - _hip_centre(pairs, bone_heads, side="target")
+    if options.plant_feet:
+        mapped_world = plant_feet(pairs, bone_heads + hip_shift[:, None], mapped_world, src_pos, source.fps)
+        bone_world, _ = _target_forward_kinematics(target.parents, rest_rot, rest_heads, mapped_world)
+    return {"pairs": pairs, "rest_rot": rest_rot, "mapped_world": mapped_world, "bone_world": bone_world,
+            "hip_shift": hip_shift, "hip_target": hip_target, "scale": scale, "fps": float(source.fps)}
 
 
 def resample(source: SourceClip, fps: float) -> SourceClip:
@@ -305,7 +352,9 @@ def _mapped_bone_orientations(pairs, src_rest, src_rot, src_pos, rest_rot, rest_
         if child is None:
             # A limb end (head, hand, toe) or a zero-length joint: no direction to match, so it
             # keeps its rest pose relative to the limb as the nearest aligned ancestor was swung.
-            align = _ancestor_alignment(smpl, rest_align)
+            # Except the head: every rig's rest head faces forward, while necks lean by different
+            # amounts (Rigify's by 16 degrees), so the head keeps its rest facing in world space.
+            align = np.eye(3) if smpl == "head" else _ancestor_alignment(smpl, rest_align)
             world[b] = src_rot[:, j] @ align @ rest_rot[b]
             continue
         jc, bc = pairs[child]
@@ -388,8 +437,8 @@ def _leg_ratio(pairs, src_rest, rest_heads) -> float:
     return float(sum(ratios_tgt) / sum(ratios_src))
 
 
-def _hip_shift(pairs, src_pos, bone_heads, rest_heads, scale: float, in_place: bool) -> np.ndarray:
-    """(T, 3) move that puts the rig's hip centre where the source's is, scaled by `scale`.
+def _hip_target(pairs, src_pos, rest_heads, scale: float, in_place: bool) -> np.ndarray:
+    """(T, 3) where the rig's hip centre goes: the source's, scaled by `scale`.
 
     Height is absolute (both grounds at zero); travel starts over the rig's rest position, or
     stays there with `in_place`.
@@ -401,7 +450,14 @@ def _hip_shift(pairs, src_pos, bone_heads, rest_heads, scale: float, in_place: b
     wanted[:, :2] = rest_hip[:2]
     if not in_place:
         wanted[:, :2] += scale * (hip_source[:, :2] - hip_source[:1, :2])
-    return wanted - _hip_centre(pairs, bone_heads, side="target")
+    return wanted
+
+
+def _hip_bones(pairs) -> list[int]:
+    if "left_hip" in pairs and "right_hip" in pairs:
+        return [pairs["left_hip"][1], pairs["right_hip"][1]]
+    joint = "pelvis" if "pelvis" in pairs else next(iter(pairs))
+    return [pairs[joint][1]]
 
 
 def _hip_centre(pairs, positions: np.ndarray, side: str) -> np.ndarray:
@@ -523,3 +579,8 @@ def _check_map(mapping, names: tuple[str, ...], what: str, item: str) -> dict[st
     if missing:
         raise RetargetError(f"{what} refers to no such {item}: {', '.join(missing)}")
     return clean
+
+
+def control_rotation(control_world: np.ndarray, deform_world: np.ndarray) -> np.ndarray:
+    """The fixed turn from a control bone to the deform bone it moves: deform = control @ offset."""
+    return control_world.T @ deform_world

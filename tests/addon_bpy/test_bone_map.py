@@ -51,7 +51,9 @@ def test_apply_follows_the_edited_map_until_it_is_switched_off(bpy, addon, core_
             pair.bone = ""  # the user unmaps the left hand
     payload = rigs.walking_payload(seconds=1.0, fps=30.0)
 
-    edited = core_motion.apply_payload(rig.name, payload, core_motion.ApplyOptions(), "Edited")
+    with pytest.raises(ValueError, match="no bone for left_wrist"):  # a gap in the full body is refused
+        core_motion.apply_payload(rig.name, payload, core_motion.ApplyOptions(), "Edited")
+    edited = core_motion.apply_payload(rig.name, payload, core_motion.ApplyOptions(body_scope="MAPPED"), "Edited")
     assert "mixamorig:LeftHand" not in rotation_keyed(edited)
     assert "mixamorig:RightHand" in rotation_keyed(edited)
 
