@@ -9,10 +9,16 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test test-backend test-addon bench addon venv venv-bpy42 venv-bpy50 venv-bpy53 clean
+.PHONY: run test test-backend test-addon bench addon venv venv-bpy42 venv-bpy50 venv-bpy53 clean system-deps
 
 # --- environments ----------------------------------------------------------
-$(VENV)/.stamp: requirements.txt requirements.lock pyproject.toml setup.py
+# FBX / glTF ingest reads through assimp (impasse loads libassimp.so.5): Debian/Ubuntu's libassimp5 package.
+system-deps:
+	@ldconfig -p | grep -q 'libassimp\.so\.5' || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libassimp5; \
+	  else echo "FBX/glTF ingest needs libassimp5: sudo apt-get install libassimp5" >&2; fi; }
+
+$(VENV)/.stamp: requirements.txt requirements.lock pyproject.toml setup.py | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt -c requirements.lock
@@ -36,7 +42,7 @@ run: venv
 # --- tests -----------------------------------------------------------------
 test: test-backend test-addon
 
-test-backend: venv
+test-backend: venv venv-bpy42  # the FBX/glTF ingest tests export with Blender's own exporters (bpy 4.2)
 	$(PY) -m pytest -q tests/backend tests/addon_pure
 
 test-addon: venv venv-bpy42 venv-bpy50

@@ -28,6 +28,7 @@ from .store import ClipRecord, IndexWriter, WindowEmbedding, clip_id_for
 from .windows import cut_windows
 
 DEFAULT_COMMIT_EVERY = 256
+FORMATS = {".bvh": "bvh", ".fbx": "fbx", ".glb": "gltf", ".gltf": "gltf"}
 ENCODE_BATCH_WINDOWS = 128
 
 
@@ -81,7 +82,7 @@ class _Prepared:
 @dataclass
 class _Outcome:
     path: str
-    prepared: _Prepared | None = None
+    prepared: list[_Prepared] = field(default_factory=list)  # one per take of the file
     skipped: bool = False
     error: str | None = None
 
@@ -101,34 +102,42 @@ def prepare_file(task: _Task) -> _Outcome:
 
 
 def _prepare(task: _Task) -> _Outcome:
-    from mofind.io import load_motion
-
-    from .thumbnail import filmstrip_png
+    from mofind.io import load_motions
 
     stat = os.stat(task.path)
     content_hash = file_sha256(task.path)
     if content_hash == task.known_hash:
         return _Outcome(task.path, skipped=True)
-    motion = load_motion(task.path, fps=task.fps)
+    prepared = [_prepare_take(task, motion, stat, content_hash) for motion in load_motions(task.path, fps=task.fps)]
+    return _Outcome(task.path, prepared=prepared)
+
+
+def _prepare_take(task: _Task, motion, stat, content_hash: str) -> _Prepared:
+    from mofind.io.errors import MotionFormatError
+
+    from .thumbnail import filmstrip_png
+
     joints = np.asarray(motion.joints, dtype=np.float32)
+    where = f"{task.path}" + (f" (take {motion.take!r})" if motion.take else "")
     if joints.ndim != 3 or joints.shape[1:] != (22, 3) or len(joints) == 0:
-        return _Outcome(task.path, error=f"{task.path}: no usable frames (joints shape {joints.shape})")
+        raise MotionFormatError(f"no usable frames (joints shape {joints.shape})", where)
     source_fps = float(motion.source_fps or motion.fps)
     frame_range = tuple(int(v) for v in motion.frame_range) if motion.frame_range[1] > motion.frame_range[0] \
         else (0, int(round(len(joints) * source_fps / motion.fps)))
     mapping = motion.mapping or {}
     suffix = Path(task.path).suffix.lower()
     record = ClipRecord(
-        clip_id=clip_id_for(task.path), source=task.path, content_hash=content_hash, size=stat.st_size,
-        mtime_ns=stat.st_mtime_ns, format="bvh" if suffix == ".bvh" else "humanml3d",
+        clip_id=clip_id_for(task.path, motion.take), source=task.path, content_hash=content_hash, size=stat.st_size,
+        mtime_ns=stat.st_mtime_ns, format=FORMATS.get(suffix, "humanml3d"),
         frame_range=frame_range, source_fps=source_fps, num_frames=len(joints),
         duration=(frame_range[1] - frame_range[0]) / source_fps,
         skeleton=str(mapping.get("preset") or ("smpl" if suffix == ".npy" else "custom")),
         labels=labels_from_name(task.path),
         joints=motion.skeleton.num_joints if motion.skeleton is not None else 22,
+        take=motion.take,
     )
     windows = cut_windows(len(joints), task.window, task.stride, motion.fps, frame_range, source_fps)
-    return _Outcome(task.path, prepared=_Prepared(record, windows, joints, filmstrip_png(joints)))
+    return _Prepared(record, windows, joints, filmstrip_png(joints))
 
 
 class _InlineExecutor(Executor):
@@ -258,6 +267,7 @@ class _Pipeline:
         self.on_progress = on_progress
         self.buffer: list[_Prepared] = []
         self.since_commit = 0
+        self.indexed_ids: dict[str, list[str]] | None = None  # source -> clip ids committed before this run
 
     def run(self, tasks: list[_Task], workers: int, cancel: threading.Event | None) -> None:
         self._notify(0)
@@ -308,10 +318,22 @@ class _Pipeline:
             self.report.skipped += 1
             self._notify(1)
         else:
-            self.buffer.append(outcome.prepared)
+            self._forget_vanished_takes(outcome)
+            self.buffer.extend(outcome.prepared)
             if (sum(len(p.windows) for p in self.buffer) >= ENCODE_BATCH_WINDOWS
                     or len(self.buffer) + self.since_commit >= self.commit_every):
                 self.flush(commit=False)
+
+    def _forget_vanished_takes(self, outcome: _Outcome) -> None:
+        """A re-indexed file that lost a take (an FBX stack deleted) must not keep that take's old clip."""
+        if self.indexed_ids is None:
+            self.indexed_ids = {}
+            for record in self.writer.reader.clips():
+                self.indexed_ids.setdefault(record.source, []).append(record.clip_id)
+        kept = {prepared.record.clip_id for prepared in outcome.prepared}
+        stale = [clip_id for clip_id in self.indexed_ids.get(outcome.path, []) if clip_id not in kept]
+        if stale:
+            self.writer.remove(stale)
 
     def flush(self, commit: bool) -> None:
         """Encode the buffered clips, stage them, and commit when due (or when asked)."""

@@ -1,6 +1,6 @@
 """Finding the motion files under the paths a user gives `mofind index`.
 
-BVH files anywhere below a folder; HumanML3D / KIT-ML joint files (`*.npy`) only inside their standard
+BVH, FBX and glTF/GLB files anywhere below a folder; HumanML3D / KIT-ML joint files (`*.npy`) only inside their standard
 `new_joints/` folder (the `new_joint_vecs/` features and statistics files beside them are not motions).
 HumanML3D's mirrored copies (`M012314.npy` next to `012314.npy`) are skipped: they would show every
 result twice.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MOTION_SUFFIXES = (".bvh",)
+MOTION_SUFFIXES = (".bvh", ".fbx", ".glb", ".gltf")
 JOINTS_FOLDER = "new_joints"
 
 
@@ -30,7 +30,7 @@ def discover(paths, recursive: bool = True) -> Discovery:
             if _is_motion_file(path, explicit=True):
                 found[path.resolve()] = None
             else:
-                result.missing.append((str(path), "not a motion file (.bvh, or .npy joints in new_joints/)"))
+                result.missing.append((str(path), "not a motion file (.bvh, .fbx, .glb, .gltf, or .npy joints in new_joints/)"))
         elif path.is_dir():
             candidates = path.rglob("*") if recursive else path.glob("*")
             for candidate in sorted(candidates):

@@ -38,9 +38,11 @@ RECORDS_SUFFIX = ".clips.json"  # beside each chunk: its clip records, so --repa
 QUARANTINE_DIR = "quarantine"
 
 
-def clip_id_for(source: str | Path) -> str:
-    """Stable id of a take: 16 hex digits of sha256 of its absolute path."""
-    return hashlib.sha256(str(Path(source).resolve()).encode("utf-8")).hexdigest()[:16]
+def clip_id_for(source: str | Path, take: str = "") -> str:
+    """Stable id of a take: 16 hex digits of sha256 of its absolute path (and, for a file holding several takes,
+    the take's name: FBX animation stack, glTF animation)."""
+    key = str(Path(source).resolve()) + (f"\0{take}" if take else "")
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass
@@ -61,6 +63,7 @@ class ClipRecord:
     labels: list[str] = field(default_factory=list)
     joints: int = 0  # joint count of the source skeleton
     extra: dict = field(default_factory=dict)
+    take: str = ""  # the take's name in a file holding several (FBX stack, glTF animation); "" otherwise
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -69,9 +72,12 @@ class ClipRecord:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ClipRecord":
-        data = dict(data)
+        data = {key: value for key, value in data.items() if key in _RECORD_FIELDS}  # newer fields: ignored
         data["frame_range"] = tuple(data["frame_range"])
         return cls(**data)
+
+
+_RECORD_FIELDS = set(ClipRecord.__dataclass_fields__)
 
 
 @dataclass

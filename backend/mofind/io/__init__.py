@@ -1,4 +1,4 @@
-"""Reading and writing motion files (BVH, HumanML3D, KIT-ML) into `Motion` / `SourceSkeleton`."""
+"""Reading and writing motion files (BVH, FBX, glTF/GLB, HumanML3D, KIT-ML) into `Motion` / `SourceSkeleton`."""
 
 from .bvh import BVHData, forward_kinematics, local_quaternions, parse_bvh, read_bvh, write_bvh
 from .errors import BVHParseError, MotionFormatError, MotionIOError, SkeletonMappingError
@@ -9,12 +9,19 @@ from .motion import Motion, SourceSkeleton
 __all__ = [
     "BVHData", "BVHParseError", "Caption", "HumanML3DFolder", "KITMLFolder", "Motion", "MotionFormatError",
     "MotionIOError", "SkeletonMappingError", "SourceSkeleton", "forward_kinematics", "kit_to_smpl22", "load_motion",
-    "local_quaternions", "parse_bvh", "read_bvh", "read_captions", "read_joints_npy", "write_bvh",
+    "load_motions", "local_quaternions", "parse_bvh", "read_bvh", "read_captions", "read_joints_npy", "write_bvh",
 ]
 
 
-def load_motion(path, fps: float = 20.0):
+def load_motion(path, fps: float = 20.0, take: str | None = None):
     """Load any supported motion file as a `Motion` on SMPL-22 (see `mofind.skeleton.convert.load_motion`)."""
     from mofind.skeleton.convert import load_motion as _load
+
+    return _load(path, fps=fps, take=take)
+
+
+def load_motions(path, fps: float = 20.0):
+    """Every take of a motion file (FBX / glTF files may hold several), see `mofind.skeleton.convert`."""
+    from mofind.skeleton.convert import load_motions as _load
 
     return _load(path, fps=fps)

@@ -62,6 +62,7 @@ class Motion:
     # joint has them, e.g. Bandai's Hips carry the body's movement); None when only the root moves.
     joint_translations: np.ndarray | None = None
     mapping: dict | None = None  # preset, smpl_to_source, unmapped, unit_scale, up_axis
+    take: str = ""  # which take of a file holding several (FBX animation stack, glTF animation); "" for BVH
 
     @property
     def num_frames(self) -> int:

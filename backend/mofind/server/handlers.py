@@ -223,7 +223,7 @@ class Backend:
             if (stat.st_size, stat.st_mtime_ns) != (record.size, record.mtime_ns) and \
                     file_sha256(source) != record.content_hash:
                 raise ProtocolError(NOT_FOUND, f"{source} changed since it was indexed; re-index it")
-            motion = load_motion(source, fps=self.spec.fps)
+            motion = load_motion(source, fps=self.spec.fps, take=record.take or None)
         except FileNotFoundError:
             raise ProtocolError(NOT_FOUND, f"{source} no longer exists (the index still lists it)") from None
         except (MotionIOError, OSError) as exc:
@@ -236,7 +236,7 @@ class Backend:
         mapping = motion.mapping or {}
         skeleton = motion.skeleton
         result = {
-            "clip_id": clip_id, "source": str(source),
+            "clip_id": clip_id, "source": str(source), "take": record.take,
             "skeleton": {"names": list(skeleton.names), "parents": [int(v) for v in skeleton.parents],
                          "offsets": np.asarray(skeleton.offsets, float).tolist()},
             "fps": float(motion.source_fps), "start_frame": start, "end_frame": end,

@@ -1,5 +1,6 @@
 """Source animation -> SMPL-22 joints in metres, Y-up, facing +Z at frame 0, at a target frame rate.
 
+FBX / glTF takes arrive as world matrices (`mofind.io.scene`) and become the same local form first.
 Pipeline for a BVH take: FK in source units -> map joints (preset or heuristic) -> detect unit and up
 axis from the rig's own geometry -> metres, Y-up -> pick / interpolate the 22 SMPL joints -> resample
 -> HumanML3D canonical frame (floor at y=0, root above the origin and facing +Z at frame 0, left = +X).
@@ -13,8 +14,11 @@ import numpy as np
 
 from mofind.io.bvh import (BVHData, forward_kinematics_arrays, local_rotations_and_quaternions,
                            local_translations, read_bvh)
+from mofind.io.assimp import SCENE_SUFFIXES, read_scene_takes
 from mofind.io.errors import MotionFormatError
 from mofind.io.motion import Motion, SourceSkeleton
+from mofind.io.rotations import quat_wxyz_to_rotation
+from mofind.io.scene import SceneTake, local_motion
 
 from .mapping import SkeletonMapping, map_skeleton
 from .smpl import COLLAR_WEIGHTS, HEAD_OVER_TORSO, SMPL22_INDEX, SMPL22_NAMES, SPINE, SPINE_FRACTIONS
@@ -26,15 +30,50 @@ DEFAULT_FPS = 20.0
 # --------------------------------------------------------------------------- public entry points
 
 
-def load_motion(path: str | Path, fps: float = DEFAULT_FPS) -> Motion:
-    """Read a motion file (`.bvh`, or HumanML3D `.npy` joints) as a `Motion` on SMPL-22 at `fps`."""
+def load_motion(path: str | Path, fps: float = DEFAULT_FPS, take: str | None = None) -> Motion:
+    """Read a motion file (`.bvh`, `.fbx`, `.glb`/`.gltf`, or HumanML3D `.npy` joints) as a `Motion` on SMPL-22 at
+    `fps`. `take` names one take of a file holding several (FBX animation stacks, glTF animations; default: the
+    first); a file format with one take per file ignores it."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".bvh":
         return motion_from_bvh(read_bvh(path), fps=fps)
     if suffix == ".npy":
         return _motion_from_npy(path, fps)
-    raise MotionFormatError(f"unsupported motion file type {suffix or '(none)'!r}; expected .bvh or .npy", path)
+    if suffix in SCENE_SUFFIXES:
+        takes = read_scene_takes(path)
+        chosen = takes[0] if not take else next((t for t in takes if t.name == take), None)
+        if chosen is None:
+            raise MotionFormatError(f"no take named {take!r} (the file holds {', '.join(t.name for t in takes)})",
+                                    path)
+        return motion_from_take(chosen, fps=fps, path=str(path))
+    raise MotionFormatError(f"unsupported motion file type {suffix or '(none)'!r}; expected .bvh, .fbx, .glb, "
+                            ".gltf or .npy", path)
+
+
+def load_motions(path: str | Path, fps: float = DEFAULT_FPS) -> list[Motion]:
+    """Every take of a motion file as a `Motion` (one for BVH and joints files; `Motion.take` tells them apart)."""
+    path = Path(path)
+    if path.suffix.lower() in SCENE_SUFFIXES:
+        return [motion_from_take(take, fps=fps, path=str(path)) for take in read_scene_takes(path)]
+    return [load_motion(path, fps=fps)]
+
+
+def motion_from_take(take: SceneTake, fps: float = DEFAULT_FPS, path: str | None = None) -> Motion:
+    """Convert one FBX / glTF take (world matrices, metres, Y-up) to a `Motion`, like a BVH take."""
+    if take.world.shape[0] == 0:
+        raise MotionFormatError(f"take {take.name!r} holds no frames", path)
+    skeleton, quats, translations, animated = local_motion(take)
+    mapping = map_skeleton(skeleton, path)
+    mats = quat_wxyz_to_rotation(quats.reshape(-1, 4)).as_matrix().reshape(quats.shape[:2] + (3, 3))
+    positions, global_rotations = forward_kinematics_arrays(skeleton.parents, mats, translations, True)
+    joints, info = source_to_smpl22(positions, skeleton, mapping, global_rotations)
+    joints = canonicalize(resample(joints, take.fps, fps))
+    return Motion(
+        joints=joints.astype(np.float32), fps=float(fps), source=path, frame_range=(0, int(take.world.shape[0])),
+        source_fps=float(take.fps), skeleton=skeleton, local_rotations=quats.astype(np.float32),
+        root_translation=translations[:, 0].astype(np.float32),
+        joint_translations=translations.astype(np.float32) if animated else None, mapping=info, take=take.name)
 
 
 def _motion_from_npy(path: Path, fps: float) -> Motion:
@@ -267,5 +306,5 @@ def _sample_polyline(points: np.ndarray, fractions: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["DEFAULT_FPS", "canonicalize", "load_motion", "motion_from_bvh", "resample",
-           "source_to_smpl22"]
+__all__ = ["DEFAULT_FPS", "canonicalize", "load_motion", "load_motions", "motion_from_bvh", "motion_from_take",
+           "resample", "source_to_smpl22"]
