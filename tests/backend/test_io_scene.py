@@ -162,6 +162,14 @@ def test_a_library_of_scene_files_indexes_each_take_and_reports_broken_files(tmp
             np.testing.assert_array_equal(rotations.reshape(result["rotations"]["shape"]), motion.local_rotations)
     finally:
         backend.stop()
+    moved = library / "Locomotion" / "rig_renamed.fbx"  # a move keeps every take, without re-encoding
+    moved.parent.mkdir()
+    (library / "rig.fbx").rename(moved)
+    report = build_index([library], tmp_path / "index", encoder, workers=0)
+    assert report.moved == 1 and report.indexed == 0
+    after = IndexReader.open(tmp_path / "index").clips()
+    assert sorted((r.source, r.take) for r in after) == [(str(moved), r.take) for r in records]
+    assert {r.clip_id for r in after} == {clip_id_for(moved, r.take) for r in records}
 
 
 @pytest.mark.slow

@@ -232,7 +232,9 @@ def _relocated(writer: IndexWriter, path: Path, vanished: dict[tuple[int, str], 
         return False
     if record is None:
         return False
-    writer.relocate(record.clip_id, path, stat.st_size, stat.st_mtime_ns)
+    takes = [r.clip_id for r in writer.reader.clips() if r.source == record.source] if record.take else [record.clip_id]
+    for clip_id in takes:  # every take of a moved FBX / glTF file moves with it
+        writer.relocate(clip_id, path, stat.st_size, stat.st_mtime_ns)
     return True
 
 

@@ -425,7 +425,8 @@ class IndexWriter:
         chunk, index = self._reader._locate(clip_id)
         staged = _restage(chunk, index)
         new_source = str(new_source)
-        staged.record = replace(staged.record, clip_id=clip_id_for(new_source), source=new_source, size=size,
+        staged.record = replace(staged.record, clip_id=clip_id_for(new_source, staged.record.take), source=new_source,
+                                size=size,
                                 mtime_ns=mtime_ns, labels=labels_from_name(new_source))
         self.remove([clip_id])
         self._drop_pending(staged.record.clip_id)
