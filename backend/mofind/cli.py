@@ -18,7 +18,7 @@ COMMANDS = {
     "index": "Index motion files or folders into a MoFind index directory.",
     "query": "Search an index with a text query.",
     "serve": "Run the ZeroMQ backend that the Blender add-on talks to.",
-    "model": "Manage model folders (import the paper's released MotionColBert checkpoints).",
+    "model": "Manage model folders: import the paper's checkpoints, vocabulary, match-quality calibration.",
 }
 
 
