@@ -18,7 +18,8 @@ from fixtures.synthetic import write_action_library
 from mofind.index.store import IndexReader
 
 REPO = Path(__file__).resolve().parents[2]
-REQUIRED = {"clip_id": str, "source": str, "start_frame": int, "end_frame": int, "fps": float, "score": float}
+REQUIRED = {"clip_id": str, "source": str, "start_frame": int, "end_frame": int, "fps": float, "score": float,
+            "confidence": float}
 
 
 def mofind(*args, check=True):
@@ -52,8 +53,14 @@ def test_query_json_shape(indexed):
     index, files, _ = indexed
     result = mofind("query", "a person waves the left hand", "--index", index, "-k", "4", "--json")
     payload = json.loads(result.stdout)
-    assert list(payload) == ["results"]
+    assert list(payload) == ["results", "quality"]
+    quality = payload["quality"]
+    assert isinstance(quality["no_good_match"], bool) and quality["unknown_words"] == []
+    assert isinstance(quality["message"], str) and quality["message"]
     results = payload["results"]
+    confidences = [r["confidence"] for r in results]
+    assert all(0.0 <= c <= 1.0 for c in confidences) and confidences == sorted(confidences, reverse=True)
+    assert quality["top_confidence"] == confidences[0]
     assert len(results) == 4 and len({r["clip_id"] for r in results}) == 4
     reader = IndexReader.open(index)
     for item in results:
@@ -71,7 +78,20 @@ def test_query_filters_and_text_output(indexed):
     sources = [r["source"] for r in json.loads(result.stdout)["results"]]
     assert len(sources) == 3 and all(Path(s).name.startswith("cmu_") for s in sources)
     text = mofind("query", "walking", "--index", index, "-k", "2").stdout
-    assert text.count("\n") == 2 and "frames" in text
+    lines = text.splitlines()
+    assert len(lines) == 3 and all("frames" in line and "confidence" in line for line in lines[1:])
+    assert lines[0].startswith(("Best match confidence", "No good match"))
+
+
+def test_query_says_when_nothing_in_the_library_matches(indexed):
+    index, _, _ = indexed
+    payload = json.loads(mofind("query", "xyzzy plugh frobnicate", "--index", index, "-k", "3", "--json").stdout)
+    quality = payload["quality"]
+    assert quality["no_good_match"] is True and quality["unknown_words"] == ["xyzzy", "plugh", "frobnicate"]
+    assert "No good match in this library" in quality["message"] and "'xyzzy'" in quality["message"]
+    assert len(payload["results"]) == 3  # still listed (the user may look), each with its low confidence
+    text = mofind("query", "a person does a cartwheel", "--index", index, "-k", "1").stdout
+    assert text.splitlines()[0] == "No good match in this library: the model has not learned 'cartwheel'."
 
 
 def test_query_errors_are_clear(tmp_path, indexed):

@@ -137,6 +137,26 @@ def test_ping_info_and_search(served, client):
         png = frames[result["thumbnail"]["$frame"]]
         assert Image.open(io.BytesIO(png)).format == "PNG"
     assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
+    quality = header["result"]["quality"]
+    assert {"no_good_match", "unknown_words", "message"} <= set(quality)
+    assert all(0.0 <= r["confidence"] <= 1.0 for r in results)
+    assert quality["top_confidence"] == max(r["confidence"] for r in results)
+
+
+def test_search_reply_says_when_nothing_matches_and_names_the_unknown_words(served, client):
+    backend, _, _ = served
+    if backend.quality.vocabulary is None:
+        pytest.skip("the model folder has no vocabulary.json")
+    for query, unknown in (("xyzzy plugh frobnicate", ["xyzzy", "plugh", "frobnicate"]),
+                           ("a person does a cartwheel", ["cartwheel"])):
+        header, _ = client.call("search", {"query": query, "k": 3, "thumbnails": False})
+        quality = header["result"]["quality"]
+        assert quality["no_good_match"] is True and quality["unknown_words"] == unknown, quality
+        assert quality["message"].startswith("No good match in this library: the model has not learned")
+        assert all(r["confidence"] < quality["threshold"] for r in header["result"]["results"])
+    header, _ = client.call("search", {"query": "raise both arms", "k": 3, "thumbnails": False,
+                                       "filters": {"label": "no-such-label"}})
+    assert header["result"]["results"] == [] and header["result"]["quality"]["no_good_match"] is True
 
 
 def test_search_filters_and_per_take(served, client):

@@ -1,7 +1,10 @@
 """`mofind query "TEXT" --index DIR -k 10 --json`: search an index from the command line.
 
 `--json` prints exactly {"results": [{"clip_id", "source", "start_frame", "end_frame", "fps", "score",
-...}]} with frames in the source file's own frame numbers (end exclusive) and `fps` the source rate.
+"confidence", ...}], "quality": {"no_good_match", "unknown_words", "message", ...}} with frames in the source
+file's own frame numbers (end exclusive) and `fps` the source rate; `confidence` is the calibrated probability
+that the result is a right match and `quality` says whether the library holds a good match at all
+(`mofind.quality.assess`).
 """
 
 from __future__ import annotations
@@ -35,23 +38,27 @@ def run(args: argparse.Namespace) -> int:
     from mofind.index.search import SearchError, Searcher
     from mofind.index.store import IndexReader
     from mofind.paths import default_index_dir
+    from mofind.quality.assess import MatchQuality
 
     filters = {name: getattr(args, name) for name in ("min_duration", "max_duration", "path_prefix", "skeleton",
                                                       "label") if getattr(args, name) is not None}
     try:
         encoder = load_encoder(args.model)
         reader = IndexReader.open(args.index or default_index_dir(), IndexSpec.from_encoder(encoder))
-        hits = Searcher(reader, encoder).search(args.text, k=args.k, filters=filters, per_take=args.per_take,
-                                                mode=args.mode)
-    except (IndexStoreError, ModelUnavailableError, SearchError) as exc:
+        searcher = Searcher(reader, encoder)
+        hits = searcher.search(args.text, k=args.k, filters=filters, per_take=args.per_take, mode=args.mode)
+        quality = MatchQuality.for_model(encoder, args.model).assess(searcher, args.text, hits, filters=filters,
+                                                                     mode=args.mode)
+    except (IndexStoreError, ModelUnavailableError, SearchError, ValueError) as exc:  # ValueError: model files
         print(f"mofind query: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps({"results": [hit.to_dict() for hit in hits]}, indent=1))
+        print(json.dumps({"results": [hit.to_dict() for hit in hits], "quality": quality.to_dict()}, indent=1))
         return 0
+    print(quality.message)
     if not hits:
         print("no results")
     for rank, hit in enumerate(hits, 1):
-        print(f"{rank:3d}. {hit.score:.4f}  {hit.source}  frames {hit.start_frame}-{hit.end_frame} "
-              f"@ {hit.fps:g} fps  [{', '.join(hit.labels)}]")
+        print(f"{rank:3d}. {hit.score:.4f}  confidence {hit.confidence:.2f}  {hit.source}  frames "
+              f"{hit.start_frame}-{hit.end_frame} @ {hit.fps:g} fps  [{', '.join(hit.labels)}]")
     return 0

@@ -59,9 +59,9 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     try:
         encoder = load_encoder(args.model)
-        backend = Backend(index_dir, encoder, job_workers=args.index_workers)
+        backend = Backend(index_dir, encoder, job_workers=args.index_workers, model_dir=args.model)
         server = Server(backend, args.bind, workers=args.workers, security=security)
-    except (IndexStoreError, ModelUnavailableError, BindRefusedError) as exc:
+    except (IndexStoreError, ModelUnavailableError, BindRefusedError, ValueError) as exc:  # ValueError: model files
         print(f"mofind serve: {exc}", file=sys.stderr)
         return 2
 
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    threading.Thread(target=backend.searcher.warm, name="mofind-warm", daemon=True).start()
+    threading.Thread(target=backend.warm, name="mofind-warm", daemon=True).start()
     reader = backend.searcher.reader
     print(f"MoFind backend listening on {args.bind}\n"
           f"  model: {reader.spec.model_name} ({reader.spec.model_hash})\n"

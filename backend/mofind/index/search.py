@@ -108,10 +108,12 @@ class Hit:
     labels: list[str] = field(default_factory=list)
     skeleton: str = ""
     window_start: int = 0  # first frame of the window in the clip's model-rate timeline
+    confidence: float | None = None  # probability of a right match, set by mofind.quality (None: not assessed)
 
     def to_dict(self) -> dict:
         return {"clip_id": self.clip_id, "source": self.source, "start_frame": self.start_frame,
                 "end_frame": self.end_frame, "fps": self.fps, "score": round(float(self.score), 6),
+                "confidence": None if self.confidence is None else round(float(self.confidence), 4),
                 "duration": round(self.duration, 4), "labels": list(self.labels), "skeleton": self.skeleton}
 
 

@@ -22,6 +22,7 @@ from mofind.index.manifest import IndexNotFoundError, IndexSpec
 from mofind.index.search import MODES, Filters, SearchError, Searcher
 from mofind.index.similar import similar
 from mofind.index.store import IndexReader, IndexWriter
+from mofind.quality.assess import MatchQuality
 
 from .jobs import JobManager
 from .protocol import (BAD_REQUEST, BUSY, CANCELLED, INTERNAL, NOT_FOUND, PROTOCOL_VERSION, TOO_LARGE, UNKNOWN_METHOD,
@@ -46,14 +47,16 @@ class Backend:
     """Everything a request can touch: the index (read + background writes), the model, the limits."""
 
     def __init__(self, index_dir: str | Path, encoder, *, limits: Limits = Limits(), job_workers: int = 1,
-                 commit_every: int = 64):
+                 commit_every: int = 64, model_dir: str | Path | None = None):
+        """`model_dir`: where the encoder's vocabulary.json and calibration.json live (default: shipped model)."""
         self.index_dir = Path(index_dir)
         self.encoder = encoder
         self.limits = limits
         self.spec = IndexSpec.from_encoder(encoder)
         self.searcher = Searcher(open_or_create_index(self.index_dir, self.spec))
-        self.jobs = JobManager(self.index_dir, encoder, workers=job_workers, commit_every=commit_every)
         self._text_lock = threading.Lock()  # HF fast tokenizers are not safe to call from two threads at once
+        self.quality = MatchQuality.for_model(encoder, model_dir, text_lock=self._text_lock)
+        self.jobs = JobManager(self.index_dir, encoder, workers=job_workers, commit_every=commit_every)
         self._stopping = threading.Event()
         self.methods = {
             "ping": self.ping, "info": self.info, "search": self.search, "similar": self.similar,
@@ -91,6 +94,14 @@ class Backend:
         """Refuse new requests (CANCELLED) and stop the indexing thread after it commits."""
         self._stopping.set()
         self.jobs.shutdown()
+
+    def warm(self) -> None:
+        """Unpack the index codes and compute the null distribution now, instead of during the first search."""
+        self.searcher.warm()
+        try:
+            self.quality.null_model.distribution(self.searcher)
+        except Exception:  # noqa: BLE001 - warming is an optimisation; the first search will say what fails
+            log.exception("warming the match-quality null distribution failed")
 
     # -- helpers -----------------------------------------------------------------------------------------
     def _current(self) -> Searcher:
@@ -164,8 +175,12 @@ class Backend:
         want_thumbnails = p.boolean("thumbnails", True)
         tokens, _ = self._encode_query(query)
         searcher = self._current()
+        snapshot = searcher.snapshot
         hits = searcher.search_tokens([tokens], k=k, filters=filters, per_take=per_take, mode=mode)[0]
-        return self._hits_result(hits, want_thumbnails)
+        quality = self.quality.assess(searcher, query, hits, filters=filters, mode=mode, snapshot=snapshot)
+        result, frames = self._hits_result(hits, want_thumbnails)
+        result["quality"] = quality.to_dict()
+        return result, frames
 
     def similar(self, params: dict):
         p = Params(params, ("clip_id", "k", "start_frame", "filters", "mode", "thumbnails"))

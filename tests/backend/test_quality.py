@@ -1,0 +1,169 @@
+"""Match quality on real indexes built with the shipped model: confidence per result and the no-good-match flag.
+
+Libraries are procedural BVH files (tests/fixtures/synthetic.py, always run) or the real takes of
+shared/data/bvh-samples (skipped when ../shared is absent). Nothing is mocked: queries are encoded by the shipped
+model, searched in a real index, and judged against the shipped vocabulary.json and calibration.json.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fixtures.synthetic import write_action_bvh, write_action_library
+from mofind.index.build import build_index
+from mofind.index.search import Searcher
+from mofind.index.store import IndexReader
+from mofind.quality.assess import MatchQuality
+from mofind.quality.calibration import CALIBRATION_FILE, FEATURES, Calibration, fit_logistic
+from mofind.quality.null import NullModel
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL_DIR = REPO / "model_weights"
+pytestmark = pytest.mark.skipif(not (MODEL_DIR / "weights.safetensors").is_file(),
+                                reason="model_weights/ holds no shipped weights")
+OUTSIDE = ["xyzzy plugh frobnicate", "a person does a cartwheel", "kicks with the right leg",
+           "someone sits down on a chair", "jumps over an obstacle"]
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from mofind.model.inference import Encoder
+
+    return Encoder.load(MODEL_DIR)
+
+
+@pytest.fixture(scope="module")
+def quality(encoder, tmp_path_factory):
+    made = MatchQuality.for_model(encoder, MODEL_DIR)
+    made.null_model = NullModel(encoder, cache_dir=tmp_path_factory.mktemp("null-cache"))
+    return made
+
+
+@pytest.fixture(scope="module")
+def synthetic(encoder, tmp_path_factory):
+    root = tmp_path_factory.mktemp("quality")
+    write_action_library(root / "mocap", kinds=("bandai",), seconds=6.0)
+    build_index([root / "mocap"], root / "index", encoder, workers=0)
+    return Searcher(IndexReader.open(root / "index"), encoder)
+
+
+def search(searcher, quality, text, k=3, filters=None):
+    hits = searcher.search(text, k=k, filters=filters)
+    return hits, quality.assess(searcher, text, hits, filters=filters)
+
+
+def test_the_shipped_model_is_calibrated_for_itself(encoder):
+    calibration = Calibration.load(MODEL_DIR)
+    assert calibration is not None, "model_weights/calibration.json is missing: run `mofind model calibrate`"
+    assert calibration.model_hash == encoder.model_hash, \
+        "calibration.json was fitted for another model: run `mofind model calibrate --model model_weights`"
+    report = calibration.details["report"]
+    assert report["outside_queries"] >= 30 and report["inside_queries"] >= 30
+
+
+@pytest.mark.parametrize("query", OUTSIDE)
+def test_gibberish_and_unlearned_actions_are_flagged_with_the_unknown_words(synthetic, quality, query):
+    hits, report = search(synthetic, quality, query)
+    assert report.no_good_match, report.to_dict()
+    assert report.unknown_words and report.unknown_words == quality.vocabulary.unknown_words(query)
+    assert report.message.startswith("No good match in this library: the model has not learned ")
+    assert all(f"'{word}'" in report.message for word in report.unknown_words)
+    assert len(hits) == 3 and all(0.0 <= hit.confidence < report.threshold for hit in hits)
+
+
+def test_a_learned_query_on_its_matching_take_is_not_flagged(synthetic, quality):
+    hits, report = search(synthetic, quality, "a person waves with the left hand")
+    assert Path(hits[0].source).stem == "bandai_wave_left"
+    assert not report.no_good_match and report.unknown_words == [] and report.calibrated, report.to_dict()
+    assert hits[0].confidence >= report.threshold and report.message.startswith("Best match confidence")
+    confidences = [hit.confidence for hit in hits]
+    assert confidences == sorted(confidences, reverse=True)
+
+
+def test_nothing_to_search_is_no_good_match(synthetic, quality):
+    hits, report = search(synthetic, quality, "a person waves with the left hand", filters={"label": "absent"})
+    assert hits == [] and report.no_good_match and "No takes to search" in report.message
+
+
+def test_null_distribution_is_cached_per_index_generation_and_recomputed_when_it_changes(encoder, tmp_path):
+    write_action_library(tmp_path / "mocap", kinds=("bandai",), actions=("walk", "wave_left"), seconds=3.0)
+    build_index([tmp_path / "mocap"], tmp_path / "index", encoder, workers=0)
+    cache = tmp_path / "cache"
+    null_model = NullModel(encoder, cache_dir=cache)
+    searcher = Searcher(IndexReader.open(tmp_path / "index"), encoder)
+    first = null_model.distribution(searcher)
+    assert len(first.tops) == len(null_model.texts) and len(list(cache.glob("*.json"))) == 1
+    again = NullModel(encoder, cache_dir=cache).distribution(searcher)  # a new process reads the disk cache
+    assert again == first
+    write_action_bvh(tmp_path / "mocap" / "bandai_raise_both.bvh", "bandai", "raise_both", seconds=3.0)
+    build_index([tmp_path / "mocap"], tmp_path / "index", encoder, workers=0)
+    assert searcher.refresh()
+    changed = null_model.distribution(searcher)
+    assert len(list(cache.glob("*.json"))) == 2  # a new generation, a new distribution
+    assert max(changed.tops) >= max(first.tops) - 1e-6  # one more take can only raise each best score
+    filtered = null_model.distribution(searcher, {"label": "walk"})
+    assert len(list(cache.glob("*.json"))) == 3 and max(filtered.tops) <= max(changed.tops) + 1e-6
+
+
+def test_calibration_file_round_trip_and_stale_or_malformed_files(encoder, tmp_path):
+    calibration = Calibration(model_hash=encoder.model_hash, coef=(1.5, 0.5, -0.4), intercept=-5.0,
+                              details={"report": {"precision": 1.0}})
+    calibration.save(tmp_path)
+    loaded = Calibration.load(tmp_path)
+    assert loaded.coef == calibration.coef and loaded.details["report"] == {"precision": 1.0}
+    assert MatchQuality(encoder, None, loaded).calibrated
+    stale = MatchQuality(encoder, None, Calibration(model_hash="0" * 16, coef=(1.0, 0.0, 0.0), intercept=0.0))
+    assert not stale.calibrated and "fitted for model 0000000000000000" in stale.note
+    (tmp_path / CALIBRATION_FILE).write_text(json.dumps({"model_hash": "x", "features": ["score"], "coef": [1],
+                                                         "intercept": 0}))
+    with pytest.raises(ValueError, match="features"):
+        Calibration.load(tmp_path)
+    (tmp_path / CALIBRATION_FILE).write_text("{")
+    with pytest.raises(ValueError, match=CALIBRATION_FILE):
+        Calibration.load(tmp_path)
+
+
+def test_platt_fit_recovers_a_known_logistic_law():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(20000, len(FEATURES)))
+    truth = np.array([2.0, 1.0, -1.0])
+    labels = rng.random(20000) < 1 / (1 + np.exp(-(features @ truth - 0.5)))
+    coef, intercept = fit_logistic(features, labels)
+    assert np.allclose(coef, truth, atol=0.15) and abs(intercept + 0.5) < 0.15
+    with pytest.raises(ValueError, match="both"):
+        fit_logistic(features[:10], np.zeros(10))
+
+
+def test_report_queries_are_disjoint_from_calibration_and_on_the_right_side_of_the_vocabulary(quality):
+    from mofind.quality import fit
+    from mofind.quality.null import load_null_texts
+    from mofind.train.bandai import TEMPLATES
+    from mofind.train.captions import CaptionTemplates
+
+    templates = CaptionTemplates.load(TEMPLATES)
+    calibration = fit.calibration_queries(list(templates.phrases["content"]), list(templates.phrases["style"]))
+    reports = fit.report_queries(calibration, quality.vocabulary, load_null_texts())
+    assert sum(q.content is None for q in reports) >= 30 and sum(q.content is not None for q in reports) >= 30
+    with pytest.raises(ValueError, match="also used for calibration"):
+        fit.report_queries(calibration + [fit.Query(reports[0].text.upper(), None)], quality.vocabulary, ())
+
+
+@pytest.mark.needs_shared
+def test_real_takes_flag_what_the_model_never_learned_and_trust_what_it_did(encoder, quality, bvh_samples,
+                                                                             tmp_path):
+    build_index([bvh_samples[0].parent], tmp_path / "index", encoder, workers=0)
+    searcher = Searcher(IndexReader.open(tmp_path / "index"), encoder)
+    for query in OUTSIDE:
+        _, report = search(searcher, quality, query)
+        assert report.no_good_match and report.unknown_words, (query, report.to_dict())
+    # the three Bandai takes of bvh-samples are validation takes: the model never trained on them
+    for query, take in (("an elderly person raises the left hand", "dataset-2_raise-up-left-hand_elderly_001"),
+                        ("a person walks forward", "dataset-2_walk_normal_001"),
+                        ("someone waves the right hand", "dataset-2_wave-right-hand_active_001")):
+        hits, report = search(searcher, quality, query)
+        assert Path(hits[0].source).stem == take and not report.no_good_match, (query, report.to_dict())
+        assert hits[0].confidence >= report.threshold
