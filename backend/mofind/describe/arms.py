@@ -15,7 +15,8 @@ from .events import Event, merge_sides
 from .kinematics import SIDES, Kinematics, joint_angle
 from .segments import clean, hysteresis
 
-RAISE_HIGH, RAISE_LOW = 0.12, 0.02  # wrist above the shoulder, x leg length (hysteresis)
+RAISE_HIGH, RAISE_LOW = -0.1, -0.2  # wrist height minus shoulder height, x leg length (hysteresis)
+ARM_UP = 0.12  # wrist this far above the shoulder: the arm (not just the hand) is raised
 RAISE_MIN_S = 0.4
 WAVE_MIN_SWING = 0.22  # peak-to-peak of the forearm's sideways/forward lean (sin of the angle)
 WAVE_MIN_REVERSALS = 3
@@ -38,7 +39,7 @@ def detect(k: Kinematics, busy_legs: np.ndarray) -> list[Event]:
         arm = float(np.median(np.linalg.norm(shoulder - elbow, axis=-1) + np.linalg.norm(elbow - wrist, axis=-1)))
         arm = max(arm, 1e-3)
         bend = joint_angle(shoulder, elbow, wrist)
-        raised = _raises(k, side, shoulder, wrist)
+        raised = _raises(k, side, shoulder, wrist, busy_legs)
         events += raised
         events += _waves(k, side, elbow, wrist)
         events += _reaches(k, side, shoulder, wrist, bend, arm)
@@ -49,16 +50,20 @@ def detect(k: Kinematics, busy_legs: np.ndarray) -> list[Event]:
     return events
 
 
-def _raises(k: Kinematics, side: str, shoulder: np.ndarray, wrist: np.ndarray) -> list[Event]:
+def _raises(k: Kinematics, side: str, shoulder: np.ndarray, wrist: np.ndarray, busy: np.ndarray) -> list[Event]:
+    """The hand brought up to shoulder height or higher; `level` says how high (head, arm, hand)."""
     height = (wrist[:, 1] - shoulder[:, 1]) / k.leg
     mask = hysteresis(height, RAISE_HIGH, RAISE_LOW)
     head = k.joint("head")[:, 1]
     out = []
     for a, b in clean(mask, k.fps, RAISE_MIN_S, 0.3):
-        above_head = float(np.mean(wrist[a:b, 1] > head[a:b])) > 0.3
+        top = float(np.max(height[a:b]))
+        if top < ARM_UP and busy[a:b].mean() > 0.5:
+            continue  # a runner's arm swing, not a raise
+        level = "head" if float(np.mean(wrist[a:b, 1] > head[a:b])) > 0.3 else "arm" if top >= ARM_UP else "hand"
         lowered = (k.frames - b) / k.fps > 0.3 and height[min(b + int(0.3 * k.fps), k.frames - 1)] < RAISE_LOW
-        out.append(Event("raise_arm", a / k.fps, b / k.fps, side, 1.5 + float(np.max(height[a:b])),
-                         {"above_head": above_head, "lowered": lowered}))
+        out.append(Event("raise_arm", a / k.fps, b / k.fps, side, 1.5 + top,
+                         {"level": level, "lowered": lowered}))
     return out
 
 

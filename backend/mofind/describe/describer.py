@@ -93,7 +93,7 @@ def _prune(events: list[Event]) -> list[Event]:
                     (_shares(e, o) or -0.2 < o.start_s - e.end_s < 0.4 or -0.2 < e.start_s - o.end_s < 0.4):
                 return True  # the arm passes through a reach on its way up or down
             if e.kind == "raise_arm" and o.kind == "wave" and _same_side(e, o) and _shares(e, o, 0.3) \
-                    and not e.detail.get("above_head"):
+                    and e.detail.get("level") != "head":
                 return True
             if e.kind == "squat" and o.kind == "jump" and e.duration < 1.5 and \
                     (abs(e.end_s - o.start_s) < 0.5 or abs(e.start_s - o.end_s) < 0.5 or _shares(e, o, 0.2)):

@@ -73,8 +73,7 @@ def measure(joints: np.ndarray, fps: float) -> Kinematics:
     if len(joints) > 1:
         joints = gaussian_filter1d(joints, sigma=max(SMOOTH_S * fps, 0.5), axis=0, mode="nearest")
     feet_idx = [J["left_ankle"], J["right_ankle"], J["left_foot"], J["right_foot"]]
-    lowest = joints[:, feet_idx, 1].min(axis=1)
-    floor = float(np.percentile(lowest, 5))  # robust to a jump or a sit: the feet touch the floor most of the time
+    floor = _floor(joints[:, feet_idx], fps)
     joints = joints - np.array([0.0, floor, 0.0])
 
     leg = float(np.median(
@@ -109,6 +108,18 @@ def measure(joints: np.ndarray, fps: float) -> Kinematics:
         pelvis_height=joints[:, J["pelvis"], 1], stand_height=1.08 * leg,
         foot_height=foot_height, foot_speed=foot_speed, root_velocity=_gradient(joints[:, J["pelvis"]], fps),
         torso_pitch=torso_pitch, torso_tilt=torso_tilt)
+
+
+def _floor(feet: np.ndarray, fps: float) -> float:
+    """Floor height: where the lowest foot joint rests while it stands still (a T-pose frame, a jump or a
+    foot joint that sits above the sole do not move it); the 5th percentile of the lowest foot otherwise."""
+    heights = feet[..., 1]
+    lowest = heights.argmin(axis=1)
+    speed = np.linalg.norm(_gradient(feet, fps), axis=-1)[np.arange(len(feet)), lowest]
+    resting = speed < 0.3
+    if resting.sum() >= max(3, 0.1 * len(feet)):
+        return float(np.median(heights.min(axis=1)[resting]))
+    return float(np.percentile(heights.min(axis=1), 5))
 
 
 def _gradient(signal: np.ndarray, fps: float) -> np.ndarray:

@@ -15,13 +15,17 @@ from .kinematics import SIDES, Kinematics
 from .segments import clean
 
 G = 9.81
-CONTACT_HEIGHT = 0.12  # a foot lower than this (x leg) is on the floor
+CONTACT_HEIGHT = 0.12  # a foot lower than this (x leg) and slower than CONTACT_SPEED is on the floor
+CONTACT_SPEED = 1.0  # leg lengths per second (a swinging foot moves at two to three times the body's speed)
 STEP_MIN_TRAVEL = 0.15  # a swing must move the ankle this far (x leg) to count as a step
 LOCO_MAX_GAP_S = 1.0  # consecutive steps further apart than this are separate
 LOCO_MIN_STEPS = 3
-RUN_FLIGHT = 0.08  # fraction of locomotion frames with both feet off the floor
+RUN_FLIGHT = 0.05  # fraction of locomotion frames with both feet clearly off the floor
 RUN_FROUDE = 0.55
-JOG_FROUDE = 1.1  # a run slower than this is a jog
+RUN_CADENCE = 140.0  # steps per minute: with short steps (a shuffling jog) this cadence means running
+RUN_STEP = 0.8  # step length x leg: a brisk walk reaches RUN_CADENCE only with long steps
+FAST_CADENCE, FAST_STEP = 145.0, 1.05  # ... and a faster cadence with steps up to this long is a (tired) run
+JOG_FROUDE = 0.8  # a run slower than this is a jog
 JUMP_MIN_S = 0.12  # flight time
 JUMP_RISE = 0.05  # pelvis above standing height, x leg, at the top of the flight
 TURN_RATE = np.radians(25.0)  # rad/s
@@ -34,7 +38,8 @@ STILL_MIN_S = 1.0
 
 def contacts(k: Kinematics) -> dict[str, np.ndarray]:
     """Side -> (T,) bool, the foot is on the floor."""
-    return {s: k.foot_height[s] < CONTACT_HEIGHT * k.leg for s in SIDES}
+    return {s: (k.foot_height[s] < CONTACT_HEIGHT * k.leg) & (k.foot_speed[s] < CONTACT_SPEED * k.leg)
+            for s in SIDES}
 
 
 def steps(k: Kinematics, contact: dict[str, np.ndarray]) -> list[tuple[int, int, str]]:
@@ -52,7 +57,7 @@ def steps(k: Kinematics, contact: dict[str, np.ndarray]) -> list[tuple[int, int,
 def detect(k: Kinematics) -> tuple[list[Event], np.ndarray]:
     """Locomotion events and the (T,) mask of frames spent walking or running."""
     contact = contacts(k)
-    flight = ~contact["left"] & ~contact["right"]
+    airborne = (k.foot_height["left"] > CONTACT_HEIGHT * k.leg) & (k.foot_height["right"] > CONTACT_HEIGHT * k.leg)
     swings = steps(k, contact)
     events: list[Event] = []
     busy = np.zeros(k.frames, dtype=bool)
@@ -61,11 +66,11 @@ def detect(k: Kinematics) -> tuple[list[Event], np.ndarray]:
         a = max(a - int(0.2 * k.fps), 0)
         b = min(b + int(0.2 * k.fps), k.frames)
         if len(group) >= LOCO_MIN_STEPS:
-            events.append(_gait(k, a, b, group, flight))
+            events.append(_gait(k, a, b, group, airborne))
             busy[a:b] = True
         else:
             events.append(_step(k, a, b, len(group)))
-    events += _jumps(k, flight, busy)
+    events += _jumps(k, airborne, busy)
     events += _turns(k)
     return events, busy
 
@@ -106,15 +111,34 @@ def _gait(k: Kinematics, a: int, b: int, group, flight) -> Event:
     speed = float(np.median(np.linalg.norm(horizontal, axis=-1)))
     froude = speed ** 2 / (G * k.leg)
     flight_frac = float(flight[a:b].mean())
-    cadence = 60.0 * len(group) / max((b - a) / k.fps, 1e-6)
-    running = flight_frac >= RUN_FLIGHT or froude >= RUN_FROUDE
+    cadence = _cadence(k, a, b, group)
+    step = float(speed / max(cadence / 60.0, 1e-6) / k.leg)
+    running = flight_frac >= RUN_FLIGHT or froude >= RUN_FROUDE or (cadence >= RUN_CADENCE and step < RUN_STEP) \
+        or (cadence >= FAST_CADENCE and step < FAST_STEP)
     kind = "walk"
     if running:
         kind = "jog" if froude < JOG_FROUDE else "run"
     in_place = float(np.linalg.norm(travel)) < 0.5 * k.leg
     return Event(kind, a / k.fps, b / k.fps, None, 3.0,
                  {"direction": "in place" if in_place else _direction(k, a, b), "speed": speed, "froude": froude,
-                  "flight": flight_frac, "cadence": cadence, "steps": len(group)})
+                  "flight": flight_frac, "cadence": cadence, "step_length": step, "steps": len(group)})
+
+
+def _cadence(k: Kinematics, a: int, b: int, group) -> float:
+    """Steps per minute from the feet overtaking each other (the sign changes of their separation along the
+    body's forward axis, with hysteresis); a plain count of swings over time when there are too few."""
+    sep = ((k.joint("left_ankle")[a:b] - k.joint("right_ankle")[a:b]) * k.forward[a:b]).sum(-1) / k.leg
+    sep = sep - np.median(sep)
+    state, changes = 0, []
+    for i in np.flatnonzero(np.abs(sep) > 0.1):
+        sign = 1 if sep[i] > 0 else -1
+        if sign != state:
+            if state:
+                changes.append(i)
+            state = sign
+    if len(changes) >= 3:
+        return float(60.0 * (len(changes) - 1) * k.fps / (changes[-1] - changes[0]))
+    return 60.0 * len(group) / max((b - a) / k.fps, 1e-6)
 
 
 def _step(k: Kinematics, a: int, b: int, count: int) -> Event:
@@ -127,7 +151,7 @@ def _jumps(k: Kinematics, flight: np.ndarray, busy: np.ndarray) -> list[Event]:
     for a, b in clean(flight, k.fps, JUMP_MIN_S, 0.0):
         rise = (k.pelvis_height[a:b].max() - k.stand_height) / k.leg
         long_flight = (b - a) / k.fps >= 0.25
-        if busy[a:b].any() and not long_flight:
+        if busy[a:b].any() and not (long_flight and rise >= 3 * JUMP_RISE):
             continue  # a running stride, not a jump
         if rise < JUMP_RISE and not long_flight:
             continue

@@ -31,6 +31,8 @@ def _sided(side: str | None, *names: str) -> tuple[str, ...]:
 # {dir} {it} {count}
 TEMPLATES: dict[str, tuple[list[str], object]] = {
     "raise_arm": (["*raises* {the_arm}", "*lifts* {the_arm}", "*raises* {the_hand} up"], lambda e: _arm(e.side)),
+    "raise_hand": (["*raises* {the_hand} to shoulder height", "*lifts* {the_hand} up to the shoulder",
+                    "*brings* {the_hand} up to shoulder level"], lambda e: _arm(e.side)),
     "raise_arm_high": (["*raises* {the_arm} above the head", "*lifts* {the_hand} over the head",
                         "*puts* {the_hand} up above the head"], lambda e: _arm(e.side)),
     "wave": (["*waves* {the_hand}", "*waves* with {the_hand}", "*waves* {the_hand} back and forth"],
@@ -114,7 +116,8 @@ def _pick(options: list[str], rng: np.random.Generator | None) -> str:
 def _template_key(event: Event) -> tuple[str, str | None]:
     d = event.detail
     if event.kind == "raise_arm":
-        return ("raise_arm_high" if d.get("above_head") else "raise_arm"), ("lowered" if d.get("lowered") else None)
+        key = {"head": "raise_arm_high", "arm": "raise_arm", "hand": "raise_hand"}[d.get("level", "arm")]
+        return key, ("lowered" if d.get("lowered") else None)
     if event.kind == "reach":
         return f"reach_{d.get('direction', 'forward')}", None
     if event.kind == "turn" and d.get("around"):
