@@ -34,12 +34,13 @@ def test_both_rigs_load_as_plausible_bodies(shared):
     assert len(takes) == 82 and {t.rig for t in takes} == set(cmu.RIGS)
     assert sum(bool(t.segments) for t in takes) == 34
     by_id = {t.take_id: t for t in takes}
-    for take_id in ("08_01", "09_01", "12_01", "13_11"):  # a walk and a run (cmu-31); a walk and a jump (Daz)
+    presets = {"08_01": "cmu_bvh", "09_01": "cmu_bvh", "12_01": "daz", "13_11": "daz", "16_01": "cmu_asf"}
+    for take_id in presets:  # a walk and a run (cmu-31); a walk and a jump (Daz); a jump with ASF bone names
         take = by_id[take_id]
         assert take.bvh.is_file()
         motion = take.load()
         j = motion.joints
-        assert motion.mapping["preset"] == {"cmu-31": "cmu_bvh", "cmu-daz-43": "daz"}[take.rig]
+        assert motion.mapping["preset"] == presets[take_id]  # 16_01 is listed as cmu-daz-43 but is not
         assert 1.4 < motion.mapping["height_m"] < 2.1, take_id
         feet = j[:, [I["left_ankle"], I["right_ankle"], I["left_foot"], I["right_foot"]], 1].min(axis=1)
         assert np.median(feet) < 0.1 and feet.min() > -0.02, take_id  # on the floor, never through it
@@ -47,4 +48,5 @@ def test_both_rigs_load_as_plausible_bodies(shared):
         assert j[0, I["left_hip"], 0] > j[0, I["right_hip"], 0], take_id  # left is +X when facing +Z
         toes = j[:, [I["left_foot"], I["right_foot"]], 2] - j[:, [I["left_ankle"], I["right_ankle"]], 2]
         assert np.median(toes) > 0.02, take_id  # toes point the way the body faces: sides are not mirrored
-        assert j[-1, 0, 2] - j[0, 0, 2] > 1.0, take_id  # these takes all travel forward (+Z)
+        if take_id != "16_01":
+            assert j[-1, 0, 2] - j[0, 0, 2] > 1.0, take_id  # these takes travel forward (+Z)

@@ -33,7 +33,10 @@ class CaptionSegment:
 
 @dataclass(frozen=True)
 class CmuTake:
-    """One take of the archive (`description`/`category` are CMU's own words, not always an action)."""
+    """One take of the archive (`description`/`category` are CMU's own words, not always an action).
+
+    `fps`/`frames` are what captions.json says; the BVH header rules the motion (16_01 and 16_02 are listed
+    as 120 fps but are 30 fps files), so use `load().duration` for timing."""
 
     take_id: str
     bvh: Path
