@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+LEVELS = ("head", "arm", "hand")  # how high a raised hand got, highest first
+
+
 @dataclass
 class Event:
     """`kind` names the action (see `wording.TEMPLATES`); `side` is "left", "right", "both" or None;
@@ -46,6 +49,8 @@ def merge_sides(events: list[Event], kind: str, min_shared: float = 0.5) -> list
         used.add(partner)
         rgt = rights[partner]
         detail = {k: v for k, v in lft.detail.items() if rgt.detail.get(k) == v}
+        if "level" in lft.detail and "level" in rgt.detail:  # both arms up: say the higher one
+            detail["level"] = min(lft.detail["level"], rgt.detail["level"], key=LEVELS.index)
         out.append(Event(kind, min(lft.start_s, rgt.start_s), max(lft.end_s, rgt.end_s), "both",
                          max(lft.salience, rgt.salience) * 1.2, detail))
     out += [r for i, r in enumerate(rights) if i not in used]
