@@ -55,7 +55,7 @@ TEMPLATES: dict[str, tuple[list[str], object]] = {
              lambda e: GAIT_PARTS),
     "jump": (["*jumps* {dir}{count}", "*leaps* {dir}{count}", "does a *jump* {dir}{count}"],
              lambda e: GAIT_PARTS),
-    "turn": (["*turns* {dir}", "*turns* to the {dir}", "*turns* {dir} on the spot"], lambda e: ("pelvis", "global")),
+    "turn": (["*turns* {dir}", "*turns* to the {dir}", "makes a *turn* to the {dir}"], lambda e: ("pelvis", "global")),
     "turn_around": (["*turns* around to the {dir}", "*turns* all the way around to the {dir}",
                      "*turns* around towards the {dir}"], lambda e: ("pelvis", "global")),
     "spin": (["*spins* around{count}", "*spins* around to the {dir}{count}", "*twirls* around{count}"],
