@@ -87,6 +87,17 @@ def test_test_connection_reports_the_served_index(bpy, connected, session, backe
     assert session.index_clips == len(backend.takes)
 
 
+def test_search_carries_the_backends_match_quality_into_the_panel_state(bpy, connected, session):
+    """The real backend's verdict (mofind.quality) reaches what the results panel draws."""
+    search(bpy, prompt="xyzzy plugh frobnicate", k=3)
+    assert len(session.results) == 3 and session.no_good_match
+    assert session.unknown_words == "xyzzy, plugh, frobnicate"
+    assert session.quality_message.startswith("No good match in this library: the model has not learned")
+    assert all(0.0 <= item.confidence < 0.5 for item in session.results)
+    search(bpy, k=3)
+    assert session.unknown_words == "" and 0.0 <= session.results[0].confidence <= 1.0
+
+
 def test_search_then_apply_keys_every_mapped_bone(bpy, connected, session, backend, service):
     bpy.context.scene.mofind.skeleton = "bandai"  # the 30 fps takes only
     names = {path.stem for path in backend.takes if path.stem.startswith("bandai")}
