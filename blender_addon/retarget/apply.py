@@ -165,6 +165,8 @@ def _solve_controls(context, armature, drive: Drive, pose: WorldPose) -> TargetK
                     basis = quat.matrix_to_quat(_orthonormal(current.T @ wanted))
                     pose_bones[control].rotation_quaternion = basis.tolist()
                     rotations[frame, column[control]] = basis
+            if pose.hip_target is None:
+                continue  # no pelvis in the scope: the rig stays where it is
             evaluated = _evaluate(context, armature, watched)
             if location_parent is None:
                 location_parent = _rot(evaluated[drive.location])

@@ -17,7 +17,13 @@ over frames:
    relative to rest and parent, as Blender evaluates `rotation_quaternion`.
 4. The nearest common ancestor of the mapped bones carries the location keys: they put the
    rig's hip centre at the source's, scaled by the leg-length ratio (target hip->ankle over
-   source hip->ankle) so strides fit the character.
+   source hip->ankle) so strides fit the character. Without a pelvis (arms or upper body
+   only) nothing travels.
+5. With `plant_feet`, thighs and shins are turned by two-bone IK so ankles stay put while
+   the source foot is planted (`feet.py`).
+
+Rigs animated through control bones (generated Rigify) take the world orientations instead
+(`retarget_world`); `apply.py` solves their controls in Blender.
 """
 
 from __future__ import annotations
@@ -145,7 +151,7 @@ class WorldPose:
     """
 
     rotations: Mapping[str, np.ndarray]  # mapped bone -> (T, 3, 3) world orientation (rest orientation at rest)
-    hip_target: np.ndarray  # (T, 3) where the midpoint of the hip bones' heads (pelvis head without hips) goes
+    hip_target: np.ndarray | None  # (T, 3) where the hip bones' heads' midpoint goes; None: no pelvis, no travel
     hip_joints: tuple[str, ...]  # the bones whose heads' midpoint `hip_target` is about
     fps: float
     scale: float
@@ -153,7 +159,7 @@ class WorldPose:
 
     @property
     def num_frames(self) -> int:
-        return int(self.hip_target.shape[0])
+        return int(next(iter(self.rotations.values())).shape[0])
 
 
 def retarget(source: SourceClip, target: TargetRig, options: RetargetOptions | None = None) -> TargetKeys:
@@ -219,6 +225,8 @@ def _solve(source: SourceClip, target: TargetRig, options: RetargetOptions) -> d
     hip_target = _hip_target(pairs, src_pos, rest_heads, scale, options.in_place)
     bone_world, bone_heads = _target_forward_kinematics(target.parents, rest_rot, rest_heads, mapped_world)
     hip_shift = hip_target - _hip_centre(pairs, bone_heads, side="target")
+    if not ("pelvis" in pairs or ("left_hip" in pairs and "right_hip" in pairs)):
+        hip_shift, hip_target = np.zeros_like(hip_shift), None  # arms or upper body only: the rig does not travel
     if options.plant_feet:
         mapped_world = plant_feet(pairs, bone_heads + hip_shift[:, None], mapped_world, src_pos, source.fps)
         bone_world, _ = _target_forward_kinematics(target.parents, rest_rot, rest_heads, mapped_world)

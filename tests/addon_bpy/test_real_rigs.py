@@ -209,4 +209,10 @@ def test_arms_only_is_an_explicit_scope_that_keys_only_the_arms(apply, take):
         apply.apply_clip(bpy.context, armature, take.payload, bone_map=arms)
     action = apply.apply_clip(bpy.context, armature, take.payload, bone_map=arms, scope="ARMS")
     assert action["mofind"]["scope"] == "ARMS"
+    curves = ([c for layer in action.layers for strip in layer.strips for bag in strip.channelbags for c in bag.fcurves]
+              if getattr(action, "layers", None) else list(action.fcurves))
+    rotated = {c.data_path.split('"')[1] for c in curves if c.data_path.endswith("rotation_quaternion")}
+    assert not rotated & {"LeftUpLeg", "RightLeg", "Neck", "Head"}
+    travel = [c for c in curves if c.data_path.endswith(".location")]
+    assert travel and all(len(c.keyframe_points) == 1 and c.keyframe_points[0].co[1] == 0.0 for c in travel)
     assert bpy.context.scene.frame_end == 250  # set_frame_range is off unless asked for
