@@ -18,7 +18,7 @@ def joints(tmp_path_factory):
     folder = tmp_path_factory.mktemp("describe")
     out = {}
     for action in ("idle", "walk", "wave_left", "wave_right", "raise_left", "raise_both", "turn_left", "turn_right",
-                   "jump", "squat"):
+                   "jump", "squat", "kick_right"):
         out[action] = load_motion(write_action_bvh(folder / f"{action}.bvh", "bandai", action, seconds=4.0)).joints
     return out
 
@@ -68,6 +68,16 @@ def test_turn_direction_during_a_walk(joints, action, direction):
     gait = [p for p in d.phrases if p.kind in ("walk", "jog", "run")]
     assert gait and set(gait[0].parts) == {"global", "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle"}
     assert " and turns " in d.sentence  # walking and turning happen together
+
+
+def test_kick_names_the_kicking_leg_and_mirroring_swaps_it(joints):
+    d = describe_motion(joints["kick_right"], 20.0)
+    kicks = [p for p in d.phrases if p.kind == "kick"]
+    assert len(kicks) == 1 and kicks[0].parts == ("r_hip", "r_knee", "r_ankle")
+    assert "kicks forward with the right leg" in d.sentence and "left" not in d.sentence
+    assert 1.0 < kicks[0].start_s < kicks[0].end_s < 2.2
+    m = describe_motion(mirror_joints(joints["kick_right"]), 20.0)
+    assert [p.parts for p in m.phrases if p.kind == "kick"] == [("l_hip", "l_knee", "l_ankle")]
 
 
 def test_order_in_time(joints):

@@ -114,7 +114,7 @@ def _select(events: list[Event]) -> list[Event]:
     for e in events:
         twin = next((m for m in reversed(merged[-3:]) if m.kind == e.kind and m.side == e.side
                      and m.detail.get("direction") == e.detail.get("direction") and e.start_s - m.end_s < 1.0), None)
-        if twin is not None and e.kind not in ("sit", "lie", "stand_up", "get_up"):
+        if twin is not None and e.kind not in ("sit", "lie", "stand_up", "get_up", "stand_still"):
             twin.end_s = max(twin.end_s, e.end_s)
             if "count" in twin.detail and "count" in e.detail:
                 twin.detail["count"] += e.detail["count"]

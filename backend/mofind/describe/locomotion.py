@@ -78,8 +78,11 @@ def detect(k: Kinematics) -> tuple[list[Event], np.ndarray]:
 def still(k: Kinematics, covered: np.ndarray) -> list[Event]:
     """Spans of at least STILL_MIN_S where no joint moves and no other event is under way."""
     speed = np.linalg.norm(k.velocity(k.joints), axis=-1).max(axis=1) / k.leg
-    mask = (speed < STILL_SPEED) & ~covered
-    return [Event("stand_still", a / k.fps, b / k.fps, None, 0.3) for a, b in clean(mask, k.fps, STILL_MIN_S, 0.2)]
+    slow = np.zeros(k.frames, dtype=bool)
+    for a, b in clean(speed < STILL_SPEED, k.fps, 0.0, 0.2):  # bridge jitter, never another event
+        slow[a:b] = True
+    return [Event("stand_still", a / k.fps, b / k.fps, None, 0.3)
+            for a, b in clean(slow & ~covered, k.fps, STILL_MIN_S, 0.0)]
 
 
 def _step_groups(swings, fps):
