@@ -139,7 +139,7 @@ def _punches(k, side, shoulder, wrist, bend, arm) -> list[Event]:
             groups[-1].append(hit)
         else:
             groups.append([hit])
-    return [Event("punch", g[0][0] / k.fps, g[-1][1] / k.fps, side, 2.2, {"count": len(g)}) for g in groups]
+    return [Event("punch", g[0][0] / k.fps, g[-1][1] / k.fps, side, 3.5, {"count": len(g)}) for g in groups]
 
 
 def _elbow_bends(k, side, bend, busy_legs, raised) -> list[Event]:

@@ -112,8 +112,12 @@ def _select(events: list[Event]) -> list[Event]:
     events = sorted(events, key=lambda e: (e.start_s, -e.salience))
     merged: list[Event] = []
     for e in events:
-        twin = next((m for m in reversed(merged[-3:]) if m.kind == e.kind and m.side == e.side
-                     and m.detail.get("direction") == e.detail.get("direction") and e.start_s - m.end_s < 1.0), None)
+        def same(m: Event) -> bool:
+            return m.kind == e.kind and m.side == e.side and m.detail.get("direction") == e.detail.get("direction")
+
+        # a repeat right after its twin merges within 3 s; with other clauses in between, within 1 s
+        twin = merged[-1] if merged and same(merged[-1]) and e.start_s - merged[-1].end_s < 3.0 else \
+            next((m for m in reversed(merged[-3:]) if same(m) and e.start_s - m.end_s < 1.0), None)
         if twin is not None and e.kind not in ("sit", "lie", "stand_up", "get_up", "stand_still"):
             twin.end_s = max(twin.end_s, e.end_s)
             if "count" in twin.detail and "count" in e.detail:

@@ -37,7 +37,7 @@ def detect(k: Kinematics, busy: np.ndarray) -> list[Event]:
             direction = "forward" if abs(mid[0]) >= abs(mid[2]) else "sideways"
             if mid[0] < 0 and abs(mid[0]) >= abs(mid[2]):
                 direction = "backward"
-            events.append(Event("kick", a / k.fps, b / k.fps, side, 3.0, {"direction": direction}))
+            events.append(Event("kick", a / k.fps, b / k.fps, side, 4.0, {"direction": direction}))
         thigh = knee - hip
         thigh_up = np.degrees(np.arccos(np.clip((thigh @ down) / np.maximum(np.linalg.norm(thigh, axis=-1), 1e-9),
                                                 -1.0, 1.0)))

@@ -30,7 +30,7 @@ KEYWORDS: dict[str, tuple[str, ...]] = {
     "walk": ("walk",), "run": ("run", "jog"), "jog": ("jog", "run"), "jump": ("jump",), "kick": ("kick",),
     "sit": ("sit",), "squat": ("squat",), "wave": ("wave",), "turn": ("turn", "spin"), "spin": ("spin", "turn"),
     "punch": ("punch",), "step": ("step", "walk"), "raise": ("raise_arm",), "lie": ("lie",), "crouch": ("squat",),
-    "bend": ("bend",), "reach": ("reach",),
+    "bend": ("bend",), "reach": ("reach",), "martial": ("punch", "kick"),
 }
 # a word and its inflections ("waves", "waving", "ran", "sat", "lying")
 _WORD = {key: re.compile(rf"\b({key}\w*)\b") for key in KEYWORDS}
