@@ -18,7 +18,7 @@ def joints(tmp_path_factory):
     folder = tmp_path_factory.mktemp("describe")
     out = {}
     for action in ("idle", "walk", "wave_left", "wave_right", "raise_left", "raise_both", "turn_left", "turn_right",
-                   "jump", "squat", "kick_right"):
+                   "jump", "squat", "kick_right", "sit"):
         out[action] = load_motion(write_action_bvh(folder / f"{action}.bvh", "bandai", action, seconds=4.0)).joints
     return out
 
@@ -38,6 +38,7 @@ def _side(p: Phrase) -> str | None:
     ("squat", [("squat", "both")]),
     ("jump", [("jump", "both")]),
     ("idle", [("stand_still", None)]),
+    ("sit", [("sit", "both"), ("stand_up", "both")]),
 ])
 def test_single_actions(joints, action, expected):
     assert kinds(describe_motion(joints[action], 20.0)) == expected
@@ -121,3 +122,11 @@ def test_bad_input_is_refused_clearly():
     with pytest.raises(ValueError, match="fps"):
         describe_motion(np.zeros((10, 22, 3)), 0.0)
     assert describe_motion(np.zeros((1, 22, 3)), 20.0).sentence  # a single frame is still described
+
+
+def test_marker_jitter_does_not_change_the_description(joints):
+    rng = np.random.default_rng(3)
+    for action in ("wave_left", "turn_right", "jump", "squat", "kick_right", "idle"):
+        clean = describe_motion(joints[action], 20.0)
+        noisy = describe_motion(joints[action] + rng.normal(0.0, 0.005, joints[action].shape), 20.0)
+        assert noisy.sentence == clean.sentence, action
