@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bpy
 
-from ..ui.text import fitting_lines
+from ..ui.text import draw_wrapped, fitting_lines
 from .base import MoFindPanel
 
 
@@ -27,6 +27,10 @@ class MOFIND_PT_explain(MoFindPanel, bpy.types.Panel):
 
     def draw(self, context):
         session = context.window_manager.mofind
+        clip = next((item for item in session.results if item.clip_id == session.explained_clip), None)
+        if clip is not None:
+            draw_wrapped(self.layout, context, f"{clip.short_name or clip.name}: each word, the body part and "
+                         "moment it matched best", icon="QUESTION")
         column = self.layout.column(align=True)
         for token in session.explanation:
             column.label(text=f"“{token.word}”")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bpy
 
+from ..ui.text import draw_wrapped
 from .base import MoFindPanel
 
 
@@ -27,7 +28,8 @@ class MOFIND_PT_index(MoFindPanel, bpy.types.Panel):
             row.enabled = bool(options.index_folder)
             row.operator("mofind.index_folder", icon="FILE_REFRESH")
             if session.job_message:
-                layout.label(text=session.job_message, icon="CHECKMARK" if session.job_state == "DONE" else "INFO")
+                draw_wrapped(layout, context, session.job_message,
+                             icon="CHECKMARK" if session.job_state == "DONE" else "INFO")
         if session.index_clips:
             layout.label(text=f"{session.index_clips} clips in the index")
 

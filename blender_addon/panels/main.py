@@ -37,9 +37,9 @@ class MOFIND_PT_filters(MoFindPanel, bpy.types.Panel):
         layout = self.layout
         layout.use_property_split = True
         options = context.scene.mofind
-        col = layout.column(align=True, heading="Duration")
-        col.prop(options, "min_duration")
-        col.prop(options, "max_duration")
+        col = layout.column(align=True)
+        col.prop(options, "min_duration", text="Min Duration")  # a column heading shows only beside checkboxes
+        col.prop(options, "max_duration", text="Max Duration")
         layout.prop(options, "path_prefix")
         layout.prop(options, "label")
         layout.prop(options, "skeleton")

@@ -113,7 +113,9 @@ class MOFIND_PT_results(MoFindPanel, bpy.types.Panel):
             draw_wrapped(box, context, f"Older results {session.results_heading}: the last search failed "
                          "(see the message above).", icon="ERROR", reserved_units=0.6)
         else:
-            draw_wrapped(layout, context, f"{len(session.results)} clips {session.results_heading}")
+            heading = f"{len(session.results)} clips {session.results_heading}"
+            if session.status != heading:  # the status line above says it already right after a search
+                draw_wrapped(layout, context, heading)
             draw_quality(layout, context, session)
         self.draw_rows(context, layout, session)
         if not 0 <= session.active_result < len(session.results):
@@ -138,6 +140,9 @@ class MOFIND_PT_results(MoFindPanel, bpy.types.Panel):
     def draw_actions(context, layout, session) -> None:
         armature = context.active_object is not None and context.active_object.type == "ARMATURE"
         has_numpy = numpy_available()
+        options = context.scene.mofind
+        if has_option(options, "body_scope"):  # animating part of the body is a visible, explicit choice
+            layout.prop(options, "body_scope")
         row = layout.row(align=True)
         row.enabled = armature and has_numpy
         row.operator("mofind.apply_clip", icon="ARMATURE_DATA")
@@ -155,6 +160,14 @@ class MOFIND_PT_results(MoFindPanel, bpy.types.Panel):
         row.operator("mofind.similar", icon="ZOOM_ALL")
 
 
+#: Apply options in the order the panel lists them; options this build's properties lack are skipped.
+APPLY_OPTIONS = ("start_frame", "set_frame_range", "whole_take", "in_place", "plant_feet", "match_fps", "push_to_nla")
+
+
+def has_option(options, name: str) -> bool:
+    return name in options.bl_rna.properties
+
+
 class MOFIND_PT_apply_options(MoFindPanel, bpy.types.Panel):
     bl_label = "Apply Options"
     bl_parent_id = "MOFIND_PT_results"
@@ -163,12 +176,10 @@ class MOFIND_PT_apply_options(MoFindPanel, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         options = context.scene.mofind
-        layout.prop(options, "start_frame")
-        column = layout.column(heading="", align=True)
-        column.prop(options, "whole_take")
-        column.prop(options, "in_place")
-        column.prop(options, "match_fps")
-        column.prop(options, "push_to_nla")
+        column = layout.column(align=True)
+        for name in APPLY_OPTIONS:
+            if has_option(options, name):
+                column.prop(options, name)
 
 
 CLASSES = (MOFIND_PT_results, MOFIND_PT_apply_options)

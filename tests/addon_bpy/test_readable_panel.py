@@ -164,3 +164,16 @@ def test_stopped_backend_is_reported_within_two_seconds(bpy, prefs, session):
     assert time.monotonic() - started < 2.0
     assert session.status_level == "ERROR" and "backend is not running" in session.status
     assert prefs.address in session.status and "Backend address" in session.status
+
+
+def test_every_apply_option_the_operator_takes_is_in_the_panel(bpy, addon, session):
+    """Whatever options Apply gains (body scope, feet, frame range), the panel lays them out."""
+    add = session.results.add()
+    add.clip_id, add.name, add.source = "0" * 16, "walk", SOURCES[0]
+    drawn: list = []
+    for panel in (addon.panels.results.MOFIND_PT_results, addon.panels.results.MOFIND_PT_apply_options):
+        panel.draw(AsSelf(panel, RecordingLayout(bpy, drawn)), bpy.context)
+    shown_props = {args[1] for name, args, _ in drawn if name == "prop" and args[0] == bpy.context.scene.mofind}
+    operator_options = set(bpy.ops.mofind.apply_clip.get_rna_type().properties.keys())
+    expected = operator_options - {"rna_type", "index", "armature", "wait"}
+    assert expected and expected <= shown_props, expected - shown_props
