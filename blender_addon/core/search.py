@@ -100,8 +100,8 @@ def _store_results(service, reply: Reply, query: str, heading: str) -> int:
     quality = _store_quality(state, reply.result.get("quality"))
     if not hits:
         set_status("INFO", quality or f"No clips found {heading}")
-    elif state.no_good_match:
-        set_status("WARNING", quality or f"{len(hits)} clips {heading}, none a good match")
+    elif state.no_good_match:  # the results panel shows the backend's own words in full
+        set_status("WARNING", f"{len(hits)} clips {heading}, none a good match")
     else:
         set_status("OK", f"{len(hits)} clips {heading}")
     return len(hits)

@@ -65,7 +65,8 @@ def draw_quality(layout, context, session) -> None:
         box.alert = True
         draw_wrapped(box, context, session.quality_message or "No clip matches this prompt well; "
                      "these are only the closest ones.", icon="ERROR", reserved_units=0.6)
-    if session.unknown_words:
+    words = [word.strip() for word in session.unknown_words.split(",") if word.strip()]
+    if words and not all(word in session.quality_message for word in words):
         draw_wrapped(layout, context, f"Words the model does not know: {session.unknown_words}", icon="QUESTION")
 
 
@@ -114,7 +115,7 @@ class MOFIND_PT_results(MoFindPanel, bpy.types.Panel):
                          "(see the message above).", icon="ERROR", reserved_units=0.6)
         else:
             heading = f"{len(session.results)} clips {session.results_heading}"
-            if session.status != heading:  # the status line above says it already right after a search
+            if not session.status.startswith(heading):  # the status line says it already right after a search
                 draw_wrapped(layout, context, heading)
             draw_quality(layout, context, session)
         self.draw_rows(context, layout, session)
