@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 NULL_TEXTS_FILE = Path(__file__).resolve().with_name("null_texts.txt")
+MEMORY_ENTRIES = 32  # distributions kept in memory (one per index generation x filters x mode)
+DISK_ENTRIES = 256  # files kept in the disk cache (the oldest go first)
 
 
 def load_null_texts(path: str | Path = NULL_TEXTS_FILE) -> tuple[str, ...]:
@@ -75,7 +78,7 @@ class NullModel:
         self._text_lock = text_lock or threading.Lock()
         self._lock = threading.Lock()
         self._tokens: list[np.ndarray] | None = None
-        self._memory: dict[str, NullDistribution] = {}
+        self._memory: OrderedDict[str, NullDistribution] = OrderedDict()
         self._cache_dir = cache_dir
 
     def tokens(self) -> list[np.ndarray]:
@@ -104,6 +107,9 @@ class NullModel:
                 found = NullDistribution(tops)
                 self._write_disk(key, found)
             self._memory[key] = found
+            self._memory.move_to_end(key)
+            while len(self._memory) > MEMORY_ENTRIES:  # a long-running server sees many generations and filters
+                self._memory.popitem(last=False)
             return found
 
     def _key(self, snapshot, filters, mode: str) -> str:
@@ -142,5 +148,8 @@ class NullModel:
 
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(path, json.dumps({"tops": list(found.tops)}).encode())
+            files = sorted(path.parent.glob("*.json"), key=lambda p: p.stat().st_mtime)
+            for old in files[:-DISK_ENTRIES]:
+                old.unlink(missing_ok=True)
         except OSError as exc:  # a read-only cache only costs recomputation
             log.warning("cannot cache the null distribution in %s: %s", path, exc)
