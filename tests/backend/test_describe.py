@@ -114,14 +114,18 @@ def test_parts_are_patch_columns_and_part_words_are_in_the_text(joints):
             assert 0.0 <= p.start_s <= p.end_s
 
 
-def test_bad_input_is_refused_clearly():
+def test_bad_input_is_refused_clearly(joints):
     with pytest.raises(ValueError, match="22, 3"):
         describe_motion(np.zeros((10, 21, 3)), 20.0)
     with pytest.raises(ValueError, match="NaN"):
         describe_motion(np.full((10, 22, 3), np.nan), 20.0)
     with pytest.raises(ValueError, match="fps"):
         describe_motion(np.zeros((10, 22, 3)), 0.0)
-    assert describe_motion(np.zeros((1, 22, 3)), 20.0).sentence  # a single frame is still described
+    with pytest.raises(ValueError, match="leg length"):
+        describe_motion(np.zeros((10, 22, 3)), 20.0)  # every joint at one point
+    with pytest.raises(ValueError, match="metres"):
+        describe_motion(joints["idle"] * 100.0, 20.0)  # centimetres
+    assert describe_motion(joints["idle"][:1], 20.0).sentence == "a person stands still"  # one frame is fine
 
 
 def test_marker_jitter_does_not_change_the_description(joints):

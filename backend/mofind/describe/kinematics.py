@@ -81,7 +81,9 @@ def measure(joints: np.ndarray, fps: float) -> Kinematics:
         + np.linalg.norm(joints[:, J["left_knee"]] - joints[:, J["left_ankle"]], axis=-1)
         + np.linalg.norm(joints[:, J["right_hip"]] - joints[:, J["right_knee"]], axis=-1)
         + np.linalg.norm(joints[:, J["right_knee"]] - joints[:, J["right_ankle"]], axis=-1)) / 2.0)
-    leg = max(leg, 1e-3)
+    if not 0.1 < leg < 3.0:
+        raise ValueError(f"joints do not form a human body in metres: leg length {leg:.3f} "
+                         "(expected SMPL-22 positions in metres, Y-up)")
 
     across = (joints[:, J["left_hip"]] - joints[:, J["right_hip"]]
               + joints[:, J["left_shoulder"]] - joints[:, J["right_shoulder"]])
