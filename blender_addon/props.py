@@ -91,9 +91,10 @@ class MOFIND_PG_scene(bpy.types.PropertyGroup):
     start_frame: IntProperty(name="Start Frame", default=1, description="Frame where the applied clip begins")
     whole_take: BoolProperty(name="Whole Take", default=False,
                              description="Apply the entire file, not only the window that matched the prompt")
-    names_weight: FloatProperty(name="Name Weight", default=0.25, min=0.0, max=1.0, subtype="FACTOR",
-                                description="How much take names and labels count next to the motion itself "
-                                            "(sent only once you change it)")
+    names_weight: FloatProperty(name="Name Weight", default=0.25, min=0.0, max=10.0, soft_max=1.0, step=5,
+                                description="How much take names and labels count next to the motion itself: "
+                                            "0 ranks by motion alone (sent only once you change it; the "
+                                            "backend's default is 0.25)")
     body_scope: EnumProperty(name="Body", items=SCOPE_ITEMS, default="FULL",
                              description="Body part to animate (Full Body refuses a bone map with gaps)")
     plant_feet: BoolProperty(name="Plant Feet", default=True,
