@@ -44,6 +44,9 @@ DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 #: How long a refused connection is tolerated before requests fail: a backend that is just starting binds in time.
 REFUSED_GRACE_S = 0.5
 _LINK_EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED
+_HANDSHAKE_EVENTS = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+KEY_HELP = ("a backend on this computer is found by itself once it has started; for another computer paste its "
+            "key (`mofind keys` there) into Server key and enrol this Blender there (`mofind keys allow FILE.key`)")
 WHERE_TO_FIX = "the address is set in Edit > Preferences > Add-ons > MoFind > Backend address"
 
 
@@ -191,8 +194,9 @@ class MoFindClient:
         socket.setsockopt(zmq.LINGER, 0)
         for option, value in self._curve:
             socket.setsockopt(option, value)
-        self._monitor = socket.get_monitor_socket(_LINK_EVENTS)
+        self._monitor = socket.get_monitor_socket(_LINK_EVENTS | _HANDSHAKE_EVENTS)
         self._linked = self._ever_linked = self._refused = False
+        self._handshake_failure = ""  # why the backend refused the security handshake, if it did
         socket.connect(self.address)
         self.socket = socket
         self._poller = zmq.Poller()
@@ -222,6 +226,12 @@ class MoFindClient:
                 self._linked = False
             elif event == zmq.EVENT_CONNECT_RETRIED and not self._linked:
                 self._refused = True
+            elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                self._handshake_failure = (f"The MoFind backend at {self.address} does not know this Blender's key "
+                                           f"and refuses it: {KEY_HELP}.")
+            elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+                self._handshake_failure = (f"The MoFind backend at {self.address} expects a different key setup "
+                                           f"(it lets in only clients it knows): {KEY_HELP}.")
 
     def _fail_unreachable(self) -> int:
         """Nothing listens at the address: fail every request that has waited REFUSED_GRACE_S, without retries."""
@@ -286,7 +296,9 @@ class MoFindClient:
         if not overdue:
             return 0
         never_linked = not self._ever_linked  # no TCP connection at all: resending cannot help
-        failed = [item for item in overdue if item.attempts > item.retries or never_linked]
+        self._read_link_events()
+        handshake_failure = self._handshake_failure  # a refused key: resending cannot help either
+        failed = [item for item in overdue if item.attempts > item.retries or never_linked or handshake_failure]
         for item in failed:
             del self._pending[item.id]
         self._reconnect()
@@ -296,6 +308,9 @@ class MoFindClient:
             item.deadline = now + item.timeout_s
             self._send(item)
         for item in failed:
+            if handshake_failure:
+                self._notify(item.on_timeout, Failure(item.id, item.method, TIMEOUT, handshake_failure))
+                continue
             if never_linked:
                 failure = Failure(item.id, item.method, UNREACHABLE,
                                   f"Could not reach the MoFind backend at {self.address} within {item.timeout_s:g} s. "

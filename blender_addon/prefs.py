@@ -50,13 +50,14 @@ class MOFIND_AP_preferences(bpy.types.AddonPreferences):
     )
     server_key: StringProperty(
         name="Server key", default="", update=_settings_changed,
-        description="The backend's CurveZMQ public key (40 characters) to encrypt the connection; empty on loopback",
+        description="The backend's CurveZMQ public key (40 characters, `mofind keys` prints it). Leave empty for a "
+                    "server on this computer: MoFind finds its key and enrols this Blender by itself",
     )
 
     client_key_file: StringProperty(
         name="Client key", default="", subtype="FILE_PATH", update=_settings_changed,
-        description="This Blender's CurveZMQ secret certificate (.key_secret); its public half must be in the "
-                    "server's --curve-clients folder",
+        description="This Blender's CurveZMQ secret certificate (.key_secret; made automatically when empty). A "
+                    "remote server must allow its public half: `mofind keys allow FILE.key` there",
     )
 
     def settings(self) -> ClientSettings:

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import bpy
 
 from .client import MoFindClient, load_client_keys
+from .core.keys import local_settings
 from .core.status import report_in_status_bar
 from .core.motion import MotionCache
 from .prefs import ADDON_PACKAGE, ClientSettings, get_settings
@@ -70,11 +71,15 @@ class Service:
             self.client = None
         self.settings = settings
         self.connect_error = ""
+        self.keyed = False  # whether the client authenticates (CurveZMQ) to the server
         try:
             _check_address(settings.address)
+            if _is_local(settings.address):  # a server of this user on this machine: use and enrol its keys
+                settings = local_settings(settings)
             client_keys = load_client_keys(settings.client_key_file) if settings.client_key_file else None
             self.client = MoFindClient(settings.address, timeout_s=settings.timeout_s, retries=settings.retries,
                                        server_key=settings.server_key, client_keys=client_keys)
+            self.keyed = bool(settings.server_key)
         except ValueError as exc:
             self.connect_error = f"MoFind cannot connect: {exc}. Fix it in the add-on preferences."
         except Exception as exc:  # zmq.ZMQError for a malformed endpoint; shown to the user, never raised into UI
@@ -198,6 +203,11 @@ def _check_address(address: str) -> None:
     if not _is_loopback(parts.hostname) and not bpy.app.online_access:
         raise ValueError(f"'{parts.hostname}' is not this computer and Blender's 'Allow Online Access' is off "
                          "(Preferences > System > Network)")
+
+
+def _is_local(address: str) -> bool:
+    parts = urlsplit(address)
+    return parts.scheme == "ipc" or (parts.scheme == "tcp" and _is_loopback(parts.hostname or ""))
 
 
 def _is_loopback(host: str) -> bool:

@@ -19,6 +19,7 @@ COMMANDS = {
     "query": "Search an index with a text query.",
     "serve": "Run the ZeroMQ backend that the Blender add-on talks to.",
     "model": "Manage model folders: import the paper's checkpoints, vocabulary, match-quality calibration.",
+    "keys": "Show the server's CurveZMQ key and enrol or create client keys.",
 }
 
 

@@ -44,6 +44,19 @@ def model_dir() -> Path:
     return REPO_ROOT / "model_weights" if IN_CHECKOUT else PACKAGE_DIR / "model_weights"
 
 
+def config_dir() -> Path:
+    """The user's MoFind settings and keys (MOFIND_CONFIG overrides; XDG_CONFIG_HOME, or %APPDATA% on Windows).
+
+    The Blender add-on computes the same folder (`blender_addon/core/keys.py`) to find the server's public
+    key and enrol its own, so the two must agree: change both or neither.
+    """
+    if os.environ.get("MOFIND_CONFIG"):
+        return Path(os.environ["MOFIND_CONFIG"])
+    if os.name == "nt" and os.environ.get("APPDATA"):
+        return Path(os.environ["APPDATA"]) / "mofind"
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "mofind"
+
+
 def default_index_dir() -> Path:
     """The persistent default index used by `make run` (MOFIND_INDEX overrides)."""
     if "MOFIND_INDEX" in os.environ:

@@ -10,6 +10,8 @@ from .status import session, set_status
 def check(service, *, wait: bool = False):
     """Ping, then `info`; the status line ends up saying what is connected (or why not)."""
     address = service.settings.address
+    if not service.keyed and (service.client is None or service.client.pending_count == 0):
+        service.configure(service.settings)  # a local server may have made its keys since: pick them up
     set_status("BUSY", f"Connecting to {address}…")
 
     def pinged(reply: Reply):

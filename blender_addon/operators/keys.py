@@ -25,7 +25,13 @@ class MOFIND_OT_create_client_key(bpy.types.Operator):
             self.report({"WARNING"}, f"Could not create a client key: {exc}")
             return {"CANCELLED"}
         addon.preferences.client_key_file = str(secret)
-        message = f"Copy {public} into the folder the server reads with --curve-clients"
+        from .. import keyring
+
+        import zmq.auth
+
+        enrolled = keyring.enrol(zmq.auth.load_certificate(str(public))[0].decode("ascii"))
+        message = (f"Enrolled {public.name} with the MoFind server on this computer" if enrolled else
+                   f"On the server, run: mofind keys allow {public} (or copy it into its allowed-clients folder)")
         set_status("INFO", message)
         self.report({"INFO"}, message)
         return {"FINISHED"}

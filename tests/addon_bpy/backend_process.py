@@ -59,24 +59,51 @@ def free_port() -> int:
 
 
 class ServedBackend:
-    """`mofind serve --index INDEX --bind tcp://127.0.0.1:<free port>`; `stop()` sends SIGTERM."""
+    """`mofind serve --index INDEX --bind tcp://127.0.0.1:<free port> --library-root LOG_DIR`, authenticated as
+    always: its keys go to a config folder under `log_dir`, and MOFIND_CONFIG points this process there while
+    it runs, so the add-on finds the server's key and enrols itself exactly as on a user's machine.
+    `stop()` sends SIGTERM and restores MOFIND_CONFIG."""
 
     def __init__(self, index: Path, log_dir: Path):
         self.address = f"tcp://127.0.0.1:{free_port()}"
+        self.config = log_dir / "config"
         self.stdout = open(log_dir / "serve.out", "w")
         self.stderr_path = log_dir / "serve.err"
         self.stderr = open(self.stderr_path, "w")
+        self._previous_config = os.environ.get("MOFIND_CONFIG")
+        os.environ["MOFIND_CONFIG"] = str(self.config)
         self.process = subprocess.Popen(
-            [str(BACKEND_PYTHON), "-m", "mofind.cli", "serve", "--index", str(index), "--bind", self.address],
+            [str(BACKEND_PYTHON), "-m", "mofind.cli", "serve", "--index", str(index), "--bind", self.address,
+             "--library-root", str(log_dir)],
             env=backend_env(), stdout=self.stdout, stderr=self.stderr)
         self._wait_until_answering()
 
+    def _curve_options(self, deadline: float) -> dict:
+        """A key of this test process, enrolled in the server's allowed-clients folder once the server made it."""
+        import zmq.auth
+
+        curve = self.config / "curve"
+        while not (curve / "server.key").is_file():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("mofind serve made no keys:\n" + self.stderr_path.read_text()[-3000:])
+            time.sleep(0.1)
+        own = self.config.parent / "test-client-key"
+        own.mkdir(exist_ok=True)
+        public_file, secret_file = zmq.auth.create_certificates(str(own), "tests")
+        (curve / "clients" / "tests.key").write_bytes(Path(public_file).read_bytes())
+        public, secret = zmq.auth.load_certificate(secret_file)
+        server_public, _ = zmq.auth.load_certificate(str(curve / "server.key"))
+        return {zmq.CURVE_PUBLICKEY: public, zmq.CURVE_SECRETKEY: secret, zmq.CURVE_SERVERKEY: server_public}
+
     def _wait_until_answering(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        options = self._curve_options(deadline)
         context = zmq.Context()
         sock = context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        for option, value in options.items():
+            sock.setsockopt(option, value)
         sock.connect(self.address)
-        deadline = time.monotonic() + START_TIMEOUT_S
         try:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
@@ -105,3 +132,7 @@ class ServedBackend:
                 self.process.wait(10)
         self.stdout.close()
         self.stderr.close()
+        if self._previous_config is None:
+            os.environ.pop("MOFIND_CONFIG", None)
+        else:
+            os.environ["MOFIND_CONFIG"] = self._previous_config

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import zmq
 
+from fixtures.curve import make_keys
 from fixtures.synthetic import write_action_library
 from mofind.index.build import build_index
 from mofind.index.encoders import weights_present
@@ -89,11 +90,17 @@ def library(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, library, encoder):
+def keys(tmp_path_factory):
+    return make_keys(tmp_path_factory.mktemp("config"))
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, library, encoder, keys):
     index = tmp_path_factory.mktemp("index")
     build_index([library], index, encoder, workers=0)
-    backend = Backend(index, encoder, limits=Limits(max_request_bytes=64 * 1024))
-    server = Server(backend, "tcp://127.0.0.1:0", workers=4)
+    backend = Backend(index, encoder, limits=Limits(max_request_bytes=64 * 1024),
+                      library_roots=[tmp_path_factory.getbasetemp()])
+    server = Server(backend, "tcp://127.0.0.1:0", workers=4, security=keys.security)
     endpoint = server.start()
     context = zmq.Context()
     yield backend, endpoint, context
@@ -104,9 +111,9 @@ def served(tmp_path_factory, library, encoder):
 
 
 @pytest.fixture()
-def client(served):
+def client(served, keys):
     _, endpoint, context = served
-    made = Client(context, endpoint)
+    made = Client(context, endpoint, **keys.client_options)
     yield made
     made.close()
 
@@ -243,9 +250,9 @@ def test_get_motion_rejects_frames_outside_the_take(served, client):
     assert header["error"]["code"] == "BAD_REQUEST"
 
 
-def test_req_socket_clients_work_too(served):
+def test_req_socket_clients_work_too(served, keys):
     _, endpoint, context = served
-    req = Client(context, endpoint, kind=zmq.REQ)
+    req = Client(context, endpoint, kind=zmq.REQ, **keys.client_options)
     try:
         header, _ = req.call("ping")
         assert header["ok"]
@@ -254,7 +261,7 @@ def test_req_socket_clients_work_too(served):
 
 
 # -- concurrency ----------------------------------------------------------------------------------------
-def test_eight_concurrent_clients_each_get_their_own_correct_answers(served):
+def test_eight_concurrent_clients_each_get_their_own_correct_answers(served, keys):
     backend, endpoint, context = served
     reader = IndexReader.open(backend.index_dir)
     expected = {q: expected_search(backend, q) for q in QUERIES}
@@ -285,7 +292,7 @@ def test_eight_concurrent_clients_each_get_their_own_correct_answers(served):
 
     def run(seed: int) -> None:
         rng = random.Random(seed)
-        client = Client(context, endpoint)
+        client = Client(context, endpoint, **keys.client_options)
         in_flight: dict[str, tuple] = {}
         try:
             for n in range(100):
@@ -415,11 +422,11 @@ def test_a_thousand_malformed_requests_all_get_error_replies_and_the_server_keep
         expected_search(backend, QUERIES[0])
 
 
-def test_oversize_messages(served, client):
+def test_oversize_messages(served, client, keys):
     backend, endpoint, context = served
     header, _ = client.call("search", {"query": "walk " * 20_000})
     assert header["error"]["code"] == "TOO_LARGE"
-    brute = Client(context, endpoint)
+    brute = Client(context, endpoint, **keys.client_options)
     try:  # beyond the socket cap the connection is dropped without reading the message into memory
         brute.send_raw([b"{" + b" " * (backend.limits.socket_max_bytes + 10) + b"}"])
         with pytest.raises(TimeoutError):
@@ -505,45 +512,80 @@ def test_non_loopback_binds_are_refused_without_curve_or_insecure(bind):
 
 @pytest.mark.parametrize("bind", ["tcp://127.0.0.1:5555", "tcp://localhost:5555", "tcp://[::1]:5555",
                                   "ipc:///tmp/mofind.sock"])
-def test_loopback_binds_need_nothing(bind):
-    assert check_bind(bind, Security()) == []
+def test_loopback_binds_need_keys_too_unless_insecure(bind, keys):
+    with pytest.raises(BindRefusedError, match="without authentication"):
+        check_bind(bind, Security())
+    assert check_bind(bind, keys.security) == []
+    warnings = check_bind(bind, Security(insecure=True))
+    assert warnings and "every local user" in warnings[0]
 
 
-def test_curve_server_answers_authorised_clients_only(tmp_path, served):
-    import zmq.auth
+def test_a_bracketed_ipv4_bind_is_a_clear_refusal():
+    with pytest.raises(BindRefusedError, match="cannot be read"):
+        check_bind("tcp://[127.0.0.1]:5555", Security(insecure=True))
+
+
+def test_curve_server_answers_enrolled_clients_only_and_reads_enrolments_live(tmp_path, served):
+    from mofind.server.keys import KeyStore, create_certificates, load_public_key
 
     backend, _, _ = served
-    keys, clients = tmp_path / "keys", tmp_path / "authorised"
-    keys.mkdir()
-    clients.mkdir()
-    _, server_secret_file = zmq.auth.create_certificates(keys, "server")
-    good_public_file, good_secret_file = zmq.auth.create_certificates(keys, "good")
-    _, bad_secret_file = zmq.auth.create_certificates(keys, "intruder")
-    (clients / "good.key").write_bytes(Path(good_public_file).read_bytes())
-    security = Security(Path(server_secret_file), clients)
-    server = Server(backend, "tcp://127.0.0.1:0", workers=1, security=security)
+    store = KeyStore(tmp_path / "curve")
+    assert store.ensure() and not store.ensure()  # made once
+    good_public, good_secret = create_certificates(tmp_path / "good", "good")
+    late_public, late_secret = create_certificates(tmp_path / "late", "late")
+    store.allow(load_public_key(good_public), "good")
+    server = Server(backend, "tcp://127.0.0.1:0", workers=1,
+                    security=Security(store.server_secret_file, store.clients_dir))
     endpoint = server.start()
     context = zmq.Context()
-    server_public, _ = zmq.auth.load_certificate(server_secret_file)
+    server_public = store.server_public_key().encode()
+
+    def answers(secret_file=None, timeout=10.0) -> bool:
+        import zmq.auth
+
+        options = {}
+        if secret_file is not None:
+            public, secret = zmq.auth.load_certificate(str(secret_file))
+            options = {"curve_publickey": public, "curve_secretkey": secret, "curve_serverkey": server_public}
+        client = Client(context, endpoint, **options)
+        try:
+            return client.call("ping", timeout=timeout)[0]["ok"]
+        except TimeoutError:
+            return False
+        finally:
+            client.close()
+
     try:
-        for secret_file, allowed in ((good_secret_file, True), (bad_secret_file, False)):
-            public, secret = zmq.auth.load_certificate(secret_file)
-            client = Client(context, endpoint, curve_publickey=public, curve_secretkey=secret,
-                            curve_serverkey=server_public)
-            try:
-                if allowed:
-                    assert client.call("ping", timeout=10)[0]["ok"]
-                else:
-                    with pytest.raises(TimeoutError):
-                        client.call("ping", timeout=1.5)
-            finally:
-                client.close()
+        assert answers(good_secret)
+        assert not answers(late_secret, timeout=1.5)  # a valid key pair that is not enrolled
+        assert not answers(None, timeout=1.5)  # no key at all (plain ZMTP on loopback)
+        enrolled = store.allow(load_public_key(late_public), "late")  # while the server runs
+        assert answers(late_secret)
+        enrolled.unlink()  # revoked: its next connection is refused
+        assert not answers(late_secret, timeout=1.5)
     finally:
         server.stop()
         server.join(10)
         context.term()
     with pytest.raises(BindRefusedError, match="--curve-clients"):
-        check_bind("tcp://0.0.0.0:5555", Security(Path(server_secret_file), None))
+        check_bind("tcp://0.0.0.0:5555", Security(store.server_secret_file, None))
+
+
+def test_key_files_are_owner_only_and_a_readable_secret_is_refused(tmp_path, served):
+    import stat
+
+    from mofind.server.keys import KeyStore
+
+    store = KeyStore(tmp_path / "config" / "curve")
+    store.ensure()
+    mode = lambda path: stat.S_IMODE(path.stat().st_mode)  # noqa: E731
+    assert mode(store.root) == 0o700 and mode(store.clients_dir) == 0o700
+    assert mode(store.server_secret_file) == 0o600
+    store.server_secret_file.chmod(0o644)
+    server = Server(served[0], "tcp://127.0.0.1:0", workers=1,
+                    security=Security(store.server_secret_file, store.clients_dir))
+    with pytest.raises(BindRefusedError, match="chmod 600"):
+        server.start()
 
 
 # -- the real command -----------------------------------------------------------------------------------
@@ -555,18 +597,37 @@ def free_port() -> int:
 
 @pytest.mark.slow
 def test_serve_command_creates_the_default_index_and_stops_cleanly_on_sigterm(tmp_path, library):
+    import stat
+
+    from mofind.server.keys import KeyStore, create_certificates, load_public_key
+
     port = free_port()
-    index = tmp_path / "default-index"
-    env = {**os.environ, "MOFIND_TEST_RANDOM_MODEL": "1", "MOFIND_INDEX": str(index),
+    index, config = tmp_path / "default-index", tmp_path / "config"
+    env = {**os.environ, "MOFIND_TEST_RANDOM_MODEL": "1", "MOFIND_INDEX": str(index), "MOFIND_CONFIG": str(config),
            "PYTHONPATH": str(REPO / "backend")}
-    process = subprocess.Popen([sys.executable, "-m", "mofind.cli", "serve", "--bind", f"tcp://127.0.0.1:{port}"],
+    process = subprocess.Popen([sys.executable, "-m", "mofind.cli", "serve", "--bind", f"tcp://127.0.0.1:{port}",
+                                "--library-root", str(library)],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = KeyStore(config / "curve")  # made by the server on its first start, owner-only
+    deadline = time.monotonic() + 120
+    while not store.server_public_file.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stat.S_IMODE(store.server_secret_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(store.root.stat().st_mode) == 0o700
+    public, secret = create_certificates(tmp_path / "me", "me")
+    store.allow(load_public_key(public), "me")  # what the add-on does for a server of the same user
+    import zmq.auth
+
+    public_key, secret_key = zmq.auth.load_certificate(str(secret))
     context = zmq.Context()
-    client = Client(context, f"tcp://127.0.0.1:{port}")
+    client = Client(context, f"tcp://127.0.0.1:{port}", curve_publickey=public_key, curve_secretkey=secret_key,
+                    curve_serverkey=store.server_public_key().encode())
     try:
         header, _ = client.call("ping", timeout=120)
         assert header["ok"]
         assert client.call("info")[0]["result"]["index"]["clips"] == 0  # created empty on first run
+        refused = client.call("index_add", {"paths": [str(tmp_path)]})[0]["error"]
+        assert refused["code"] == "FORBIDDEN" and "--library-root" in refused["message"]
         job_id = client.call("index_add", {"paths": [str(library)]})[0]["result"]["job_id"]
         deadline = time.monotonic() + 120
         while client.call("index_status", {"job_id": job_id})[0]["result"]["jobs"][0]["done"] == 0:
@@ -581,6 +642,7 @@ def test_serve_command_creates_the_default_index_and_stops_cleanly_on_sigterm(tm
             process.kill()
     assert process.returncode == 0, err
     assert "mofind index" in out and f"tcp://127.0.0.1:{port}" in out  # how to index and connect
+    assert store.server_public_key() in out  # what a remote client needs
     assert "stopped" in err
     reader = IndexReader.open(index)  # intact after the signal
     assert 1 <= len(reader) <= 12  # the clips finished before the signal were committed

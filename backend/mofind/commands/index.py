@@ -3,7 +3,9 @@
 Folders are searched recursively for BVH files and HumanML3D / KIT-ML `new_joints/*.npy`. Files already
 indexed with the same content are skipped, so rerunning after an interruption resumes where it stopped.
 Every file that fails is listed with its reason at the end; the rest is indexed. Exit status: 0 when all
-files were indexed or skipped, 1 when some failed, 2 when the index could not be opened at all.
+files were indexed or skipped, 1 when some failed, 2 when the index could not be opened or written (a full
+disk: the message says so, committed clips are kept, and `--json` still prints the report). Motion files are
+parsed under the caps of `[limits]` in mofind.toml (docs/security.md).
 """
 
 from __future__ import annotations
@@ -45,11 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mofind.index.build import DEFAULT_COMMIT_EVERY, build_index, default_workers, encoder_threads
+    from mofind.index.build import DEFAULT_COMMIT_EVERY, IndexWriteError, build_index, default_workers, encoder_threads
     from mofind.index.encoders import ModelUnavailableError, load_encoder
     from mofind.index.manifest import IndexSpec, IndexStoreError
     from mofind.index.store import IndexWriter
     from mofind.paths import default_index_dir
+    from mofind.settings import SettingsError, load_settings
 
     index_dir = args.index or default_index_dir()
     if args.verify:
@@ -64,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads or encoder_threads(workers))
     try:
+        settings = load_settings()
         encoder = load_encoder(args.model)
         report = None
         maintenance = {}
@@ -75,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             report = build_index(args.paths, index_dir, encoder, workers=workers,
                                  recursive=not args.no_recursive,
                                  commit_every=args.commit_every or DEFAULT_COMMIT_EVERY,
-                                 progress=not args.quiet and not args.json)
+                                 progress=not args.quiet and not args.json, limits=settings.limits)
         if args.prune:
             from mofind.index.maintenance import prune_index
 
@@ -89,7 +93,18 @@ def run(args: argparse.Namespace) -> int:
                 if args.compact:
                     maintenance["compaction"] = writer.compact()
                 maintenance["clips_in_index"] = len(writer.reader)
-    except (IndexStoreError, ModelUnavailableError) as exc:
+    except IndexWriteError as exc:  # disk full, read-only, ...: say so, keep the report of what was committed
+        print(f"mofind index: {exc}. The {exc.report.indexed} clips committed before it are kept; free space and "
+              "rerun the same command to resume", file=sys.stderr)
+        if args.json:
+            print(json.dumps(exc.report.to_dict() | {"index": str(index_dir)}, indent=1))
+        return 2
+    except OSError as exc:  # e.g. the index folder cannot be created
+        print(f"mofind index: cannot use the index {index_dir}: {exc.strerror or exc}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"error": str(exc), "index": str(index_dir)}, indent=1))
+        return 2
+    except (IndexStoreError, ModelUnavailableError, SettingsError) as exc:
         print(f"mofind index: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

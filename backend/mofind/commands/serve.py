@@ -1,8 +1,11 @@
 """`mofind serve`: the ZeroMQ backend the Blender add-on talks to (protocol v1, docs/protocol.md).
 
-Binds loopback by default. A non-loopback bind is refused unless CurveZMQ keys are configured
-(`--curve-secret` + `--curve-clients`) or `--insecure` is given. SIGINT / SIGTERM stop it cleanly: the
-running indexing job commits what it finished, sockets close, the index is never left half-written.
+Binds loopback by default and authenticates every client, on loopback too: on first start it makes its
+CurveZMQ key pair in the user's config folder (`mofind.server.keys`) and lets in only clients whose
+public key is in the allowed-clients folder there (the Blender add-on on this machine enrols itself;
+`mofind keys allow` enrols another). `--insecure` turns authentication off. Clients may index only
+inside `--library-root` folders (or `library_roots` in mofind.toml). SIGINT / SIGTERM stop it cleanly:
+the running indexing job commits what it finished, sockets close, the index is never left half-written.
 """
 
 from __future__ import annotations
@@ -28,12 +31,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per operation (default 1: queries are small, requests run in parallel "
                              "worker threads, and multi-threaded torch stalls badly when Blender keeps a core busy)")
+    parser.add_argument("--library-root", type=Path, action="append", default=[], metavar="DIR",
+                        help="a folder clients may index and remove from (repeatable; adds to library_roots in "
+                             "mofind.toml). Without any, clients cannot index by path")
     parser.add_argument("--curve-secret", type=Path, default=None, metavar="FILE",
-                        help="server certificate with its CurveZMQ secret key (zmq.auth format)")
+                        help="server certificate with its CurveZMQ secret key (default: made on first start in "
+                             "the config folder, see `mofind keys`)")
     parser.add_argument("--curve-clients", type=Path, default=None, metavar="DIR",
-                        help="folder of authorised client public-key certificates")
+                        help="folder of authorised client public-key certificates (default: the config folder's)")
     parser.add_argument("--insecure", action="store_true",
-                        help="allow a non-loopback bind without encryption (trusted networks only)")
+                        help="no authentication or encryption: any local user (and, off loopback, any host) can "
+                             "use the server. Trusted single-user machines or networks only")
+    parser.add_argument("--settings", type=Path, default=None, metavar="FILE",
+                        help="settings file (default: mofind.toml in the config folder, $MOFIND_SETTINGS)")
     parser.add_argument("--verbose", action="store_true", help="log every failed request with its traceback")
 
 
@@ -42,24 +52,29 @@ def run(args: argparse.Namespace) -> int:
     from mofind.index.manifest import IndexStoreError
     from mofind.paths import default_index_dir
     from mofind.server.handlers import Backend
-    from mofind.server.router import BindRefusedError, Security, Server, check_bind
+    from mofind.server.keys import KeySetupError
+    from mofind.server.router import BindRefusedError, Server, check_bind
+    from mofind.settings import SettingsError, load_settings
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    security = Security(args.curve_secret, args.curve_clients, args.insecure)
     try:
+        settings = load_settings(args.settings)
+        security, key_lines = _security(args)
         for warning in check_bind(args.bind, security):
             print(warning, file=sys.stderr)
-    except BindRefusedError as exc:
+    except (BindRefusedError, KeySetupError, SettingsError, OSError) as exc:
         print(f"mofind serve: {exc}", file=sys.stderr)
         return 2
+    roots = [*settings.library_roots, *args.library_root]
     index_dir = args.index or default_index_dir()
     import torch
 
     torch.set_num_threads(max(1, args.threads))
     try:
         encoder = load_encoder(args.model)
-        backend = Backend(index_dir, encoder, job_workers=args.index_workers, model_dir=args.model)
+        backend = Backend(index_dir, encoder, job_workers=args.index_workers, model_dir=args.model,
+                          library_roots=roots, motion_limits=settings.limits, settings_file=settings.path)
         server = Server(backend, args.bind, workers=args.workers, security=security)
     except (IndexStoreError, ModelUnavailableError, BindRefusedError, ValueError) as exc:  # ValueError: model files
         print(f"mofind serve: {exc}", file=sys.stderr)
@@ -77,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"MoFind backend listening on {args.bind}\n"
           f"  model: {reader.spec.model_name} ({reader.spec.model_hash})\n"
           f"  index: {index_dir} ({len(reader)} clips, {reader.num_windows} windows)\n"
+          + "".join(f"  {line}\n" for line in key_lines) +
+          f"  clients may index: {backend.roots.describe()}"
+          + ("" if roots else f" (allow a folder with --library-root DIR or library_roots in {settings.path})")
+          + "\n"
           f"Index a folder:   {_mofind_command()} index /path/to/mocap --index {index_dir}\n"
           f"                  (or in Blender: sidebar MoFind > Bulk Index > Index Folder, while this server runs)\n"
           f"Connect Blender:  Edit > Preferences > Add-ons > MoFind > Backend address = {args.bind}\n"
@@ -90,6 +109,27 @@ def run(args: argparse.Namespace) -> int:
     backend.stop()
     print("mofind serve: stopped", file=sys.stderr)
     return 0
+
+
+def _security(args):
+    """The Security to serve with, and lines for the start-up banner saying how clients get in."""
+    from mofind.server.keys import AllowedClients, KeyStore
+    from mofind.server.router import Security
+
+    if args.insecure:
+        return Security(insecure=True), ["authentication: OFF (--insecure)"]
+    if args.curve_secret is not None:
+        return Security(args.curve_secret, args.curve_clients), [
+            f"authentication: CurveZMQ, clients allowed from {args.curve_clients}"]
+    store = KeyStore.default()
+    created = store.ensure()
+    clients = args.curve_clients or store.clients_dir
+    return Security(store.server_secret_file, clients), [
+        f"authentication: CurveZMQ ({'new key pair in' if created else 'keys in'} {store.root}); "
+        f"{len(AllowedClients(clients).keys())} clients allowed",
+        f"server public key: {store.server_public_key()} (remote clients need it: `mofind keys`)",
+        "Blender on this machine enrols itself; enrol another client with `mofind keys allow KEY --name NAME`",
+    ]
 
 
 def _mofind_command() -> str:

@@ -5,6 +5,11 @@ encoding runs in this process, in batches, because the model is loaded once here
 `commit_every` clips the work so far is committed, so an interrupted run loses at most that much and
 a rerun resumes: files whose size and mtime (or, failing that, content hash) match the indexed copy
 are skipped. A file that cannot be read is reported with its reason and never stops the run.
+
+Untrusted input stays bounded: each file is parsed under `MotionLimits`, cancel is checked between
+encode batches and kills the parsing processes (a file being parsed is abandoned, not waited for), the
+parsing processes die with their parent (`_die_with_parent`), and `indexed` counts committed clips
+only, so a failed commit (disk full) never reports work that was not saved (`IndexWriteError`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mofind.io.files import file_sha256
+from mofind.io.limits import DEFAULT_LIMITS, MotionLimits
 
 from .discover import discover
 from .labels import labels_from_name
@@ -37,7 +43,8 @@ class BuildReport:
     """What a bulk indexing run did; `failed` lists (path, reason) for every file that was not indexed."""
 
     files: int = 0
-    indexed: int = 0
+    indexed: int = 0  # committed clips only
+    pending: int = 0  # encoded and staged, not committed yet
     skipped: int = 0
     windows: int = 0
     seconds_of_motion: float = 0.0
@@ -46,20 +53,29 @@ class BuildReport:
     cancelled: bool = False
     clips_in_index: int = 0
     moved: int = 0  # files found again by content hash at a new path (codes reused, nothing re-encoded)
+    error: str | None = None  # why the run stopped early (e.g. the disk is full); committed work is kept
 
     @property
     def done(self) -> int:
-        return self.indexed + self.skipped + len(self.failed)
+        return self.indexed + self.pending + self.skipped + len(self.failed)
 
     def to_dict(self) -> dict:
         return {
             "files": self.files, "indexed": self.indexed, "skipped": self.skipped, "windows": self.windows,
             "failed": [{"path": p, "error": e} for p, e in self.failed], "cancelled": self.cancelled,
             "seconds_of_motion": round(self.seconds_of_motion, 3), "elapsed": round(self.elapsed, 3),
-            "clips_in_index": self.clips_in_index, "moved": self.moved,
+            "clips_in_index": self.clips_in_index, "moved": self.moved, "error": self.error,
             "ten_second_takes_per_second": round(self.seconds_of_motion / 10.0 / self.elapsed, 3)
             if self.elapsed > 0 else None,
         }
+
+
+class IndexWriteError(OSError):
+    """The index could not be written (disk full, read-only, ...); `report` holds what was committed."""
+
+    def __init__(self, message: str, report: BuildReport):
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass
@@ -69,6 +85,7 @@ class _Task:
     fps: float
     window: int
     stride: int
+    limits: MotionLimits = DEFAULT_LIMITS
 
 
 @dataclass
@@ -108,7 +125,8 @@ def _prepare(task: _Task) -> _Outcome:
     content_hash = file_sha256(task.path)
     if content_hash == task.known_hash:
         return _Outcome(task.path, skipped=True)
-    prepared = [_prepare_take(task, motion, stat, content_hash) for motion in load_motions(task.path, fps=task.fps)]
+    prepared = [_prepare_take(task, motion, stat, content_hash) for motion in load_motions(task.path, fps=task.fps,
+                                                                                        limits=task.limits)]
     return _Outcome(task.path, prepared=prepared)
 
 
@@ -121,6 +139,8 @@ def _prepare_take(task: _Task, motion, stat, content_hash: str) -> _Prepared:
     where = f"{task.path}" + (f" (take {motion.take!r})" if motion.take else "")
     if joints.ndim != 3 or joints.shape[1:] != (22, 3) or len(joints) == 0:
         raise MotionFormatError(f"no usable frames (joints shape {joints.shape})", where)
+    if not np.isfinite(joints).all():
+        raise MotionFormatError("joint positions overflow (values too large to animate)", where)
     source_fps = float(motion.source_fps or motion.fps)
     frame_range = tuple(int(v) for v in motion.frame_range) if motion.frame_range[1] > motion.frame_range[0] \
         else (0, int(round(len(joints) * source_fps / motion.fps)))
@@ -155,7 +175,51 @@ def _executor(workers: int) -> Executor:
     import multiprocessing
 
     # spawn, not fork: the parent holds torch's thread pools, which a forked child can deadlock on.
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_die_with_parent, initargs=(os.getpid(),))
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool initializer: a parsing process must not outlive its parent, however the parent dies (SIGKILL too).
+
+    Linux: the kernel sends SIGKILL when the parent goes (PR_SET_PDEATHSIG). Elsewhere, and to close the
+    race where the parent died before the prctl, a daemon thread watches the parent's pid.
+    """
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="mofind-parent-watch", daemon=True).start()
+
+
+def _abandon(executor: Executor) -> None:
+    """Stop a pool now: cancel queued tasks and kill the processes (a hostile file may take minutes to parse).
+
+    ProcessPoolExecutor has no public way to abort a running task, hence `_processes`; the processes only
+    parse files (no shared state), so killing them loses nothing.
+    """
+    processes = list(getattr(executor, "_processes", {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.kill()
+    for process in processes:
+        process.join(5)
+    executor.shutdown(wait=True)
 
 
 def default_workers() -> int:
@@ -176,42 +240,58 @@ ProgressCallback = Callable[[BuildReport], None]
 def build_index(paths, index_dir: str | Path, encoder, *, workers: int | None = None, recursive: bool = True,
                 commit_every: int = DEFAULT_COMMIT_EVERY, stride_frames: int | None = None,
                 progress: bool = False, on_progress: ProgressCallback | None = None,
-                cancel: threading.Event | None = None, lock_timeout: float = 0.0) -> BuildReport:
-    """Index every motion file under `paths` into `index_dir` (created if needed); see the module docstring."""
+                cancel: threading.Event | None = None, lock_timeout: float = 0.0,
+                limits: MotionLimits = DEFAULT_LIMITS, roots=None, max_files: int | None = None) -> BuildReport:
+    """Index every motion file under `paths` into `index_dir` (created if needed); see the module docstring.
+
+    `roots` (a `LibraryRoots`) keeps discovery inside the folders the operator allows (symlinks that lead
+    out are reported, not followed); `max_files` caps what one run may discover. Raises `IndexWriteError`
+    (with the report of what was committed) when the index cannot be written.
+    """
     started = time.monotonic()
     report = BuildReport()
-    found = discover(paths, recursive=recursive)
+    found = discover(paths, recursive=recursive, cancel=cancel, roots=roots, max_files=max_files)
     report.failed.extend(found.missing)
     report.files = len(found.files) + len(found.missing)
+    report.cancelled = found.cancelled
     spec = IndexSpec.from_encoder(encoder, stride_frames)
-    with IndexWriter(index_dir, spec, lock_timeout=lock_timeout) as writer:
-        spec = writer.spec  # the index's own stride wins over the argument
-        known = writer.known_sources()
-        vanished = _vanished_by_hash(known)
-        tasks = []
-        for path in found.files:
-            record = known.get(str(path))
-            if record is not None and _same_stat(path, record):
-                report.skipped += 1
-                continue
-            if record is None and vanished and _relocated(writer, path, vanished):
-                report.moved += 1
-                continue
-            tasks.append(_Task(str(path), record.content_hash if record else None, spec.fps, spec.window_frames,
-                               spec.stride_frames))
-        bar = _progress_bar(report, progress)
-        pipeline = _Pipeline(writer, encoder, report, commit_every, bar, on_progress)
-        try:
-            pipeline.run(tasks, workers if workers is not None else default_workers(), cancel)
-        except KeyboardInterrupt:
-            pipeline.flush(commit=True)  # keep every clip that was fully encoded
+    try:
+        with IndexWriter(index_dir, spec, lock_timeout=lock_timeout) as writer:
+            spec = writer.spec  # the index's own stride wins over the argument
+            known = writer.known_sources()
+            vanished = _vanished_by_hash(known)
+            tasks = []
+            for path in found.files:
+                record = known.get(str(path))
+                if record is not None and _same_stat(path, record):
+                    report.skipped += 1
+                    continue
+                if record is None and vanished and _relocated(writer, path, vanished):
+                    report.moved += 1
+                    continue
+                tasks.append(_Task(str(path), record.content_hash if record else None, spec.fps,
+                                   spec.window_frames, spec.stride_frames, limits))
+            bar = _progress_bar(report, progress)
+            pipeline = _Pipeline(writer, encoder, report, commit_every, bar, on_progress)
+            try:
+                if not report.cancelled:
+                    pipeline.run(tasks, workers if workers is not None else default_workers(), cancel)
+            except KeyboardInterrupt:
+                pipeline.flush(commit=True)  # keep every clip that was fully encoded
+                raise
+            finally:
+                if bar is not None:
+                    bar.close()
+            if not report.cancelled and writer.needs_compaction():
+                writer.compact()
+            report.clips_in_index = len(writer.reader)
+    except OSError as exc:
+        if isinstance(exc, IndexWriteError) or not _is_write_failure(exc):
             raise
-        finally:
-            if bar is not None:
-                bar.close()
-        if not report.cancelled and writer.needs_compaction():
-            writer.compact()
-        report.clips_in_index = len(writer.reader)
+        report.pending = 0  # staged clips were discarded with the writer: nothing uncommitted is reported
+        report.error = f"cannot write the index {index_dir}: {exc.strerror or exc}"
+        report.elapsed = time.monotonic() - started
+        raise IndexWriteError(report.error, report) from exc
     report.elapsed = time.monotonic() - started
     return report
 
@@ -236,6 +316,13 @@ def _relocated(writer: IndexWriter, path: Path, vanished: dict[tuple[int, str], 
     for clip_id in takes:  # every take of a moved FBX / glTF file moves with it
         writer.relocate(clip_id, path, stat.st_size, stat.st_mtime_ns)
     return True
+
+
+def _is_write_failure(exc: OSError) -> bool:
+    import errno
+
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG, errno.EACCES,
+                         errno.EPERM)
 
 
 def _same_stat(path: Path, record: ClipRecord) -> bool:
@@ -270,11 +357,14 @@ class _Pipeline:
         self.buffer: list[_Prepared] = []
         self.since_commit = 0
         self.indexed_ids: dict[str, list[str]] | None = None  # source -> clip ids committed before this run
+        self.cancel: threading.Event | None = None
+        self.staged: list[tuple[int, float]] = []  # (windows, seconds) of clips staged since the last commit
 
     def run(self, tasks: list[_Task], workers: int, cancel: threading.Event | None) -> None:
         self._notify(0)
         if not tasks:
             return
+        self.cancel = cancel
         in_flight_limit = max(4, 4 * max(workers, 1))
         executor = _executor(workers)
         pending: dict[Future, _Task] = {}
@@ -282,8 +372,7 @@ class _Pipeline:
         try:
             exhausted = False
             while True:
-                if cancel is not None and cancel.is_set():
-                    self.report.cancelled = True
+                if self._cancelled():
                     break
                 while not exhausted and len(pending) < in_flight_limit:
                     task = next(queue, None)
@@ -309,8 +398,16 @@ class _Pipeline:
                         del pending[future]
                         pending[executor.submit(prepare_file, task)] = task
         finally:
-            executor.shutdown(wait=True, cancel_futures=True)
+            if self.report.cancelled:
+                _abandon(executor)
+            else:
+                executor.shutdown(wait=True, cancel_futures=True)
         self.flush(commit=True)
+
+    def _cancelled(self) -> bool:
+        if self.cancel is not None and self.cancel.is_set():
+            self.report.cancelled = True
+        return self.report.cancelled
 
     def _accept(self, outcome: _Outcome) -> None:
         if outcome.error is not None:
@@ -342,6 +439,8 @@ class _Pipeline:
         buffer, self.buffer = self.buffer, []
         if buffer:
             for prepared, encoded in self._encode(buffer):
+                if encoded is None:  # cancelled while encoding: this clip is left for a rerun
+                    continue
                 if isinstance(encoded, str):
                     self.report.failed.append((prepared.record.source, encoded))
                     continue
@@ -352,22 +451,35 @@ class _Pipeline:
                 except ValueError as exc:  # e.g. the model marked every patch of a window invalid
                     self.report.failed.append((prepared.record.source, str(exc)))
                     continue
-                self.report.indexed += 1
-                self.report.windows += len(windows)
-                self.report.seconds_of_motion += prepared.record.duration
+                self.report.pending += 1
+                self.staged.append((len(windows), prepared.record.duration))
                 self.since_commit += 1
             self._notify(len(buffer))
         if self.since_commit and (commit or self.since_commit >= self.commit_every):
             self.writer.commit()
-            self.since_commit = 0
+            for windows, duration in self.staged:  # counted as indexed only once they are on disk
+                self.report.indexed += 1
+                self.report.windows += windows
+                self.report.seconds_of_motion += duration
+            self.report.pending -= len(self.staged)
+            self.staged, self.since_commit = [], 0
+            self._notify(0)
 
     def _encode(self, buffer: list[_Prepared]):
-        """(prepared, per-window embeddings or an error message): one batch, or clip by clip if it fails."""
+        """(prepared, per-window embeddings, an error message, or None once cancelled): batches of at most
+        ENCODE_BATCH_WINDOWS windows, cancel checked between them; clip by clip if a batch fails."""
         motions = [p.joints[w.start:w.end] for p in buffer for w in p.windows]
+        flat: list = []
         try:
-            flat = self.encoder.encode_motions(motions)
+            for start in range(0, len(motions), ENCODE_BATCH_WINDOWS):
+                if self._cancelled():
+                    break
+                flat.extend(self.encoder.encode_motions(motions[start:start + ENCODE_BATCH_WINDOWS]))
         except Exception:  # noqa: BLE001 - isolate the clip that breaks the batch, report it, keep the rest
             for prepared in buffer:
+                if self._cancelled():
+                    yield prepared, None
+                    continue
                 try:
                     yield prepared, self.encoder.encode_motions([prepared.joints[w.start:w.end]
                                                                  for w in prepared.windows])
@@ -376,7 +488,8 @@ class _Pipeline:
             return
         position = 0
         for prepared in buffer:
-            yield prepared, flat[position:position + len(prepared.windows)]
+            encoded = flat[position:position + len(prepared.windows)]
+            yield prepared, encoded if len(encoded) == len(prepared.windows) else None
             position += len(prepared.windows)
 
     def _notify(self, advanced: int) -> None:

@@ -13,15 +13,17 @@ __all__ = [
 ]
 
 
-def load_motion(path, fps: float = 20.0, take: str | None = None):
+def load_motion(path, fps: float = 20.0, take: str | None = None, limits=None):
     """Load any supported motion file as a `Motion` on SMPL-22 (see `mofind.skeleton.convert.load_motion`)."""
+    from mofind.io.limits import DEFAULT_LIMITS
     from mofind.skeleton.convert import load_motion as _load
 
-    return _load(path, fps=fps, take=take)
+    return _load(path, fps=fps, take=take, limits=limits or DEFAULT_LIMITS)
 
 
-def load_motions(path, fps: float = 20.0):
+def load_motions(path, fps: float = 20.0, limits=None):
     """Every take of a motion file (FBX / glTF files may hold several), see `mofind.skeleton.convert`."""
+    from mofind.io.limits import DEFAULT_LIMITS
     from mofind.skeleton.convert import load_motions as _load
 
-    return _load(path, fps=fps)
+    return _load(path, fps=fps, limits=limits or DEFAULT_LIMITS)

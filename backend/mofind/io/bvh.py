@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BVHParseError
+from .limits import DEFAULT_LIMITS, MotionLimits
 from .motion import SourceSkeleton
 from .rotations import euler_to_matrices, euler_to_quats, quat_wxyz_to_euler
 
@@ -59,10 +60,13 @@ class BVHData:
 # --------------------------------------------------------------------------- reading
 
 
-def read_bvh(path: str | Path) -> BVHData:
-    """Parse a BVH file. Raises `BVHParseError` (with file and line) on any malformed input."""
+def read_bvh(path: str | Path, limits: MotionLimits = DEFAULT_LIMITS) -> BVHData:
+    """Parse a BVH file. Raises `BVHParseError` (with file and line) on any malformed input or one over `limits`."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > limits.max_file_bytes:
+            raise BVHParseError(f"file is {size} bytes; the cap max_file_bytes is {limits.max_file_bytes}", path)
         raw = path.read_bytes()
     except OSError as exc:
         raise BVHParseError(f"cannot read file: {exc.strerror or exc}", path) from exc
@@ -70,10 +74,10 @@ def read_bvh(path: str | Path) -> BVHData:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
-    return parse_bvh(text, path=str(path))
+    return parse_bvh(text, path=str(path), limits=limits)
 
 
-def parse_bvh(text: str, path: str | None = None) -> BVHData:
+def parse_bvh(text: str, path: str | None = None, limits: MotionLimits = DEFAULT_LIMITS) -> BVHData:
     """Parse BVH text (see `read_bvh`); `path` is only used in error messages."""
     match = _MOTION_RE.search(text)
     if match is None:
@@ -81,12 +85,12 @@ def parse_bvh(text: str, path: str | None = None) -> BVHData:
                             text.count("\n") + 1 if text else None)
     header = text[: match.start()]
     motion_line = header.count("\n") + 1
-    skeleton = _parse_hierarchy(header, path)
-    fps, values = _parse_motion(text[match.end():], skeleton, path, motion_line)
+    skeleton = _parse_hierarchy(header, path, limits)
+    fps, values = _parse_motion(text[match.end():], skeleton, path, motion_line, limits)
     return BVHData(skeleton=skeleton, fps=fps, values=values, path=path)
 
 
-def _parse_hierarchy(header: str, path: str | None) -> SourceSkeleton:
+def _parse_hierarchy(header: str, path: str | None, limits: MotionLimits = DEFAULT_LIMITS) -> SourceSkeleton:
     names: list[str] = []
     parents: list[int] = []
     offsets: list[np.ndarray] = []
@@ -97,14 +101,19 @@ def _parse_hierarchy(header: str, path: str | None) -> SourceSkeleton:
     last_block: int | None = None  # joint (or -2) whose OFFSET/CHANNELS come next
     end_owner = -1  # joint that owns the End Site being read
     saw_hierarchy = False
+    total_channels = 0
 
     def numbers(tokens: list[str], count: int, what: str, lineno: int) -> np.ndarray:
         if len(tokens) < count:
             raise BVHParseError(f"{what} needs {count} numbers, found {len(tokens)}", path, lineno)
         try:
-            return np.array([float(t) for t in tokens[:count]], dtype=np.float64)
+            value = np.array([float(t) for t in tokens[:count]], dtype=np.float64)
         except ValueError:
             raise BVHParseError(f"non-numeric value in {what}: {' '.join(tokens[:count])!r}", path, lineno) from None
+        if not np.all(np.abs(value) <= limits.max_abs_value):  # also catches nan/inf
+            raise BVHParseError(f"{what} value {' '.join(tokens[:count])!r} is not finite or beyond the cap "
+                                f"max_abs_value {limits.max_abs_value:g}", path, lineno)
+        return value
 
     for lineno, line in enumerate(header.split("\n"), start=1):
         tokens = line.replace("{", " { ").replace("}", " } ").split()
@@ -126,6 +135,8 @@ def _parse_hierarchy(header: str, path: str | None) -> SourceSkeleton:
                 parent = -1 if upper == "ROOT" else stack[-1]
                 if parent == -2:
                     raise BVHParseError("JOINT inside an End Site block", path, lineno)
+                if len(names) >= limits.max_joints:
+                    raise BVHParseError(f"more than {limits.max_joints} joints (the cap max_joints)", path, lineno)
                 names.append(" ".join(name_tokens))
                 parents.append(parent)
                 offsets.append(np.zeros(3))
@@ -169,6 +180,13 @@ def _parse_hierarchy(header: str, path: str | None) -> SourceSkeleton:
                     count = int(tokens[1])
                 except (IndexError, ValueError):
                     raise BVHParseError("CHANNELS needs a channel count", path, lineno) from None
+                if not 0 <= count <= len(CHANNEL_NAMES):
+                    raise BVHParseError(f"CHANNELS {count}: a joint has 0 to {len(CHANNEL_NAMES)} channels", path,
+                                        lineno)
+                total_channels += count - len(channels[last_block])
+                if total_channels > limits.max_channels:
+                    raise BVHParseError(f"more than {limits.max_channels} channels (the cap max_channels)", path,
+                                        lineno)
                 names_given = tokens[2: 2 + count]
                 if len(names_given) != count:
                     raise BVHParseError(f"CHANNELS {count} lists {len(names_given)} channel names", path, lineno)
@@ -203,8 +221,8 @@ def _parse_hierarchy(header: str, path: str | None) -> SourceSkeleton:
     )
 
 
-def _parse_motion(body: str, skeleton: SourceSkeleton, path: str | None, motion_line: int
-                  ) -> tuple[float, np.ndarray]:
+def _parse_motion(body: str, skeleton: SourceSkeleton, path: str | None, motion_line: int,
+                  limits: MotionLimits = DEFAULT_LIMITS) -> tuple[float, np.ndarray]:
     """Parse `Frames:` / `Frame Time:` and the numeric block in one bulk call."""
     num_channels = sum(len(c) for c in skeleton.channels)
     lines_consumed = 0
@@ -224,7 +242,7 @@ def _parse_motion(body: str, skeleton: SourceSkeleton, path: str | None, motion_
         if key_norm == "frames" and frames is None:
             try:
                 frames = int(float(value))
-            except ValueError:
+            except (ValueError, OverflowError):
                 raise BVHParseError(f"bad frame count {value.strip()!r}", path, motion_line + lines_consumed - 1) from None
         elif key_norm == "frametime" and frame_time is None:
             try:
@@ -243,6 +261,7 @@ def _parse_motion(body: str, skeleton: SourceSkeleton, path: str | None, motion_
         raise BVHParseError(f"negative frame count {frames}", path, motion_line)
     if not frame_time or frame_time <= 0 or not np.isfinite(frame_time):
         raise BVHParseError(f"frame time must be positive, got {frame_time}", path, motion_line)
+    _check_motion_size(frames, num_channels, frame_time, limits, path, motion_line)
     data = body[data_start:]
     first_data_line = motion_line + lines_consumed  # 1-based line number of the first data line
 
@@ -258,8 +277,29 @@ def _parse_motion(body: str, skeleton: SourceSkeleton, path: str | None, motion_
     if not np.all(np.isfinite(flat)):
         bad = int(np.flatnonzero(~np.isfinite(flat))[0]) // max(num_channels, 1)
         raise BVHParseError("non-finite value (nan/inf) in MOTION data", path, first_data_line + _row_line(data, bad))
+    if flat.size and np.abs(flat).max() > limits.max_abs_value:
+        bad = int(np.flatnonzero(np.abs(flat) > limits.max_abs_value)[0]) // max(num_channels, 1)
+        raise BVHParseError(f"MOTION value beyond the cap max_abs_value {limits.max_abs_value:g}", path,
+                            first_data_line + _row_line(data, bad))
     values = flat.reshape(frames, num_channels)
     return snap_fps(1.0 / frame_time), values
+
+
+def _check_motion_size(frames: int, channels: int, frame_time: float, limits: MotionLimits, path: str | None,
+                       line: int) -> None:
+    """The caps that bound what the MOTION block will allocate, checked before it is parsed."""
+    fps = 1.0 / frame_time
+    if not limits.min_fps <= fps <= limits.max_fps:
+        raise BVHParseError(f"Frame Time {frame_time:g} s is {fps:g} fps; allowed {limits.min_fps:g} to "
+                            f"{limits.max_fps:g} fps (the caps min_fps / max_fps)", path, line)
+    if frames > limits.max_frames:
+        raise BVHParseError(f"{frames} frames; the cap max_frames is {limits.max_frames}", path, line)
+    if frames * channels > limits.max_values:
+        raise BVHParseError(f"{frames} frames x {channels} channels = {frames * channels} values; the cap "
+                            f"max_values is {limits.max_values}", path, line)
+    if frames * frame_time > limits.max_duration_s:
+        raise BVHParseError(f"the take lasts {frames * frame_time:.0f} s; the cap max_duration_s is "
+                            f"{limits.max_duration_s:g}", path, line)
 
 
 def snap_fps(fps: float) -> float:

@@ -4,6 +4,9 @@
 their params with `protocol.Params`, so a wrong type, a missing field or an unknown one is a
 BAD_REQUEST naming it, and library exceptions are mapped to codes here (KeyError of a clip ->
 NOT_FOUND, a locked index -> BUSY, a bad filter -> BAD_REQUEST, anything else -> INTERNAL, logged).
+
+Clients index and remove by path only inside the operator's library roots (`--library-root`,
+`library_roots` in mofind.toml); anything else is FORBIDDEN, naming the setting.
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ import mofind
 from mofind.index.explain import explain_tokens
 from mofind.index.lock import IndexLockedError
 from mofind.index.manifest import IndexNotFoundError, IndexSpec
+from mofind.index.roots import LibraryRoots
 from mofind.index.search import MODES, Filters, SearchError, Searcher
 from mofind.index.similar import similar
 from mofind.index.store import IndexReader, IndexWriter
 from mofind.quality.assess import MatchQuality
 
-from .jobs import JobManager
-from .protocol import (BAD_REQUEST, BUSY, CANCELLED, INTERNAL, NOT_FOUND, PROTOCOL_VERSION, TOO_LARGE, UNKNOWN_METHOD,
-                       FrameSet, Limits, Params, ProtocolError, error_reply, ok_reply, parse_request, peek_id)
+from .jobs import JobManager, JobQueueFull
+from .protocol import (BAD_REQUEST, BUSY, CANCELLED, FORBIDDEN, INTERNAL, NOT_FOUND, PROTOCOL_VERSION, TOO_LARGE,
+                       UNKNOWN_METHOD, FrameSet, Limits, Params, ProtocolError, error_reply, ok_reply, parse_request,
+                       peek_id)
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +52,22 @@ class Backend:
     """Everything a request can touch: the index (read + background writes), the model, the limits."""
 
     def __init__(self, index_dir: str | Path, encoder, *, limits: Limits = Limits(), job_workers: int = 1,
-                 commit_every: int = 64, model_dir: str | Path | None = None):
-        """`model_dir`: where the encoder's vocabulary.json and calibration.json live (default: shipped model)."""
+                 commit_every: int = 64, model_dir: str | Path | None = None, library_roots=(), motion_limits=None,
+                 settings_file: str | Path | None = None):
+        """`model_dir`: where the encoder's vocabulary.json and calibration.json live (default: shipped model);
+        `library_roots`: where clients may index; `motion_limits`: caps on the files indexing jobs parse."""
         self.index_dir = Path(index_dir)
         self.encoder = encoder
         self.limits = limits
+        self.roots = LibraryRoots(library_roots)
+        self.settings_file = str(settings_file) if settings_file else "mofind.toml in the MoFind config folder"
         self.spec = IndexSpec.from_encoder(encoder)
         self.searcher = Searcher(open_or_create_index(self.index_dir, self.spec))
         self._text_lock = threading.Lock()  # HF fast tokenizers are not safe to call from two threads at once
         self.quality = MatchQuality.for_model(encoder, model_dir, text_lock=self._text_lock)
-        self.jobs = JobManager(self.index_dir, encoder, workers=job_workers, commit_every=commit_every)
+        self.jobs = JobManager(self.index_dir, encoder, workers=job_workers, commit_every=commit_every,
+                               max_queued=limits.max_queued_jobs, max_failures_listed=limits.max_job_failures_listed,
+                               limits=motion_limits, roots=self.roots)
         self._stopping = threading.Event()
         self.methods = {
             "ping": self.ping, "info": self.info, "search": self.search, "similar": self.similar,
@@ -137,6 +148,12 @@ class Backend:
                 item["thumbnail"] = None
             results.append(item)
         return {"results": results}, frames
+
+    def _forbidden(self, path: str, action: str) -> ProtocolError:
+        return ProtocolError(FORBIDDEN, (
+            f"{path[:300]!r} is outside the library roots this server may {action} (roots: "
+            f"{self.roots.describe()[:600]}); the operator allows a folder with `mofind serve --library-root DIR` "
+            f"or `library_roots` under [serve] in {self.settings_file}"))
 
     @staticmethod
     def _clip_missing(clip_id: str) -> ProtocolError:
@@ -268,14 +285,21 @@ class Backend:
 
     def index_add(self, params: dict):
         p = Params(params, ("paths", "recursive"))
-        paths = p.strings("paths", max_items=self.limits.max_paths, max_chars=self.limits.max_path_chars)
+        paths = p.strings("paths", max_items=self.limits.max_paths, max_chars=self.limits.max_path_chars, path=True)
         if not paths:
             raise ProtocolError(BAD_REQUEST, "'paths' must list at least one file or folder")
-        relative = [path for path in paths if not os.path.isabs(os.path.expanduser(path))]
+        paths = [os.path.expanduser(path) for path in paths]
+        relative = [path for path in paths if not os.path.isabs(path) or "\x00" in path]
         if relative:
             raise ProtocolError(BAD_REQUEST, f"paths must be absolute (the server's working directory is not "
                                              f"the client's): {relative[0][:200]!r}")
-        job = self.jobs.submit([os.path.expanduser(path) for path in paths], p.boolean("recursive", True))
+        outside = [path for path in paths if not self.roots.holds(path)]
+        if outside:
+            raise self._forbidden(outside[0], "index")
+        try:
+            job = self.jobs.submit(paths, p.boolean("recursive", True))
+        except JobQueueFull as exc:
+            raise ProtocolError(BUSY, str(exc)) from None
         return {"job_id": job.job_id}, None
 
     def index_status(self, params: dict):
@@ -290,12 +314,24 @@ class Backend:
     def index_remove(self, params: dict):
         p = Params(params, ("clip_ids", "path_prefix"))
         clip_ids = p.strings("clip_ids", max_items=self.limits.max_clip_ids, max_chars=64, required=False)
-        prefix = p.string("path_prefix", required=False, max_chars=self.limits.max_path_chars)
+        prefix = p.string("path_prefix", required=False, max_chars=self.limits.max_path_chars, path=True)
         if (clip_ids is None) == (prefix is None):
             raise ProtocolError(BAD_REQUEST, "give exactly one of 'clip_ids' or 'path_prefix'")
+        if prefix is not None and ("\x00" in prefix or not self.roots.holds(prefix)):
+            raise self._forbidden(prefix, "remove from")
         try:
             with IndexWriter(self.index_dir, self.spec, create=False, lock_timeout=2.0) as writer:
-                removed = writer.remove(clip_ids) if clip_ids is not None else writer.remove_prefix(prefix)
+                # only clips whose file lies inside the roots: the operator's own `mofind index` runs elsewhere
+                # are not the clients' to remove
+                wanted = set(clip_ids) if clip_ids is not None else None
+                ids = [record.clip_id for record in writer.reader.clips()
+                       if (record.clip_id in wanted if wanted is not None else record.source.startswith(prefix))
+                       and self.roots.holds_source(record.source)]
+                refused = sorted((wanted or set()) - set(ids))
+                refused = [clip_id for clip_id in refused if clip_id in writer.reader]
+                if refused:
+                    raise self._forbidden(writer.reader.clip(refused[0]).source, "remove from")
+                removed = writer.remove(ids)
         except IndexLockedError as exc:
             raise ProtocolError(BUSY, f"{exc} (an indexing job may be running: cancel it or retry later)") from None
         return {"removed": removed}, None

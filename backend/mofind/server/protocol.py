@@ -24,7 +24,10 @@ INTERNAL = "INTERNAL"
 BUSY = "BUSY"
 CANCELLED = "CANCELLED"
 VERSION = "VERSION"
-ERROR_CODES = (BAD_JSON, BAD_REQUEST, UNKNOWN_METHOD, TOO_LARGE, NOT_FOUND, INTERNAL, BUSY, CANCELLED, VERSION)
+FORBIDDEN = "FORBIDDEN"
+ERROR_CODES = (BAD_JSON, BAD_REQUEST, UNKNOWN_METHOD, TOO_LARGE, NOT_FOUND, INTERNAL, BUSY, CANCELLED, VERSION,
+               FORBIDDEN)
+INT_MAX = 2**63 - 1  # integers in a request must fit a signed 64-bit integer (JSON readers disagree beyond)
 
 ID_MAX_CHARS = 128
 METHOD_MAX_CHARS = 64
@@ -42,15 +45,19 @@ class Limits:
     max_path_chars: int = 4096
     max_clip_ids: int = 100_000
     max_motion_frames: int = 500_000  # source frames one get_motion may return (~70 min at 120 fps)
+    max_queued_jobs: int = 8  # indexing jobs waiting or running; index_add beyond it is BUSY
+    max_job_failures_listed: int = 100  # `failed` entries per job in index_status (`failed_count` has them all)
 
     @property
     def socket_max_bytes(self) -> int:
-        """Hard cap given to ZeroMQ (ZMQ_MAXMSGSIZE): larger messages drop the connection instead of eating RAM."""
-        return 16 * self.max_request_bytes
+        """Hard cap given to ZeroMQ (ZMQ_MAXMSGSIZE, checked per frame as it arrives): a larger frame drops the
+        connection before it is buffered; between this and max_request_bytes the client gets TOO_LARGE."""
+        return 4 * self.max_request_bytes
 
     def to_dict(self) -> dict:
         return {name: getattr(self, name) for name in ("max_request_bytes", "max_frames", "max_query_chars",
-                                                       "max_k", "max_paths", "max_clip_ids", "max_motion_frames")}
+                                                       "max_k", "max_paths", "max_clip_ids", "max_motion_frames",
+                                                       "max_queued_jobs")}
 
 
 class ProtocolError(Exception):
@@ -101,6 +108,8 @@ def parse_request(frames: list[bytes], limits: Limits) -> Request:
     if not _valid_id(request_id):
         raise ProtocolError(BAD_REQUEST, f"'id' must be a string of at most {ID_MAX_CHARS} characters or an integer")
     version = header.get("v")
+    if type(version) is not int:  # true == 1 in Python; the protocol says the integer 1
+        raise ProtocolError(BAD_REQUEST, f"'v' must be the integer {PROTOCOL_VERSION}")
     if version != PROTOCOL_VERSION:
         raise ProtocolError(VERSION, f"protocol version {version!r} is not supported; this server speaks "
                                      f"v={PROTOCOL_VERSION}")
@@ -115,7 +124,45 @@ def parse_request(frames: list[bytes], limits: Limits) -> Request:
     unknown = sorted(set(header) - {"v", "id", "method", "params"})
     if unknown:
         raise ProtocolError(BAD_REQUEST, f"unknown header field(s): {', '.join(unknown)[:200]}")
+    _check_values(params)
     return Request(id=request_id, method=method, params=params, payloads=list(frames[1:]))
+
+
+def _check_values(value) -> None:
+    """BAD_REQUEST for values no method can use: integers beyond 64 bits, strings that are not Unicode text
+    (lone surrogates, which JSON's \\u escapes allow); one place, so no handler meets them."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                if not _is_text(key):
+                    raise ProtocolError(BAD_REQUEST, "a parameter name is not valid Unicode text")
+                stack.append(inner)
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, int) and not isinstance(item, bool) and not -INT_MAX - 1 <= item <= INT_MAX:
+            raise ProtocolError(BAD_REQUEST, f"integer {str(item)[:30]}... does not fit 64 bits")
+        elif isinstance(item, str) and not _is_text(item) and not _is_escaped_path(item):
+            raise ProtocolError(BAD_REQUEST, "a string holds a lone UTF-16 surrogate (not valid Unicode text)")
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_escaped_path(value: str) -> bool:
+    """A file name that is not UTF-8, as Python writes it (os.fsdecode: undecodable bytes -> U+DC80..U+DCFF);
+    results carry such paths and clients send them back, so they pass here and only path parameters use them."""
+    try:
+        value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _valid_id(value) -> bool:
@@ -184,7 +231,8 @@ class Params:
         self.data = data
 
     def string(self, name: str, *, required: bool = True, default: str | None = None, max_chars: int = 4096,
-               non_empty: bool = True) -> str | None:
+               non_empty: bool = True, path: bool = False) -> str | None:
+        """A string parameter; `path=True` also accepts a surrogate-escaped non-UTF-8 file name."""
         value = self.data.get(name)
         if value is None:
             if required:
@@ -192,6 +240,8 @@ class Params:
             return default
         if not isinstance(value, str):
             raise ProtocolError(BAD_REQUEST, f"parameter '{name}' must be a string")
+        if not path and not _is_text(value):
+            raise ProtocolError(BAD_REQUEST, f"parameter '{name}' is not valid Unicode text (a lone surrogate)")
         if non_empty and not value.strip():
             raise ProtocolError(BAD_REQUEST, f"parameter '{name}' must not be empty")
         if len(value) > max_chars:
@@ -227,7 +277,8 @@ class Params:
             raise ProtocolError(BAD_REQUEST, f"parameter '{name}' must be an object")
         return value
 
-    def strings(self, name: str, *, max_items: int, max_chars: int, required: bool = True) -> list[str] | None:
+    def strings(self, name: str, *, max_items: int, max_chars: int, required: bool = True,
+                path: bool = False) -> list[str] | None:
         value = self.data.get(name)
         if value is None:
             if required:
@@ -235,6 +286,8 @@ class Params:
             return None
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise ProtocolError(BAD_REQUEST, f"parameter '{name}' must be a list of non-empty strings")
+        if not path and not all(_is_text(v) for v in value):
+            raise ProtocolError(BAD_REQUEST, f"an item of '{name}' is not valid Unicode text (a lone surrogate)")
         if len(value) > max_items:
             raise ProtocolError(TOO_LARGE, f"parameter '{name}' has {len(value)} items; at most {max_items}")
         if any(len(v) > max_chars for v in value):

@@ -7,8 +7,10 @@ The broker hands a request only to a worker that said it is free (the ZeroMQ gui
 broker), so one slow request never queues a quick one behind it while another worker idles. Indexing
 runs in the job thread, not in a worker, so it never blocks searches.
 
-Security: loopback binds need nothing; any other bind needs CurveZMQ (server secret key + a folder of
-authorised client public keys, the "ironhouse" pattern) or an explicit `insecure=True`.
+Security: every bind needs CurveZMQ (server secret key + a folder of authorised client public keys, the
+"ironhouse" pattern), loopback included, since other local users and programs are not to be trusted; the
+only way out is an explicit `insecure=True`. The allowed-clients folder is read at each handshake, so
+enrolling or revoking a client needs no restart (`keys.AllowedClients`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,15 @@ class Security:
         return self.curve_secret_file is not None
 
 
+def bind_host(bind: str) -> str:
+    """The host part of a tcp:// bind ("" for none); BindRefusedError when it cannot be read."""
+    try:
+        return urlsplit(bind).hostname or ""
+    except ValueError as exc:  # e.g. tcp://[127.0.0.1]:5555 (brackets are for IPv6 only)
+        raise BindRefusedError(f"bind address {bind!r} cannot be read ({exc}); write tcp://127.0.0.1:5555 or "
+                               "tcp://[::1]:5555") from None
+
+
 def is_loopback(bind: str) -> bool:
     """True for tcp binds on 127.0.0.0/8, ::1 or localhost, and for ipc:// / inproc:// endpoints."""
     scheme = bind.split("://", 1)[0]
@@ -50,7 +61,7 @@ def is_loopback(bind: str) -> bool:
         return True
     if scheme != "tcp":
         return False
-    host = urlsplit(bind).hostname or ""
+    host = bind_host(bind)
     if host == "localhost":
         return True
     try:
@@ -63,6 +74,10 @@ def check_bind(bind: str, security: Security) -> list[str]:
     """Refuse unsafe setups (BindRefusedError); returns warnings to print for allowed but risky ones."""
     if "://" not in bind:
         raise BindRefusedError(f"bind address {bind!r} must look like tcp://127.0.0.1:5555")
+    loopback = is_loopback(bind)  # also validates the host part
+    if bind.startswith("tcp://") and "[" in bind and ":" not in bind_host(bind):
+        raise BindRefusedError(f"bind address {bind!r}: brackets are for IPv6 addresses only; write "
+                               "tcp://127.0.0.1:PORT")
     if security.curve:
         if security.curve_clients_dir is None:
             raise BindRefusedError("--curve-secret needs --curve-clients DIR (the public keys of the clients "
@@ -72,13 +87,15 @@ def check_bind(bind: str, security: Security) -> list[str]:
         if not Path(security.curve_clients_dir).is_dir():
             raise BindRefusedError(f"{security.curve_clients_dir}: no such folder of client keys")
         return []
-    if is_loopback(bind):
-        return []
     if not security.insecure:
         raise BindRefusedError(
-            f"refusing to listen on {bind} without encryption: anyone on the network could read your library "
-            "and its file paths. Configure CurveZMQ (--curve-secret FILE --curve-clients DIR), bind "
-            "tcp://127.0.0.1:PORT, or pass --insecure if this network is trusted")
+            f"refusing to serve {bind} without authentication: other users and programs could search the "
+            "library, read its files and change the index. Configure CurveZMQ (--curve-secret FILE "
+            "--curve-clients DIR; `mofind serve` does this by itself unless told --insecure), or pass "
+            "--insecure")
+    if loopback:
+        return [f"WARNING: serving {bind} without authentication (--insecure): every local user and program "
+                "can search the library, read motion files that are in the index and change the index"]
     return [f"WARNING: serving {bind} unencrypted and unauthenticated (--insecure); any host that can reach "
             "this port can search the library and read motion files that are in the index"]
 
@@ -172,15 +189,18 @@ class Server:
 
     # -- sockets -----------------------------------------------------------------------------------------
     def _configure_curve(self, context, frontend):
-        import zmq.auth
         from zmq.auth.thread import ThreadAuthenticator
 
-        public, secret = zmq.auth.load_certificate(str(self.security.curve_secret_file))
-        if secret is None:
-            raise BindRefusedError(f"{self.security.curve_secret_file} holds no secret key")
+        from .keys import AllowedClients, KeySetupError, load_secret_certificate
+
+        try:
+            public, secret = load_secret_certificate(Path(self.security.curve_secret_file))
+        except KeySetupError as exc:
+            raise BindRefusedError(str(exc)) from None
         authenticator = ThreadAuthenticator(context)
         authenticator.start()
-        authenticator.configure_curve(domain="*", location=str(self.security.curve_clients_dir))
+        authenticator.configure_curve_callback(domain="*",
+                                               credentials_provider=AllowedClients(self.security.curve_clients_dir))
         frontend.curve_secretkey = secret
         frontend.curve_publickey = public
         frontend.curve_server = True

@@ -16,6 +16,7 @@ from mofind.io.bvh import (BVHData, forward_kinematics_arrays, local_rotations_a
                            local_translations, read_bvh)
 from mofind.io.assimp import SCENE_SUFFIXES, read_scene_takes
 from mofind.io.errors import MotionFormatError
+from mofind.io.limits import DEFAULT_LIMITS, MotionLimits
 from mofind.io.motion import Motion, SourceSkeleton
 from mofind.io.rotations import quat_wxyz_to_rotation
 from mofind.io.scene import SceneTake, local_motion
@@ -30,16 +31,18 @@ DEFAULT_FPS = 20.0
 # --------------------------------------------------------------------------- public entry points
 
 
-def load_motion(path: str | Path, fps: float = DEFAULT_FPS, take: str | None = None) -> Motion:
+def load_motion(path: str | Path, fps: float = DEFAULT_FPS, take: str | None = None,
+                limits: MotionLimits = DEFAULT_LIMITS) -> Motion:
     """Read a motion file (`.bvh`, `.fbx`, `.glb`/`.gltf`, or HumanML3D `.npy` joints) as a `Motion` on SMPL-22 at
     `fps`. `take` names one take of a file holding several (FBX animation stacks, glTF animations; default: the
-    first); a file format with one take per file ignores it."""
+    first); a file format with one take per file ignores it. BVH and joints files over `limits`
+    (mofind.io.limits) fail with a clear error before their data is allocated."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".bvh":
-        return motion_from_bvh(read_bvh(path), fps=fps)
+        return motion_from_bvh(read_bvh(path, limits), fps=fps)
     if suffix == ".npy":
-        return _motion_from_npy(path, fps)
+        return _motion_from_npy(path, fps, limits)
     if suffix in SCENE_SUFFIXES:
         takes = read_scene_takes(path)
         chosen = takes[0] if not take else next((t for t in takes if t.name == take), None)
@@ -51,12 +54,12 @@ def load_motion(path: str | Path, fps: float = DEFAULT_FPS, take: str | None = N
                             ".gltf or .npy", path)
 
 
-def load_motions(path: str | Path, fps: float = DEFAULT_FPS) -> list[Motion]:
+def load_motions(path: str | Path, fps: float = DEFAULT_FPS, limits: MotionLimits = DEFAULT_LIMITS) -> list[Motion]:
     """Every take of a motion file as a `Motion` (one for BVH and joints files; `Motion.take` tells them apart)."""
     path = Path(path)
     if path.suffix.lower() in SCENE_SUFFIXES:
         return [motion_from_take(take, fps=fps, path=str(path)) for take in read_scene_takes(path)]
-    return [load_motion(path, fps=fps)]
+    return [load_motion(path, fps=fps, limits=limits)]
 
 
 def motion_from_take(take: SceneTake, fps: float = DEFAULT_FPS, path: str | None = None) -> Motion:
@@ -76,7 +79,7 @@ def motion_from_take(take: SceneTake, fps: float = DEFAULT_FPS, path: str | None
         joint_translations=translations.astype(np.float32) if animated else None, mapping=info, take=take.name)
 
 
-def _motion_from_npy(path: Path, fps: float) -> Motion:
+def _motion_from_npy(path: Path, fps: float, limits: MotionLimits = DEFAULT_LIMITS) -> Motion:
     """HumanML3D (T, 22, 3) joints at 20 fps, or KIT-ML (T, 21, 3) at 12.5 fps, told apart by shape."""
     from mofind.io.humanml3d import HUMANML3D_FPS, read_joints_npy
     from mofind.io.kitml import KIT_FPS, kit_to_smpl22
@@ -85,6 +88,8 @@ def _motion_from_npy(path: Path, fps: float) -> Motion:
         shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
     except (OSError, ValueError, EOFError) as exc:
         raise MotionFormatError(f"cannot read joints array: {exc}", path) from exc
+    if len(shape) >= 1 and shape[0] > limits.max_frames:
+        raise MotionFormatError(f"{shape[0]} frames; the cap max_frames is {limits.max_frames}", path)
     if len(shape) == 3 and shape[1:] == (21, 3):
         joints, source_fps = kit_to_smpl22(read_joints_npy(path, 21)), KIT_FPS
     else:
