@@ -242,18 +242,22 @@ def test_random_byte_flips_never_give_a_traceback_or_a_wrong_answer(copy, encode
 
 
 # -- a live server -----------------------------------------------------------------------------------------
-def test_server_keeps_serving_when_a_chunk_is_replaced_under_it(copy, encoder):
+def test_server_keeps_serving_when_a_chunk_is_replaced_under_it(copy, encoder, tmp_path):
     """`cp` of a short file over a memory-mapped chunk used to kill the server with SIGBUS."""
+    from fixtures.curve import make_keys
     from mofind.server.handlers import Backend
     from mofind.server.router import Server
 
     _, index = copy
+    keys = make_keys(tmp_path / "config")
     backend = Backend(index, encoder)
-    server = Server(backend, "tcp://127.0.0.1:0", workers=2)
+    server = Server(backend, "tcp://127.0.0.1:0", workers=2, security=keys.security)
     endpoint = server.start()
     context = zmq.Context()
     socket = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.LINGER, 0)
+    for name, value in keys.client_options.items():
+        setattr(socket, name, value)
     socket.connect(endpoint)
 
     def call(method, params):

@@ -91,12 +91,17 @@ def test_index_query_and_serve_use_the_imported_model(imported, tmp_path):
     refused = mofind("query", "a person waves", "--index", index, "-k", "3", check=False)  # shipped model
     assert refused.returncode == 2 and "model" in refused.stderr.lower()
 
+    from fixtures.curve import make_keys
+
+    keys = make_keys(Path(index).parent / "config")
     backend = Backend(index, encoder)
-    server = Server(backend, "tcp://127.0.0.1:0", workers=2)
+    server = Server(backend, "tcp://127.0.0.1:0", workers=2, security=keys.security)
     endpoint = server.start()
     context = zmq.Context()
     socket = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.LINGER, 0)
+    for name, value in keys.client_options.items():
+        setattr(socket, name, value)
     socket.connect(endpoint)
 
     def call(method, params):
