@@ -55,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     from mofind.settings import SettingsError, load_settings
 
     index_dir = args.index or default_index_dir()
+    for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 are printed as their own bytes
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     if args.verify:
         return _verify(index_dir, args.json)
     if not args.paths and args.remove is None and args.remove_prefix is None and not args.compact \

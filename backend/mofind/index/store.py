@@ -42,7 +42,8 @@ def clip_id_for(source: str | Path, take: str = "") -> str:
     """Stable id of a take: 16 hex digits of sha256 of its absolute path (and, for a file holding several takes,
     the take's name: FBX animation stack, glTF animation)."""
     key = str(Path(source).resolve()) + (f"\0{take}" if take else "")
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+    # surrogateescape: a file name that is not UTF-8 hashes as its own bytes (UTF-8 names keep their ids)
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 @dataclass
