@@ -149,11 +149,20 @@ def _solve_controls(context, armature, drive: Drive, pose: WorldPose) -> TargetK
         rotations = np.zeros((frames, len(controls), 4))
         locations = np.zeros((frames, 3))
         column = {c: i for i, c in enumerate(controls)}
+        settled = len(drive.levels) if drive.hips_settled_after is None else drive.hips_settled_after
         for frame in range(frames):
             _reset(pose_bones, controls)
             location_parent = None
-            for level in drive.levels:
+            for index, level in enumerate(drive.levels + ((),)):  # the empty last level only solves the travel
+                if index == len(drive.levels) and (settled < index or pose.hip_target is None):
+                    break  # the travel was solved already (or there is none): no last evaluation needed
                 evaluated = _evaluate(context, armature, watched)
+                if index == settled and pose.hip_target is not None:
+                    # The hip joints no longer move with the levels left, so the travel is solved now.
+                    if location_parent is None:
+                        location_parent = _rot(evaluated[drive.location])
+                    hips = np.mean([np.array(evaluated[b])[:3, 3] for b in pose.hip_joints], axis=0)
+                    locations[frame] = location_parent.T @ (pose.hip_target[frame] - hips)
                 for control, deform, reference in level:
                     if deform not in pose.rotations:
                         continue  # outside the scope: the control stays at rest
@@ -165,21 +174,16 @@ def _solve_controls(context, armature, drive: Drive, pose: WorldPose) -> TargetK
                     basis = quat.matrix_to_quat(_orthonormal(current.T @ wanted))
                     pose_bones[control].rotation_quaternion = basis.tolist()
                     rotations[frame, column[control]] = basis
-            if pose.hip_target is None:
-                continue  # no pelvis in the scope: the rig stays where it is
-            evaluated = _evaluate(context, armature, watched)
-            if location_parent is None:
-                location_parent = _rot(evaluated[drive.location])
-            hips = np.mean([np.array(evaluated[b])[:3, 3] for b in pose.hip_joints], axis=0)
-            locations[frame] = location_parent.T @ (pose.hip_target[frame] - hips)
         untouched = ~np.any(rotations, axis=2)
         rotations[untouched, 0] = 1.0
+        keyed = ~untouched.all(axis=0)  # controls of body parts outside the scope get no keys
+        keyed[column[drive.location]] = True
     finally:
         _reset(pose_bones, controls)
         if animation:
             animation.action, animation.use_nla = held
     return TargetKeys(bone_names=tuple(controls), rotations=quat.make_continuous(rotations, axis=0),
-                      keyed=np.ones(len(controls), dtype=bool), root_bone=drive.location, root_location=locations,
+                      keyed=keyed, root_bone=drive.location, root_location=locations,
                       fps=pose.fps, scale=pose.scale, pairs=pose.pairs)
 
 

@@ -72,6 +72,7 @@ class Drive:
     location: str
     levels: tuple[tuple[tuple[str, str, str], ...], ...]
     switches: tuple[tuple[str, str, float], ...] = ()
+    hips_settled_after: int | None = None  # levels that move the hip joints (None: all of them)
 
     @property
     def controls(self) -> tuple[str, ...]:
@@ -95,7 +96,8 @@ DRIVES = MappingProxyType({
     name: Drive(entry["drive"]["location"],
                 tuple(tuple((str(row[0]), str(row[1]), str(row[-1])) for row in level)
                       for level in entry["drive"]["levels"]),
-                tuple((str(b), str(p), float(v)) for b, p, v in entry["drive"].get("switches", ())))
+                tuple((str(b), str(p), float(v)) for b, p, v in entry["drive"].get("switches", ())),
+                entry["drive"].get("hips_settled_after"))
     for name, entry in _ALIAS_TABLE["presets"].items() if "drive" in entry})
 
 # Fallback for unknown rigs: SMPL joint -> name cores (see `split_bone_name`), best first.

@@ -216,3 +216,17 @@ def test_arms_only_is_an_explicit_scope_that_keys_only_the_arms(apply, take):
     travel = [c for c in curves if c.data_path.endswith(".location")]
     assert travel and all(len(c.keyframe_points) == 1 and c.keyframe_points[0].co[1] == 0.0 for c in travel)
     assert bpy.context.scene.frame_end == 250  # set_frame_range is off unless asked for
+
+
+@pytest.mark.slow
+def test_upper_body_on_the_generated_rigify_rig_leaves_legs_and_travel_alone(apply, rigify_blend):
+    armature = open_rig("rigify", rigify_blend)
+    short = walking_take(seconds=0.3, fps=30.0)
+    action = apply.apply_clip(bpy.context, armature, short.payload, scope="UPPER")
+    curves = ([c for layer in action.layers for strip in layer.strips for bag in strip.channelbags for c in bag.fcurves]
+              if getattr(action, "layers", None) else list(action.fcurves))
+    keyed = {c.data_path.split('"')[1] for c in curves if c.data_path.endswith("rotation_quaternion")}
+    assert {"upper_arm_fk.L", "hand_fk.R", "neck", "head", "spine_fk.003"} <= keyed
+    assert not keyed & {"thigh_fk.L", "shin_fk.R", "foot_fk.L", "spine_fk"}
+    travel = [c for c in curves if c.data_path == 'pose.bones["torso"].location']
+    assert len(travel) == 3 and all(c.keyframe_points[0].co[1] == 0.0 and len(c.keyframe_points) == 1 for c in travel)
