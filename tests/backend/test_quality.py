@@ -121,6 +121,23 @@ def test_null_distribution_is_cached_per_index_generation_and_recomputed_when_it
     assert len(list(cache.glob("*.json"))) == 3 and max(filtered.tops) <= max(changed.tops) + 1e-6
 
 
+def test_a_server_answers_a_changed_library_with_the_previous_null_while_the_new_one_is_computed(encoder,
+                                                                                               tmp_path):
+    write_action_library(tmp_path / "mocap", kinds=("bandai",), actions=("idle", "wave_left"), seconds=3.0)
+    build_index([tmp_path / "mocap"], tmp_path / "index", encoder, workers=0)
+    null_model = NullModel(encoder, cache_dir=tmp_path / "cache", background=True)
+    searcher = Searcher(IndexReader.open(tmp_path / "index"), encoder)
+    first = null_model.distribution(searcher)  # nothing earlier to fall back on: computed before answering
+    write_action_bvh(tmp_path / "mocap" / "bandai_walk.bvh", "bandai", "walk", seconds=3.0)
+    build_index([tmp_path / "mocap"], tmp_path / "index", encoder, workers=0)
+    assert searcher.refresh()
+    assert null_model.distribution(searcher) is first  # at once, not after scoring the null bank again
+    null_model.wait(120)
+    fresh = null_model.distribution(searcher)
+    assert fresh is not first and len(list((tmp_path / "cache").glob("*.json"))) == 2
+    assert fresh == NullModel(encoder, cache_dir=tmp_path / "elsewhere").distribution(searcher)
+
+
 def test_calibration_file_round_trip_and_stale_or_malformed_files(encoder, tmp_path):
     calibration = Calibration(model_hash=encoder.model_hash, coef=(1.5, 0.5, -0.4), intercept=-5.0,
                               details={"report": {"precision": 1.0}})

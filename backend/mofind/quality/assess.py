@@ -61,10 +61,13 @@ class MatchQuality:
     """Vocabulary + calibration + null model of one encoder: everything `assess` needs."""
 
     def __init__(self, encoder, vocabulary: Vocabulary | None = None, calibration: Calibration | None = None, *,
-                 null_model: NullModel | None = None, text_lock: threading.Lock | None = None):
+                 null_model: NullModel | None = None, text_lock: threading.Lock | None = None,
+                 background: bool = False):
+        """`background`: a changed library is judged against its previous null distribution while the new one
+        is computed in a thread (`NullModel`; for the server)."""
         self.encoder = encoder
         self.vocabulary = vocabulary
-        self.null_model = null_model or NullModel(encoder, text_lock=text_lock)
+        self.null_model = null_model or NullModel(encoder, text_lock=text_lock, background=background)
         self.calibration = None
         self.note = ""
         if calibration is None:
@@ -79,14 +82,15 @@ class MatchQuality:
             self.calibration = calibration
 
     @classmethod
-    def for_model(cls, encoder, model_dir: str | Path | None = None, *,
-                  text_lock: threading.Lock | None = None) -> "MatchQuality":
+    def for_model(cls, encoder, model_dir: str | Path | None = None, *, text_lock: threading.Lock | None = None,
+                  background: bool = False) -> "MatchQuality":
         """Read `vocabulary.json` and `calibration.json` from the model folder (default: the shipped one)."""
         if model_dir is None:
             from mofind.paths import model_dir as default_model_dir
 
             model_dir = default_model_dir()
-        return cls(encoder, Vocabulary.load(model_dir), Calibration.load(model_dir), text_lock=text_lock)
+        return cls(encoder, Vocabulary.load(model_dir), Calibration.load(model_dir), text_lock=text_lock,
+                   background=background)
 
     @property
     def calibrated(self) -> bool:

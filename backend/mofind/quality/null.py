@@ -68,17 +68,26 @@ class NullDistribution:
 
 
 class NullModel:
-    """Null distributions of one encoder, computed on demand for a searcher's current snapshot."""
+    """Null distributions of one encoder, computed on demand for a searcher's current snapshot.
+
+    With `background=True` (the server) a library that changed since its last distribution gets the previous
+    one at once while the new one is computed in a thread: a few added takes barely move the null, and a search
+    during bulk indexing (a commit every 64 takes) should not wait for it. Without it (the CLI) the distribution
+    is recomputed before answering.
+    """
 
     def __init__(self, encoder, texts: tuple[str, ...] | None = None, *, text_lock: threading.Lock | None = None,
-                 cache_dir: Path | None = None):
+                 cache_dir: Path | None = None, background: bool = False):
         self.encoder = encoder
         self.texts = texts if texts is not None else load_null_texts()
         self.bank_sha = texts_sha256(self.texts)
+        self.background = background
         self._text_lock = text_lock or threading.Lock()
         self._lock = threading.Lock()
         self._tokens: list[np.ndarray] | None = None
         self._memory: OrderedDict[str, NullDistribution] = OrderedDict()
+        self._latest: dict[str, NullDistribution] = {}  # per library family (any generation): the newest one
+        self._pending: dict[str, threading.Thread] = {}
         self._cache_dir = cache_dir
 
     def tokens(self) -> list[np.ndarray]:
@@ -96,30 +105,72 @@ class NullModel:
         snapshot = snapshot or searcher.snapshot
         if not isinstance(filters, Filters):
             filters = Filters.from_dict(filters)
-        key = self._key(snapshot, filters, searcher.resolve_mode(mode, snapshot))
+        mode = searcher.resolve_mode(mode, snapshot)
+        key, family = self._keys(snapshot, filters, mode)
         with self._lock:
             found = self._memory.get(key) or self._read_disk(key)
+            if found is not None:
+                return self._remember(key, family, found)
+            stale = self._latest.get(family) if self.background else None
+            if stale is not None:
+                if key not in self._pending:
+                    thread = threading.Thread(target=self._compute_later, name="mofind-null", daemon=True,
+                                              args=(searcher, snapshot, filters, mode, key, family))
+                    self._pending[key] = thread
+                    thread.start()
+                return stale
+            found = self._compute(searcher, snapshot, filters, mode)
             if found is None:
-                hits = searcher.search_tokens(self.tokens(), k=1, filters=filters, mode=mode)
-                tops = tuple(float(h[0].score) for h in hits if h)
-                if not tops:
-                    return None
-                found = NullDistribution(tops)
-                self._write_disk(key, found)
-            self._memory[key] = found
-            self._memory.move_to_end(key)
-            while len(self._memory) > MEMORY_ENTRIES:  # a long-running server sees many generations and filters
-                self._memory.popitem(last=False)
-            return found
+                return None
+            self._write_disk(key, found)
+            return self._remember(key, family, found)
 
-    def _key(self, snapshot, filters, mode: str) -> str:
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for distributions being computed in the background (tests, shutdown)."""
+        for thread in list(self._pending.values()):
+            thread.join(timeout)
+
+    def _compute(self, searcher, snapshot, filters, mode: str) -> NullDistribution | None:
+        """Best score of every null text over the allowed windows, exactly as `Searcher.search_tokens` scores."""
+        from mofind.index.search import default_candidates
+
+        allowed = searcher.allowed_windows(snapshot, filters)
+        if len(allowed) == 0:
+            return None
+        scores = searcher.score_windows(self.tokens(), allowed, mode=mode,
+                                        candidates=default_candidates(len(allowed)), snapshot=snapshot)
+        return NullDistribution(tuple(float(v) for v in scores.max(axis=0)))
+
+    def _compute_later(self, searcher, snapshot, filters, mode: str, key: str, family: str) -> None:
+        try:
+            found = self._compute(searcher, snapshot, filters, mode)
+            if found is not None:
+                self._write_disk(key, found)
+                with self._lock:
+                    self._remember(key, family, found)
+        except Exception:  # noqa: BLE001 - the stale distribution keeps serving; the next search retries
+            log.exception("computing the null distribution in the background failed")
+        finally:
+            with self._lock:
+                self._pending.pop(key, None)
+
+    def _remember(self, key: str, family: str, found: NullDistribution) -> NullDistribution:
+        self._memory[key] = found
+        self._memory.move_to_end(key)
+        while len(self._memory) > MEMORY_ENTRIES:  # a long-running server sees many generations and filters
+            self._memory.popitem(last=False)
+        self._latest[family] = found
+        return found
+
+    def _keys(self, snapshot, filters, mode: str) -> tuple[str, str]:
+        """(this exact library state, its family: the same index, model, bank, filters and mode at any time)."""
         reader = snapshot.reader
         manifest = reader.manifest
-        identity = {"index": str(Path(reader.folder).resolve()), "generation": reader.generation,
-                    "created": manifest.created, "chunks": [entry.name for entry in manifest.chunks],
-                    "clips": len(reader), "model": reader.spec.model_hash, "bank": self.bank_sha,
-                    "filters": asdict(filters), "mode": mode}
-        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
+        family = {"index": str(Path(reader.folder).resolve()), "model": reader.spec.model_hash,
+                  "bank": self.bank_sha, "filters": asdict(filters), "mode": mode}
+        state = {**family, "generation": reader.generation, "created": manifest.created,
+                 "chunks": [entry.name for entry in manifest.chunks], "clips": len(reader)}
+        return _digest(state), _digest(family)
 
     def _disk_path(self, key: str) -> Path | None:
         if self._cache_dir is None:
@@ -153,3 +204,7 @@ class NullModel:
                 old.unlink(missing_ok=True)
         except OSError as exc:  # a read-only cache only costs recomputation
             log.warning("cannot cache the null distribution in %s: %s", path, exc)
+
+
+def _digest(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]

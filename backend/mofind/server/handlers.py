@@ -64,7 +64,7 @@ class Backend:
         self.spec = IndexSpec.from_encoder(encoder)
         self.searcher = Searcher(open_or_create_index(self.index_dir, self.spec))
         self._text_lock = threading.Lock()  # HF fast tokenizers are not safe to call from two threads at once
-        self.quality = MatchQuality.for_model(encoder, model_dir, text_lock=self._text_lock)
+        self.quality = MatchQuality.for_model(encoder, model_dir, text_lock=self._text_lock, background=True)
         self.jobs = JobManager(self.index_dir, encoder, workers=job_workers, commit_every=commit_every,
                                max_queued=limits.max_queued_jobs, max_failures_listed=limits.max_job_failures_listed,
                                limits=motion_limits, roots=self.roots)
