@@ -151,7 +151,7 @@ def apply_clip(service, clip: ClipRef, armature_name: str, options: ApplyOptions
     def on_motion(payload: dict):
         action = apply_payload(armature_name, payload, options, clip.name)
         push_undo(f"MoFind: Apply {clip.name}")
-        set_status("OK", f"Applied {clip.name} to {armature_name} ({action.name})")
+        set_status("OK", f"Applied {clip.name} to {armature_name} as action '{action.name}'")
         return action
 
     return fetch_motion(service, clip, options, on_motion, wait=wait)
