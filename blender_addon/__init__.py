@@ -24,15 +24,10 @@ def register() -> None:
 
 
 def _say_numpy_is_missing() -> None:
-    """Once the add-on is enabled (register() may not touch the window manager): status line and status bar."""
-    from .core.status import report_in_status_bar, set_status
+    """Once the add-on is enabled, in the status bar too (the MoFind panel and the preferences show it anyway)."""
+    from .core.status import report_in_status_bar
 
-    message = dependencies.numpy_message()
-    try:
-        set_status("WARNING", message)
-    except AttributeError:  # no window manager yet (Blender still starting): the panel's notice says it anyway
-        pass
-    report_in_status_bar("WARNING", message)
+    report_in_status_bar("WARNING", dependencies.numpy_message())
 
 
 def unregister() -> None:

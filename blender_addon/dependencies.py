@@ -47,6 +47,11 @@ def numpy_message(platform: str = sys.platform, os_release: Path = Path("/etc/os
             + numpy_fix(platform, os_release))
 
 
+def numpy_message_lines(platform: str = sys.platform, os_release: Path = Path("/etc/os-release")) -> str:
+    """The message for a panel: the install command on a line of its own, so it is never split."""
+    return numpy_message(platform, os_release).replace(" `", "\n").replace("` ", "\n")
+
+
 def _install_command(os_release: Path) -> str:
     try:
         text = os_release.read_text(errors="replace")

@@ -74,7 +74,7 @@ class MOFIND_AP_preferences(bpy.types.AddonPreferences):
         row = layout.row(align=True)
         row.prop(self, "client_key_file")
         row.operator("mofind.create_client_key", text="", icon="ADD")
-        from .dependencies import numpy_available, numpy_message
+        from .dependencies import numpy_available, numpy_message_lines
         from .ui.text import draw_wrapped
 
         layout.use_property_split = False
@@ -87,7 +87,7 @@ class MOFIND_AP_preferences(bpy.types.AddonPreferences):
         if not numpy_available():
             box = layout.box()
             box.alert = True
-            draw_wrapped(box, context, numpy_message(), icon="ERROR", reserved_units=0.6)
+            draw_wrapped(box, context, numpy_message_lines(), icon="ERROR", reserved_units=0.6)
 
 
 _STATUS_ICONS = {"INFO": "INFO", "OK": "CHECKMARK", "WARNING": "ERROR", "ERROR": "CANCEL", "BUSY": "SORTTIME"}

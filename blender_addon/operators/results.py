@@ -1,4 +1,5 @@
-"""`mofind.select_result`: make a result row the active one (its tooltip is the take's full path)."""
+"""`mofind.select_result`: make a result row the active one (its tooltip is the take's full path);
+`mofind.results_page`: turn the list's pages."""
 
 import bpy
 from bpy.props import IntProperty
@@ -30,4 +31,21 @@ class MOFIND_OT_select_result(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (MOFIND_OT_select_result,)
+class MOFIND_OT_results_page(bpy.types.Operator):
+    """Show the previous or next page of results"""
+
+    bl_idname = "mofind.results_page"
+    bl_label = "Turn Results Page"
+    bl_options = {"INTERNAL"}
+
+    step: IntProperty(name="Step", default=1, options={"SKIP_SAVE"})
+    page_size: IntProperty(name="Page Size", default=5, min=1, options={"SKIP_SAVE"})
+
+    def execute(self, context):
+        state = context.window_manager.mofind
+        pages = max(1, -(-len(state.results) // self.page_size))
+        state.results_page = min(max(state.results_page + self.step, 1), pages)
+        return {"FINISHED"}
+
+
+CLASSES = (MOFIND_OT_select_result, MOFIND_OT_results_page)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..dependencies import numpy_message
+from ..dependencies import numpy_message_lines
 from ..prefs import status_icon
 from ..ui.text import draw_wrapped
 
@@ -29,4 +29,4 @@ def draw_numpy_notice(layout, context) -> None:
     """Blender without numpy (a distribution's package): say what does not work and how to fix it."""
     box = layout.box()
     box.alert = True
-    draw_wrapped(box, context, numpy_message(), icon="ERROR", reserved_units=0.6)
+    draw_wrapped(box, context, numpy_message_lines(), icon="ERROR", reserved_units=0.6)

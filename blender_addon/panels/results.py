@@ -130,7 +130,16 @@ class MOFIND_PT_results(MoFindPanel, bpy.types.Panel):
         pages = (count + PAGE_SIZE - 1) // PAGE_SIZE
         page = min(max(session.results_page, 1), pages)
         if pages > 1:
-            layout.prop(session, "results_page", text=f"Page (of {pages})")
+            row = layout.row(align=True)
+            back = row.row(align=True)
+            back.enabled = page > 1
+            turn = back.operator("mofind.results_page", text="", icon="TRIA_LEFT")
+            turn.step, turn.page_size = -1, PAGE_SIZE
+            row.label(text=f"Page {page} of {pages}")
+            ahead = row.row(align=True)
+            ahead.enabled = page < pages
+            turn = ahead.operator("mofind.results_page", text="", icon="TRIA_RIGHT")
+            turn.step, turn.page_size = 1, PAGE_SIZE
         thumbnails = _thumbnails()
         column = layout.column()
         for index in range((page - 1) * PAGE_SIZE, min(page * PAGE_SIZE, count)):

@@ -180,3 +180,17 @@ def test_every_apply_option_the_operator_takes_is_in_the_panel(bpy, addon, sessi
     operator_options = set(bpy.ops.mofind.apply_clip.get_rna_type().properties.keys())
     expected = operator_options - {"rna_type", "index", "armature", "wait"}
     assert expected and expected <= shown_props, expected - shown_props
+
+
+def test_results_turn_pages(bpy, prefs, session):
+    sources = [f"/mocap/take_{i:02d}.bvh" for i in range(12)]
+    search_against(bpy, prefs, {"results": [hit(i, source) for i, source in enumerate(sources)]})
+    page_size = sys.modules[f"{ADDON_MODULE}.panels.results"].PAGE_SIZE
+    drawn = draw_everything(bpy, sys.modules[ADDON_MODULE])
+    assert "Page 1 of 3" in labels(drawn) and "take_00" in texts(drawn) and f"take_{page_size:02d}" not in texts(drawn)
+    assert bpy.ops.mofind.results_page(step=1, page_size=page_size) == {"FINISHED"}
+    drawn = draw_everything(bpy, sys.modules[ADDON_MODULE])
+    assert "Page 2 of 3" in labels(drawn) and f"take_{page_size:02d}" in texts(drawn)
+    for _ in range(5):
+        bpy.ops.mofind.results_page(step=1, page_size=page_size)
+    assert session.results_page == 3  # never past the last page

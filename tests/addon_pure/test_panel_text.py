@@ -63,6 +63,7 @@ def test_numpy_fix_names_this_linux_distributions_command(deps_mod, tmp_path, os
     release.write_text(os_release)
     message = deps_mod.numpy_message("linux", release)
     assert f"`{command}`" in message and "blender.org" in message and "search works" in message
+    assert f"\n{command}\n" in deps_mod.numpy_message_lines("linux", release)  # a line of its own in panels
 
 
 def test_numpy_fix_elsewhere(deps_mod, tmp_path):
