@@ -111,6 +111,7 @@ def _store_quality(state, quality) -> str:
     """The backend's verdict on the whole result list (absent from older backends: nothing shown)."""
     quality = quality if isinstance(quality, dict) else {}
     state.no_good_match = bool(quality.get("no_good_match", False))
+    state.confidence_calibrated = quality.get("calibrated") is not False
     state.quality_message = str(quality.get("message") or "")
     words = quality.get("unknown_words")
     state.unknown_words = ", ".join(str(word) for word in words) if isinstance(words, list) else ""

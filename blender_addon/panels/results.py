@@ -23,13 +23,16 @@ def _thumbnails():
     return running.thumbnails if running is not None else None
 
 
-def confidence_text(confidence: float) -> str:
-    return f"{round(confidence * 100)}% sure" if confidence >= 0 else ""
+def confidence_text(confidence: float, calibrated: bool = True) -> str:
+    """'83% sure'; '~83% sure' when the backend's model has no calibration (its own estimate); '' when not said."""
+    if confidence < 0:
+        return ""
+    return f"{'' if calibrated else '~'}{round(confidence * 100)}% sure"
 
 
-def row_facts(item) -> list[str]:
-    """What a row says besides the name, shortest first to pack well: score, confidence, length, range."""
-    return [f"score {item.score:.2f}", confidence_text(item.confidence), f"{item.duration:.1f} s",
+def row_facts(item, calibrated: bool = True) -> list[str]:
+    """What a row says besides the name, in reading order: score, confidence, length, range."""
+    return [f"score {item.score:.2f}", confidence_text(item.confidence, calibrated), f"{item.duration:.1f} s",
             f"frames {item.start_frame}–{item.end_frame}"]
 
 
@@ -51,7 +54,7 @@ def draw_result_row(layout, context, item, index: int, active: bool, thumbnails)
         left = column.row(align=True)
         left.alignment = "LEFT"  # a button centres its text; a LEFT row shrinks it to the text, at the left
         left.operator("mofind.select_result", text=line, icon=icon, emboss=active, depress=active).index = index
-    facts = row_facts(item)
+    facts = row_facts(item, context.window_manager.mofind.confidence_calibrated)
     if item.matched and item.matched != "motion":
         facts.append(f"by {item.matched}")
     for line in fitting_lines(context, facts, reserved_units=reserved):
@@ -81,13 +84,14 @@ def draw_pose_strip(layout, context, poses: list[int]) -> None:
 
 
 def draw_details(layout, context, item, thumbnails) -> None:
+    calibrated = context.window_manager.mofind.confidence_calibrated
     box = layout.box()
     poses = thumbnails.poses(item.thumbnail) if thumbnails is not None and item.thumbnail else []
     if poses:
         draw_pose_strip(box, context, poses)
     draw_wrapped(box, context, item.source or item.clip_id, icon="FILE", reserved_units=0.6)
     facts = [f"{item.duration:.1f} s at {item.fps:g} fps", f"frames {item.start_frame}–{item.end_frame}",
-             f"score {item.score:.3f}", confidence_text(item.confidence)]
+             f"score {item.score:.3f}", confidence_text(item.confidence, calibrated)]
     for line in fitting_lines(context, facts, reserved_units=0.6):
         box.label(text=line)
     if item.matched:

@@ -194,3 +194,11 @@ def test_results_turn_pages(bpy, prefs, session):
     for _ in range(5):
         bpy.ops.mofind.results_page(step=1, page_size=page_size)
     assert session.results_page == 3  # never past the last page
+
+
+def test_uncalibrated_confidence_is_marked_as_an_estimate(bpy, prefs, session):
+    quality = {"no_good_match": False, "unknown_words": [], "message": "Best match confidence 0.40 (uncalibrated).",
+               "calibrated": False}
+    search_against(bpy, prefs, {"results": [hit(0, SOURCES[0], confidence=0.4)], "quality": quality})
+    drawn = draw_everything(bpy, sys.modules[ADDON_MODULE])
+    assert shown(drawn, "~40% sure") and session.status_level == "OK"
