@@ -166,13 +166,27 @@ def test_search_reply_says_when_nothing_matches_and_names_the_unknown_words(serv
     assert header["result"]["results"] == [] and header["result"]["quality"]["no_good_match"] is True
 
 
+def test_search_names_weight_and_matched_sources(served, client):
+    backend, _, _ = served
+    reader = IndexReader.open(backend.index_dir)
+    for weight in (0.0, 1.0):
+        header, _ = client.call("search", {"query": "walk", "k": 3, "names_weight": weight, "thumbnails": False})
+        hits = Searcher(reader, backend.encoder).search("walk", k=3, names_weight=weight)
+        results = header["result"]["results"]
+        assert [(r["clip_id"], r["matched"]) for r in results] == [(h.clip_id, h.matched) for h in hits]
+    assert Path(results[0]["source"]).stem.endswith("_walk") and "name" in results[0]["matched"]
+    for bad in (-0.5, "1", True, 11):
+        header, _ = client.call("search", {"query": "walk", "names_weight": bad})
+        assert header["error"]["code"] == "BAD_REQUEST", bad
+
+
 def test_search_filters_and_per_take(served, client):
     header, _ = client.call("search", {"query": QUERIES[1], "k": 20, "filters": {"skeleton": "cmu_bvh"},
                                        "thumbnails": False})
     results = header["result"]["results"]
     assert len(results) == 3 and all(r["source"].endswith(".bvh") and "/cmu/" in r["source"] for r in results)
     assert all(r["thumbnail"] is None for r in results)
-    header, _ = client.call("search", {"query": QUERIES[1], "k": 2, "per_take": 3})
+    header, _ = client.call("search", {"query": QUERIES[1], "k": 2, "per_take": 3, "names_weight": 0})
     results = header["result"]["results"]
     takes = {r["clip_id"] for r in results}
     reader = IndexReader.open(served[0].index_dir)

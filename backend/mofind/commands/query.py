@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--path-prefix", default=None)
     parser.add_argument("--skeleton", default=None)
     parser.add_argument("--label", default=None)
+    parser.add_argument("--names-weight", type=float, default=None, metavar="W",
+                        help="how much take names and labels count beside the motion (0 = motion only; default "
+                             "0.25; see docs/user-guide.md)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -37,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from mofind.index.manifest import IndexSpec, IndexStoreError
     from mofind.index.search import SearchError, Searcher
     from mofind.index.store import IndexReader
+    from mofind.index.text_match import DEFAULT_NAMES_WEIGHT, MAX_NAMES_WEIGHT
     from mofind.paths import default_index_dir
     from mofind.quality.assess import MatchQuality
 
@@ -45,8 +49,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         encoder = load_encoder(args.model)
         reader = IndexReader.open(args.index or default_index_dir(), IndexSpec.from_encoder(encoder))
+        weight = DEFAULT_NAMES_WEIGHT if args.names_weight is None else args.names_weight
+        if not 0.0 <= weight <= MAX_NAMES_WEIGHT:
+            raise SearchError(f"--names-weight must be between 0 and {MAX_NAMES_WEIGHT:g}")
         searcher = Searcher(reader, encoder)
-        hits = searcher.search(args.text, k=args.k, filters=filters, per_take=args.per_take, mode=args.mode)
+        hits = searcher.search(args.text, k=args.k, filters=filters, per_take=args.per_take, mode=args.mode,
+                               names_weight=weight)
         quality = MatchQuality.for_model(encoder, args.model).assess(searcher, args.text, hits, filters=filters,
                                                                      mode=args.mode)
     except (IndexStoreError, ModelUnavailableError, SearchError, ValueError) as exc:  # ValueError: model files
@@ -59,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     if not hits:
         print("no results")
     for rank, hit in enumerate(hits, 1):
-        print(f"{rank:3d}. {hit.score:.4f}  confidence {hit.confidence:.2f}  {hit.source}  frames "
-              f"{hit.start_frame}-{hit.end_frame} @ {hit.fps:g} fps  [{', '.join(hit.labels)}]")
+        take = f" ({hit.take})" if hit.take else ""
+        print(f"{rank:3d}. {hit.score:.4f}  confidence {hit.confidence:.2f}  {hit.source}{take}  frames "
+              f"{hit.start_frame}-{hit.end_frame} @ {hit.fps:g} fps  [{', '.join(hit.labels)}]  "
+              f"matched: {', '.join(hit.matched)}")
     return 0

@@ -29,6 +29,7 @@ from mofind.io.limits import DEFAULT_LIMITS, MotionLimits
 
 from .discover import discover
 from .labels import labels_from_name
+from .library_text import take_texts
 from .manifest import IndexSpec
 from .store import ClipRecord, IndexWriter, WindowEmbedding, clip_id_for
 from .windows import cut_windows
@@ -88,6 +89,7 @@ class _Task:
     window: int
     stride: int
     limits: MotionLimits = DEFAULT_LIMITS
+    root: str | None = None  # the folder the user asked to index (its sub-folders name the take too)
 
 
 @dataclass
@@ -157,6 +159,7 @@ def _prepare_take(task: _Task, motion, stat, content_hash: str) -> _Prepared:
         labels=labels_from_name(task.path),
         joints=motion.skeleton.num_joints if motion.skeleton is not None else 22,
         take=motion.take,
+        text=take_texts(task.path, task.root, motion.take),
     )
     windows = cut_windows(len(joints), task.window, task.stride, motion.fps, frame_range, source_fps)
     return _Prepared(record, windows, joints, filmstrip_png(joints))
@@ -261,6 +264,8 @@ def build_index(paths, index_dir: str | Path, encoder, *, workers: int | None = 
         with IndexWriter(index_dir, spec, lock_timeout=lock_timeout) as writer:
             spec = writer.spec  # the index's own stride wins over the argument
             known = writer.known_sources()
+            index_roots = sorted((Path(p).expanduser().resolve() for p in paths if Path(p).expanduser().is_dir()),
+                                 key=lambda r: len(r.parts), reverse=True)
             vanished = _vanished_by_hash(known)
             tasks = []
             for path in found.files:
@@ -272,7 +277,7 @@ def build_index(paths, index_dir: str | Path, encoder, *, workers: int | None = 
                     report.moved += 1
                     continue
                 tasks.append(_Task(str(path), record.content_hash if record else None, spec.fps,
-                                   spec.window_frames, spec.stride_frames, limits))
+                                   spec.window_frames, spec.stride_frames, limits, _root_of(path, index_roots)))
             bar = _progress_bar(report, progress)
             pipeline = _Pipeline(writer, encoder, report, commit_every, bar, on_progress)
             try:
@@ -440,6 +445,7 @@ class _Pipeline:
         """Encode the buffered clips, stage them, and commit when due (or when asked)."""
         buffer, self.buffer = self.buffer, []
         if buffer:
+            self._encode_texts(buffer)
             for prepared, encoded in self._encode(buffer):
                 if encoded is None:  # cancelled while encoding: this clip is left for a rerun
                     continue
@@ -466,6 +472,17 @@ class _Pipeline:
             self.report.pending -= len(self.staged)
             self.staged, self.since_commit = [], 0
             self._notify(0)
+
+    def _encode_texts(self, buffer: list[_Prepared]) -> None:
+        """Pooled sentence embeddings of the takes' names and labels, stored in their records (text_match.py)."""
+        from .text_match import encode_vector, pooled_text_vectors
+
+        items = [(p.record, source, text) for p in buffer for source, text in p.record.text.items()]
+        if not items:
+            return
+        vectors = pooled_text_vectors(self.encoder, [text for _, _, text in items])
+        for (record, source, _), vector in zip(items, vectors):
+            record.text_vectors[source] = encode_vector(vector)
 
     def _encode(self, buffer: list[_Prepared]):
         """(prepared, per-window embeddings, an error message, or None once cancelled): slices of at most

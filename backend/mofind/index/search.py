@@ -24,6 +24,7 @@ import numpy as np
 from .kernels import ChunkScan, max_dots
 from .linalg import matmul
 from .store import IndexReader
+from .text_match import DEFAULT_NAMES_WEIGHT, annotate, fuse
 
 MODES = ("auto", "exact", "two_stage")
 AUTO_EXACT_MAX_WINDOWS = 5_000
@@ -109,12 +110,15 @@ class Hit:
     skeleton: str = ""
     window_start: int = 0  # first frame of the window in the clip's model-rate timeline
     confidence: float | None = None  # probability of a right match, set by mofind.quality (None: not assessed)
+    take: str = ""  # the take's name in a file holding several (FBX stack, glTF animation)
+    matched: list[str] = field(default_factory=lambda: ["motion"])  # "motion", "name", "label" (text_match.py)
 
     def to_dict(self) -> dict:
         return {"clip_id": self.clip_id, "source": self.source, "start_frame": self.start_frame,
                 "end_frame": self.end_frame, "fps": self.fps, "score": round(float(self.score), 6),
                 "confidence": None if self.confidence is None else round(float(self.confidence), 4),
-                "duration": round(self.duration, 4), "labels": list(self.labels), "skeleton": self.skeleton}
+                "duration": round(self.duration, 4), "labels": list(self.labels), "skeleton": self.skeleton,
+                "take": self.take, "matched": list(self.matched)}
 
 
 class _Snapshot:
@@ -186,7 +190,7 @@ class Searcher:
 
     # -- public entry points ---------------------------------------------------------------------------
     def search(self, queries, k: int = 10, filters: Filters | dict | None = None, per_take: int = 1,
-               mode: str = "auto", candidates: int | None = None):
+               mode: str = "auto", candidates: int | None = None, names_weight: float = DEFAULT_NAMES_WEIGHT):
         """Text query (str) -> list[Hit]; list of texts -> list of list[Hit] (batched encoding and scoring)."""
         if self.encoder is None:
             raise SearchError("this searcher has no text encoder")
@@ -197,12 +201,14 @@ class Searcher:
                 raise SearchError("a query must be a non-empty string")
         tokens = [t for t, _ in self.encoder.encode_texts(texts)]
         results = self.search_tokens(tokens, k=k, filters=filters, per_take=per_take, mode=mode,
-                                     candidates=candidates)
+                                     candidates=candidates, texts=texts, names_weight=names_weight)
         return results[0] if single else results
 
     def search_tokens(self, token_sets: list[np.ndarray], k: int = 10, filters: Filters | dict | None = None,
-                      per_take: int = 1, mode: str = "auto", candidates: int | None = None) -> list[list[Hit]]:
-        """Already-encoded queries ((L, D) float32 each) -> per query, hits best first."""
+                      per_take: int = 1, mode: str = "auto", candidates: int | None = None,
+                      texts: list[str] | None = None, names_weight: float = 0.0) -> list[list[Hit]]:
+        """Already-encoded queries ((L, D) float32 each) -> per query, hits best first. With the queries' `texts`
+        and a `names_weight`, take names and labels are fused in (text_match.py)."""
         if not isinstance(filters, Filters):
             filters = Filters.from_dict(filters)
         if k < 1 or per_take < 1:
@@ -218,7 +224,11 @@ class Searcher:
             candidates = default_candidates(len(allowed))
         scores = self.score_windows(token_sets, allowed, mode=mode, candidates=max(candidates, 4 * k * per_take),
                                     snapshot=snapshot)
-        return [self._top_takes(snapshot, allowed, column, k, per_take) for column in scores.T]
+        scores, fusions = fuse(self, snapshot, allowed, scores, token_sets, texts, names_weight, k, mode)
+        results = [self._top_takes(snapshot, allowed, column, k, per_take) for column in scores.T]
+        for hits, fusion in zip(results, fusions):
+            annotate(hits, fusion, snapshot)
+        return results
 
     def score_windows(self, token_sets: list[np.ndarray], windows: np.ndarray, mode: str = "auto",
                       candidates: int = MIN_CANDIDATES, snapshot: _Snapshot | None = None) -> np.ndarray:
@@ -318,7 +328,7 @@ def _hit(snapshot: _Snapshot, position: int, score: float) -> Hit:
     source = scan.chunk.arrays["win_source"][window]
     return Hit(clip_id=clip["clip_id"], source=clip["source"], start_frame=int(source[0]), end_frame=int(source[1]),
                fps=float(clip["source_fps"]), score=score, duration=float(clip["duration"]),
-               labels=list(clip["labels"]), skeleton=clip["skeleton"],
+               labels=list(clip["labels"]), skeleton=clip["skeleton"], take=clip.get("take", ""),
                window_start=int(scan.chunk.arrays["win_start"][window]))
 
 

@@ -65,6 +65,8 @@ class ClipRecord:
     joints: int = 0  # joint count of the source skeleton
     extra: dict = field(default_factory=dict)
     take: str = ""  # the take's name in a file holding several (FBX stack, glTF animation); "" otherwise
+    text: dict = field(default_factory=dict)  # the library's words: {"name": ..., "label": ...} (library_text.py)
+    text_vectors: dict = field(default_factory=dict)  # source -> pooled text embedding, base64 float16
 
     def to_dict(self) -> dict:
         data = asdict(self)

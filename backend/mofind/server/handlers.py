@@ -27,6 +27,7 @@ from mofind.index.search import MODES, Filters, SearchError, Searcher
 from mofind.index.similar import similar
 from mofind.index.store import IndexReader, IndexWriter
 from mofind.quality.assess import MatchQuality
+from mofind.index.text_match import DEFAULT_NAMES_WEIGHT, MAX_NAMES_WEIGHT
 
 from .jobs import JobManager, JobQueueFull
 from .protocol import (BAD_REQUEST, BUSY, CANCELLED, FORBIDDEN, INTERNAL, NOT_FOUND, PROTOCOL_VERSION, TOO_LARGE,
@@ -181,7 +182,7 @@ class Backend:
         }, None
 
     def search(self, params: dict):
-        p = Params(params, ("query", "k", "filters", "per_take", "mode", "thumbnails"))
+        p = Params(params, ("query", "k", "filters", "per_take", "mode", "thumbnails", "names_weight"))
         query = p.string("query", max_chars=self.limits.max_query_chars)
         k = p.integer("k", default=10, low=1, high=self.limits.max_k, high_code=TOO_LARGE)
         per_take = p.integer("per_take", default=1, low=1, high=PER_TAKE_MAX)
@@ -190,10 +191,12 @@ class Backend:
             raise ProtocolError(BAD_REQUEST, f"'mode' must be one of {', '.join(MODES)}")
         filters = self._filters(p)
         want_thumbnails = p.boolean("thumbnails", True)
+        names_weight = p.number("names_weight", default=DEFAULT_NAMES_WEIGHT, low=0.0, high=MAX_NAMES_WEIGHT)
         tokens, _ = self._encode_query(query)
         searcher = self._current()
         snapshot = searcher.snapshot
-        hits = searcher.search_tokens([tokens], k=k, filters=filters, per_take=per_take, mode=mode)[0]
+        hits = searcher.search_tokens([tokens], k=k, filters=filters, per_take=per_take, mode=mode, texts=[query],
+                                      names_weight=names_weight)[0]
         quality = self.quality.assess(searcher, query, hits, filters=filters, mode=mode, snapshot=snapshot)
         result, frames = self._hits_result(hits, want_thumbnails)
         result["quality"] = quality.to_dict()

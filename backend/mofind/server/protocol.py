@@ -263,6 +263,17 @@ class Params:
             raise ProtocolError(high_code, f"parameter '{name}' must be at most {high}")
         return value
 
+    def number(self, name: str, *, default: float, low: float, high: float) -> float:
+        """A finite number (int or float) in [low, high]; `default` when absent."""
+        value = self.data.get(name)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ProtocolError(BAD_REQUEST, f"parameter '{name}' must be a number")
+        if not low <= value <= high:
+            raise ProtocolError(BAD_REQUEST, f"parameter '{name}' must be between {low:g} and {high:g}")
+        return float(value)
+
     def boolean(self, name: str, default: bool) -> bool:
         value = self.data.get(name)
         if value is None:

@@ -1,0 +1,217 @@
+"""Fusing the library's own words (take names, labels; see library_text.py) with the motion's MaxSim score.
+
+Per take and source s ("name", "label") the text score is
+
+    text_s = max(keywords_s, semantic_s),  in [0, 1]
+    keywords_s = share of the query's content words found among the source's words (crude stems, so
+                 "sitting"/"sits"/"sit" and "waves"/"waving"/"wave" meet; stop words like "a person" dropped)
+    semantic_s = clip((cos(q, v_s) - SEMANTIC_FLOOR) / (1 - SEMANTIC_FLOOR), 0, 1): q is the query's pooled
+                 sentence embedding (mean of its token embeddings, normalised) and v_s the source text's, both
+                 from the same text encoder the motion search uses, stored in the index at indexing time
+
+and a window's fused score is  MaxSim + names_weight * max_s text_s.  Text is per take, so the ranking of a
+take's own windows never changes. When every searched take gets the same text score (no words at all, as in a
+library of anonymised file names, or the same folder name everywhere) nothing is added: the ranking and the
+scores are exactly MaxSim's. In two-stage search the takes whose text scores best are re-ranked exactly too,
+so a well-named take that the pooled first stage would miss can still be found.
+
+A result's `matched` lists the sources that matched: "name"/"label" when that source's text score reaches
+MATCH_THRESHOLD, "motion" when its MaxSim alone would have placed the take among the top `k`.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+SOURCES = ("name", "label")
+DEFAULT_NAMES_WEIGHT = 0.25
+MAX_NAMES_WEIGHT = 10.0
+SEMANTIC_FLOOR = 0.5
+MATCH_THRESHOLD = 0.25
+STOP_WORDS = frozenset("""
+a an the person someone somebody man woman human figure character he she they it its his her their them this that
+is are was be being been and or then while with of to in on at by for from as into onto also slowly quickly
+""".split())
+
+
+# --------------------------------------------------------------------------- index time
+
+
+def pooled_text_vectors(encoder, texts: list[str]) -> np.ndarray:
+    """(N, D) float32: each text's token embeddings averaged and normalised (a sentence embedding)."""
+    out = []
+    for tokens, _ in encoder.encode_texts(texts):
+        vector = np.asarray(tokens, np.float32).mean(axis=0) if len(tokens) else np.zeros(encoder.dim, np.float32)
+        norm = float(np.linalg.norm(vector))
+        out.append(vector / norm if norm > 0 else vector)
+    return np.stack(out) if out else np.zeros((0, int(encoder.dim)), np.float32)
+
+
+def encode_vector(vector: np.ndarray) -> str:
+    """float16 little-endian, base64: 2 bytes a dimension in the clip's JSON record."""
+    return base64.b64encode(np.asarray(vector, "<f2").tobytes()).decode("ascii")
+
+
+def decode_vector(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), "<f2").astype(np.float32)
+
+
+# --------------------------------------------------------------------------- words
+
+
+def stem(word: str) -> str:
+    """A crude English stem, enough to meet inflections of the same action word (no NLP package needed).
+
+    >>> [stem(w) for w in ("sitting", "sits", "sit", "waves", "waving", "wave", "jumped", "dancing", "dance")]
+    ['sit', 'sit', 'sit', 'wav', 'wav', 'wav', 'jump', 'danc', 'danc']
+    """
+    word = word.lower()
+    for suffix in ("ing", "ed", "es", "s", "e"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiousl":
+        word = word[:-1]  # sitt -> sit, runn -> run
+    return word
+
+
+def content_stems(text: str) -> set[str]:
+    return {stem(w) for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 1 and w not in STOP_WORDS}
+
+
+# --------------------------------------------------------------------------- search time
+
+
+@dataclass
+class LibraryText:
+    """Per snapshot: every clip's stored text vectors and word stems, laid out for fast scoring."""
+
+    vectors: np.ndarray  # (clips, S, D) float32, zero rows where a source is absent
+    present: np.ndarray  # (clips, S) bool
+    postings: list[dict[str, np.ndarray]]  # per source: stem -> clip indices holding it
+
+    @classmethod
+    def of(cls, clips: list[dict], dim: int) -> "LibraryText":
+        vectors = np.zeros((len(clips), len(SOURCES), dim), np.float32)
+        present = np.zeros((len(clips), len(SOURCES)), bool)
+        postings: list[dict[str, list[int]]] = [{} for _ in SOURCES]
+        for i, clip in enumerate(clips):
+            text = clip.get("text") or {}
+            stored = clip.get("text_vectors") or {}
+            for s, source in enumerate(SOURCES):
+                if not text.get(source):
+                    continue
+                present[i, s] = True
+                if source in stored:
+                    vector = decode_vector(stored[source])
+                    if vector.shape == (dim,):
+                        vectors[i, s] = vector
+                for word in content_stems(text[source]):
+                    postings[s].setdefault(word, []).append(i)
+        return cls(vectors, present, [{w: np.asarray(ids) for w, ids in p.items()} for p in postings])
+
+    @property
+    def empty(self) -> bool:
+        return not self.present.any()
+
+    def scores(self, query_text: str, query_vector: np.ndarray) -> np.ndarray:
+        """(clips, S) text scores in [0, 1] of one query (see the module docstring)."""
+        out = np.zeros(self.present.shape, np.float64)
+        if self.empty:
+            return out
+        words = content_stems(query_text)
+        for s in range(len(SOURCES)):
+            counts = np.zeros(len(out))
+            for word in words:
+                hits = self.postings[s].get(word)
+                if hits is not None:
+                    counts[hits] += 1
+            keywords = counts / max(len(words), 1)
+            cosine = self.vectors[:, s] @ np.asarray(query_vector, np.float32)
+            semantic = np.clip((cosine - SEMANTIC_FLOOR) / (1.0 - SEMANTIC_FLOOR), 0.0, 1.0)
+            out[:, s] = np.where(self.present[:, s], np.maximum(keywords, semantic), 0.0)
+        return out
+
+
+def library_text(snapshot, dim: int) -> LibraryText:
+    """The snapshot's LibraryText, built once per snapshot (snapshots are immutable)."""
+    cached = getattr(snapshot, "_library_text", None)
+    if cached is None:
+        cached = LibraryText.of(snapshot.clips, dim)
+        snapshot._library_text = cached
+    return cached
+
+
+def pooled_query(tokens: np.ndarray) -> np.ndarray:
+    vector = np.asarray(tokens, np.float32).mean(axis=0)
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
+
+
+@dataclass
+class Fusion:
+    """What one query's fusion did: per clip text scores and the MaxSim top-k clips, for `matched`."""
+
+    text: np.ndarray  # (clips, S)
+    motion_top: set[int]  # clip indices MaxSim alone ranks in the top k
+
+
+def fuse(searcher, snapshot, allowed: np.ndarray, scores: np.ndarray, token_sets, texts, weight: float,
+         k: int, mode: str) -> tuple[np.ndarray, list[Fusion | None]]:
+    """Add weight * text score to each window's MaxSim (columns = queries); see the module docstring."""
+    fusions: list[Fusion | None] = [None] * scores.shape[1]
+    if not weight or texts is None or len(allowed) == 0:
+        return scores, fusions
+    table = library_text(snapshot, snapshot.reader.spec.dim)
+    if table.empty:
+        return scores, fusions
+    clips = snapshot.window_clip[allowed]
+    scores = scores.copy()
+    for q, (tokens, text) in enumerate(zip(token_sets, texts)):
+        per_source = table.scores(text, pooled_query(tokens))
+        bonus = per_source.max(axis=1)
+        column = scores[:, q]
+        motion_top = _top_clips(clips, column, k)
+        fusions[q] = Fusion(per_source, motion_top)
+        window_bonus = bonus[clips]
+        if np.ptp(window_bonus) == 0:
+            continue  # the same words for every searched take tell nothing: keep MaxSim exactly
+        missing = ~np.isfinite(column) & (window_bonus > 0)
+        if missing.any():  # two-stage: windows of well-named takes the pooled shortlist left out
+            best_named = _top_clips(clips[missing], window_bonus[missing], k)
+            rescore = np.flatnonzero(missing & np.isin(clips, list(best_named)))
+            if len(rescore):
+                column[rescore] = searcher.score_windows([tokens], allowed[rescore], mode="exact",
+                                                         snapshot=snapshot)[:, 0]
+        scores[:, q] = column + weight * window_bonus
+    return scores, fusions
+
+
+def annotate(hits, fusion: Fusion | None, snapshot) -> None:
+    """Set each hit's `matched` (see the module docstring); without fusion only the motion matched."""
+    index = getattr(snapshot, "_clip_index", None)
+    if index is None:
+        index = {clip["clip_id"]: i for i, clip in enumerate(snapshot.clips)}
+        snapshot._clip_index = index
+    for hit in hits:
+        if fusion is None:
+            hit.matched = ["motion"]
+            continue
+        clip = index[hit.clip_id]
+        found = ["motion"] if clip in fusion.motion_top else []
+        hit.matched = found + [source for s, source in enumerate(SOURCES) if fusion.text[clip, s] >= MATCH_THRESHOLD]
+
+
+def _top_clips(clips: np.ndarray, values: np.ndarray, k: int) -> set[int]:
+    """The k clips with the best value of any of their windows."""
+    finite = np.isfinite(values)
+    if not finite.any():
+        return set()
+    best = np.full(int(clips.max()) + 1, -np.inf)
+    np.maximum.at(best, clips[finite], values[finite])
+    top = np.argsort(-best, kind="stable")[:k]
+    return {int(c) for c in top if np.isfinite(best[c])}

@@ -1,0 +1,146 @@
+"""The library's own words in search: collected from names, sidecars and tables at index time, fused with MaxSim.
+
+Real BVH files (synthetic fixture), the real encoder (shipped weights, else the random compact model) and real
+index builds. The same takes are indexed twice, under anonymised names and under descriptive ones: anonymised
+names must leave today's ranking exactly as it was; descriptive names and labels must lift the right take.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fixtures.synthetic import write_action_bvh
+from mofind.index.build import build_index
+from mofind.index.library_text import label_text, name_text, split_words, take_texts
+from mofind.index.search import Searcher
+from mofind.index.store import ClipRecord, IndexReader
+from mofind.index.text_match import stem
+
+ACTIONS = {"walk": "Locomotion/Walking_Forward_01", "wave_left": "Gestures/WaveLeftHand_take2",
+           "raise_both": "Gestures/raise-both-arms", "turn_left": "Locomotion/TurnLeft90",
+           "idle": "Idle/standing_idle_003", "turn_right": "Locomotion/turn_right_02",
+           "wave_right": "Gestures/Wave_Right_Hand", "raise_left": "Gestures/RaiseLeftArm"}
+QUERIES = {"walking forward": "walk", "a person waves the left hand": "wave_left",
+           "someone raises both arms": "raise_both", "standing idle": "idle"}
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from mofind.index.encoders import weights_present
+    from mofind.model.inference import Encoder
+
+    return Encoder.load() if weights_present() else Encoder.random("compact")
+
+
+@pytest.fixture(scope="module")
+def libraries(tmp_path_factory, encoder):
+    """(anonymised index, named index, named root): the same takes under numbers and under descriptive names."""
+    root = tmp_path_factory.mktemp("libraries")
+    anonymous, named = root / "0417", root / "Studio_Library"
+    anonymous.mkdir()
+    for number, (action, name) in enumerate(ACTIONS.items()):
+        source = write_action_bvh(anonymous / f"{number:04d}.bvh", "bandai", action, seconds=3.0, seed=number)
+        target = named / f"{name}.bvh"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target)
+    for folder in (anonymous, named):
+        report = build_index([folder], root / f"index-{folder.name}", encoder, workers=0)
+        assert not report.failed and report.indexed == len(ACTIONS)
+    return root / f"index-{anonymous.name}", root / f"index-{named.name}", named
+
+
+def ranking(hits):
+    return [(h.clip_id, h.start_frame, h.end_frame, h.score) for h in hits]
+
+
+def test_words_are_split_from_names_with_numbers_and_generic_words_dropped():
+    assert split_words("Sitting_Down_Chair_03") == ["sitting", "down", "chair"]
+    assert split_words("WaveLeftHand-take2 v10") == ["wave", "left", "hand", "take"]
+    assert name_text("/lib/Locomotion/Sit/Sitting_Down_Chair_03.fbx", "/lib/Locomotion", "Armature|Take 001") == \
+        "locomotion sit sitting down chair"
+    assert name_text("/data/new_joints/012314.npy", "/data") == ""
+    assert [stem(w) for w in ("sitting", "sits", "waves", "waving", "raised", "dancing", "dance")] == \
+        ["sit", "sit", "wav", "wav", "rais", "danc", "danc"]
+
+
+def test_labels_come_from_sidecars_folder_tables_and_humanml3d_captions(tmp_path):
+    lib = tmp_path / "lib"
+    (lib / "a").mkdir(parents=True)
+    for name in ("one", "two", "three", "four", "five"):
+        (lib / "a" / f"{name}.bvh").write_text("")
+    (lib / "a" / "one.txt").write_text("a person sits down on a chair\n")
+    (lib / "a" / "two.json").write_text(json.dumps({"description": "jumping jacks", "labels": ["cardio"]}))
+    (lib / "a" / "descriptions.csv").write_text("file,description\nthree.bvh,cartwheel to the left\n")
+    (lib / "captions.json").write_text(json.dumps({"four": {"file": "a/four.bvh", "cmu_description": "salsa"},
+                                                   "five": ["kick", "a high kick"]}))
+    assert label_text(lib / "a" / "one.bvh", root=lib) == "a person sits down on a chair"
+    assert label_text(lib / "a" / "two.bvh", root=lib) == "jumping jacks; cardio"
+    assert label_text(lib / "a" / "three.bvh", root=lib) == "cartwheel to the left"
+    assert label_text(lib / "a" / "four.bvh", root=lib) == "salsa"
+    assert label_text(lib / "a" / "five.bvh", root=lib) == "kick; a high kick"
+    assert label_text(lib / "a" / "five.bvh") == ""  # tables above the file count only below the indexed root
+    (lib / "a" / "broken.json").write_text("{not json")
+    (lib / "a" / "broken.bvh").write_text("")
+    assert take_texts(lib / "a" / "broken.bvh", lib) == {"name": "lib broken"}
+    h3d = tmp_path / "humanml3d"
+    (h3d / "new_joints").mkdir(parents=True)
+    (h3d / "texts").mkdir()
+    (h3d / "new_joints" / "000001.npy").write_bytes(b"")
+    (h3d / "texts" / "000001.txt").write_text("a man walks in a circle#a/DET man/NOUN#0.0#0.0\n"
+                                              "someone circles around#someone/PRON#0.0#0.0\n")
+    assert take_texts(h3d / "new_joints" / "000001.npy", h3d) == {
+        "name": "humanml", "label": "a man walks in a circle; someone circles around"}
+
+
+def test_index_stores_each_takes_words_and_old_records_stay_readable(libraries):
+    _, named_index, _ = libraries
+    records = {Path(r.source).stem: r for r in IndexReader.open(named_index).clips()}
+    record = records["Walking_Forward_01"]
+    assert record.text == {"name": "studio locomotion walking forward"}  # "library" is generic
+    assert set(record.text_vectors) == {"name"}
+    old = record.to_dict()
+    for key in ("text", "text_vectors", "take"):
+        old.pop(key)
+    assert ClipRecord.from_dict(old).text == {}  # an index written before names were collected
+    assert ClipRecord.from_dict(old | {"a_future_field": 1}).clip_id == record.clip_id
+
+
+@pytest.mark.parametrize("mode", ["exact", "two_stage"])
+def test_anonymised_file_names_give_exactly_the_motion_ranking(libraries, encoder, mode):
+    anonymous_index, _, _ = libraries
+    searcher = Searcher(IndexReader.open(anonymous_index), encoder)
+    for query in QUERIES:
+        motion_only = searcher.search(query, k=5, names_weight=0.0, mode=mode)
+        for weight in (0.25, 1.0, 10.0):
+            fused = searcher.search(query, k=5, names_weight=weight, mode=mode)
+            assert ranking(fused) == ranking(motion_only)
+            assert all("name" not in h.matched and "label" not in h.matched for h in fused)
+
+
+def test_descriptive_names_put_the_right_take_first_and_say_so(libraries, encoder):
+    _, named_index, named = libraries
+    searcher = Searcher(IndexReader.open(named_index), encoder)
+    for query, action in QUERIES.items():
+        expected = str(named / f"{ACTIONS[action]}.bvh")
+        motion_rank = [h.source for h in searcher.search(query, k=len(ACTIONS), names_weight=0.0)].index(expected)
+        hits = searcher.search(query, k=len(ACTIONS), names_weight=0.25)
+        assert hits[0].source == expected, (query, [h.source for h in hits])
+        assert "name" in hits[0].matched and motion_rank >= 0
+        # two-stage with a one-window shortlist still finds the well-named take
+        assert searcher.search(query, k=1, names_weight=0.25, mode="two_stage", candidates=1)[0].source == expected
+
+
+def test_labels_from_a_table_lift_takes_with_anonymous_names(tmp_path, libraries, encoder):
+    anonymous_index, _, _ = libraries
+    folder = Path(IndexReader.open(anonymous_index).clips()[0].source).parent
+    library = tmp_path / "takes"
+    shutil.copytree(folder, library)
+    wave = list(ACTIONS).index("wave_left")
+    (library / "descriptions.json").write_text(json.dumps({f"{wave:04d}": "waving hello with the left hand"}))
+    build_index([library], tmp_path / "index", encoder, workers=0)
+    hits = Searcher(IndexReader.open(tmp_path / "index"), encoder).search("someone waves", k=3)
+    assert Path(hits[0].source).name == f"{wave:04d}.bvh" and "label" in hits[0].matched
