@@ -332,6 +332,11 @@ def _is_write_failure(exc: OSError) -> bool:
                          errno.EPERM)
 
 
+def _root_of(path: Path, roots: list[Path]) -> str | None:
+    """The deepest indexed folder holding `path` (None for a file given by itself)."""
+    return next((str(root) for root in roots if root in path.parents), None)
+
+
 def _same_stat(path: Path, record: ClipRecord) -> bool:
     try:
         stat = path.stat()
