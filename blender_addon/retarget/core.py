@@ -228,7 +228,8 @@ def _solve(source: SourceClip, target: TargetRig, options: RetargetOptions) -> d
     if not ("pelvis" in pairs or ("left_hip" in pairs and "right_hip" in pairs)):
         hip_shift, hip_target = np.zeros_like(hip_shift), None  # arms or upper body only: the rig does not travel
     if options.plant_feet:
-        mapped_world = plant_feet(pairs, bone_heads + hip_shift[:, None], mapped_world, src_pos, source.fps)
+        heads = _leg_heads(pairs, rest_rot, rest_heads, mapped_world, hip_target, bone_heads + hip_shift[:, None])
+        mapped_world = plant_feet(pairs, heads, mapped_world, src_pos, source.fps)
         bone_world, _ = _target_forward_kinematics(target.parents, rest_rot, rest_heads, mapped_world)
     return {"pairs": pairs, "rest_rot": rest_rot, "mapped_world": mapped_world, "bone_world": bone_world,
             "hip_shift": hip_shift, "hip_target": hip_target, "scale": scale, "fps": float(source.fps)}
@@ -459,6 +460,36 @@ def _hip_target(pairs, src_pos, rest_heads, scale: float, in_place: bool) -> np.
     if not in_place:
         wanted[:, :2] += scale * (hip_source[:, :2] - hip_source[:1, :2])
     return wanted
+
+
+def _leg_heads(pairs, rest_rot, rest_heads, mapped_world, hip_target, heads: np.ndarray) -> np.ndarray:
+    """`heads` with hip, knee and ankle heads placed down the SMPL chain from the pelvis.
+
+    Each leg bone hangs rigidly off the bone of its SMPL parent, and the hips' midpoint sits on
+    `hip_target`. On a plain rig that is what forward kinematics gives anyway; on a control rig
+    (Rigify's DEF-thigh hangs off ORG-spine, not DEF-spine) it is where Blender will put them.
+    """
+    legs = [f"{side}_{part}" for side in ("left", "right") for part in ("hip", "knee", "ankle")]
+    if hip_target is None or "pelvis" not in pairs or not all(j in pairs for j in legs):
+        return heads
+    heads = heads.copy()
+
+    def turn(joint):  # world turn of the joint's bone from its rest
+        b = pairs[joint][1]
+        return mapped_world[b] @ rest_rot[b].T
+
+    pelvis = pairs["pelvis"][1]
+    hips = [pairs[f"{side}_hip"][1] for side in ("left", "right")]
+    rest_mid = rest_heads[hips].mean(axis=0)
+    heads[:, pelvis] = hip_target - turn("pelvis") @ (rest_mid - rest_heads[pelvis])
+    for side in ("left", "right"):
+        parent = "pelvis"
+        for part in ("hip", "knee", "ankle"):
+            joint = f"{side}_{part}"
+            b, bp = pairs[joint][1], pairs[parent][1]
+            heads[:, b] = heads[:, bp] + turn(parent) @ (rest_heads[b] - rest_heads[bp])
+            parent = joint
+    return heads
 
 
 def _hip_bones(pairs) -> list[int]:

@@ -68,7 +68,8 @@ def pinned_targets(ankle: np.ndarray, contact: np.ndarray, ease_frames: int) -> 
     return target, weight
 
 
-def two_bone_ik(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def two_bone_ik(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray,
+                goal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(T, 3, 3) world turns of thigh and shin that bring `ankle` to `goal` (all (T, 3)).
 
     Bone lengths stay; the knee stays in the plane of hip, knee and ankle; an out-of-reach

@@ -68,3 +68,21 @@ def test_a_map_naming_a_missing_bone_is_refused_clearly(bpy, addon, core_motion)
     rig.mofind.bone_map[0].bone = "NoSuchBone"
     with pytest.raises(ValueError, match="NoSuchBone"):
         core_motion.apply_payload(rig.name, rigs.walking_payload(seconds=0.5), core_motion.ApplyOptions(), "x")
+
+
+def test_apply_options_default_to_full_body_planted_feet_and_the_actions_frame_range(bpy, addon, core_motion):
+    scene = rigs.reset_scene(fps=30)
+    options = core_motion.ApplyOptions.from_scene(scene.mofind)
+    assert (options.body_scope, options.plant_feet, options.set_frame_range) == ("FULL", True, True)
+    operator = bpy.ops.mofind.apply_clip.get_rna_type().properties
+    assert operator["body_scope"].default == "FULL" and operator["plant_feet"].default is True
+    assert operator["set_frame_range"].default is True
+    rig = rigs.build_mixamo_rig()
+    scene.mofind.start_frame = 11
+    core_motion.apply_payload(rig.name, rigs.walking_payload(seconds=1.0, fps=30.0),
+                              core_motion.ApplyOptions.from_scene(scene.mofind), "Ranged")
+    assert (scene.frame_start, scene.frame_end) == (11, 40)
+    scene.mofind.set_frame_range = False
+    core_motion.apply_payload(rig.name, rigs.walking_payload(seconds=2.0, fps=30.0),
+                              core_motion.ApplyOptions.from_scene(scene.mofind), "Unranged")
+    assert (scene.frame_start, scene.frame_end) == (11, 40)

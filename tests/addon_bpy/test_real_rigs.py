@@ -3,8 +3,8 @@
 The Rigify meta-rig and the generated Rigify rig come from Rigify (shipped with Blender): generated
 once per session and saved to a .blend that each test opens. The other naming schemes are
 armatures built here with each product's bone names (Mixamo with and without the prefix, UE5,
-Auto-Rig Pro, Character Creator, Daz Genesis 8, SMPL). Poses are measured as Blender evaluates
-them (depsgraph), on the deform bones for the generated Rigify rig.
+Auto-Rig Pro, Character Creator, Daz Genesis 8, SMPL) and an A-pose UE5 rig. Poses are measured as
+Blender evaluates them (depsgraph), on the deform bones for the generated Rigify rig.
 
     .venv-bpy42/bin/python -m pytest -q tests/addon_bpy/test_real_rigs.py
 """
@@ -54,9 +54,11 @@ EXPECTED = {
                            ("ThighBend", "Shin", "Foot", "Toe", "Collar", "ShldrBend", "ForearmBend", "Hand"),
                            "l{}", "r{}"),
     "smpl": scheme(("m_avg_Pelvis", "m_avg_Spine1", "m_avg_Spine2", "m_avg_Spine3", "m_avg_Neck", "m_avg_Head"),
-                   ("Hip", "Knee", "Ankle", "Foot", "Collar", "Shoulder", "Elbow", "Wrist"), "m_avg_L_{}", "m_avg_R_{}"),
+                   ("Hip", "Knee", "Ankle", "Foot", "Collar", "Shoulder", "Elbow", "Wrist"),
+                   "m_avg_L_{}", "m_avg_R_{}"),
 }
-NAMED = [name for name in EXPECTED if not name.startswith("rigify")]
+EXPECTED["unreal5_apose"] = EXPECTED["unreal5"]  # the UE5 names on an A-pose body with FBX-style bone tails
+PRESET = {"mixamo_bare": "mixamo", "unreal5_apose": "unreal5"}
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +98,8 @@ def open_rig(rig_name: str, rigify_blend=None):
         scene.render.fps, scene.render.fps_base = 30, 1.0
         return bpy.data.objects["metarig" if rig_name == "rigify_meta" else "rig"]
     rigs.reset_scene(fps=30)
+    if rig_name == "unreal5_apose":
+        return rigs.build_apose_rig(rig_name)
     return rigs.build_armature(renamed_mixamo(EXPECTED[rig_name]), rig_name)
 
 
@@ -129,7 +133,7 @@ def test_detected_map_is_the_rigs_own_bones(mapping, rigify_blend, rig_name):
     armature = open_rig(rig_name, rigify_blend)
     found = mapping.detect_bone_map([b.name for b in armature.data.bones])
     assert found.smpl_to_bone == EXPECTED[rig_name]
-    assert found.preset == ("mixamo" if rig_name == "mixamo_bare" else rig_name)
+    assert found.preset == PRESET.get(rig_name, rig_name)
 
 
 @pytest.mark.slow
@@ -140,7 +144,7 @@ def test_apply_points_every_bone_like_the_source_and_turns_the_head_with_it(appl
     action = apply.apply_clip(bpy.context, armature, take.payload, plant_feet=False, set_frame_range=True)
     frames = list(range(1, len(take.payload["rotations"]) + 1))
     assert (bpy.context.scene.frame_start, bpy.context.scene.frame_end) == (1, frames[-1])
-    assert action["mofind"]["preset"] == ("mixamo" if rig_name == "mixamo_bare" else rig_name)
+    assert action["mofind"]["preset"] == PRESET.get(rig_name, rig_name)
 
     joints = list(expected)
     matrices = evaluated(armature, frames[::3], [expected[j] for j in joints])
@@ -154,6 +158,11 @@ def test_apply_points_every_bone_like_the_source_and_turns_the_head_with_it(appl
             continue  # limb ends, and the source's zero-length LowerBack
         got = heads[:, joints.index(child)] - heads[:, joints.index(j)]
         assert angle_deg(got, want).max() < 1.0, (rig_name, j, angle_deg(got, want).max())
+
+    # The pelvis turns like the source's: the left->right hip line (Rigify: DEF-thigh heads) follows.
+    hip_line = heads[:, joints.index("left_hip")] - heads[:, joints.index("right_hip")]
+    src_line = src[:, names.index("LeftUpLeg")] - src[:, names.index("RightUpLeg")]
+    assert angle_deg(hip_line, src_line).max() < 1.0, angle_deg(hip_line, src_line).max()
 
     # The head faces where the source head faces: the rig's rest "forward" (-Y) carried by the head.
     head_bone = armature.data.bones[expected["head"]]

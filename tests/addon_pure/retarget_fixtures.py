@@ -51,7 +51,7 @@ _MOTION = {
     "LeftLeg": {"X": (17, -17, 1, 1.0)},
     "LeftFoot": {"X": (0, 10, 1, 2.0)},
     "LeftToeBase": {"X": (0, 10, 1, 2.5)},
-    "LowerBack": {"X": (0, 3, 2, 0)},
+    "LowerBack": {"X": (0, 3, 2, 0), "Y": (0, 12, 1, 0.7)},  # the twist tells pelvis and spine1 apart
     "Spine": {"Y": (0, 6, 1, 0), "X": (0, 4, 2, 0)},
     "Spine1": {"Y": (0, 6, 1, 0.3), "Z": (0, 3, 1, 0)},
     "Neck": {"X": (0, 4, 1, 0.2)},
