@@ -18,10 +18,11 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libassimp5; \
 	  else echo "FBX/glTF ingest needs libassimp5: sudo apt-get install libassimp5" >&2; fi; }
 
-$(VENV)/.stamp: requirements.txt requirements.lock pyproject.toml setup.py | system-deps
+$(VENV)/.stamp: requirements.txt requirements.lock requirements-cluster.txt pyproject.toml setup.py | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt -c requirements.lock
+	$(PY) -m pip install -q -r requirements-cluster.txt -c requirements.lock  # the 'cluster' extra: tested by make test
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 venv: $(VENV)/.stamp

@@ -42,12 +42,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repair", action="store_true",
                         help="re-encode the clips of damaged chunks from their source files, drop those whose "
                              "files are gone, move the damaged files to quarantine/")
+    parser.add_argument("--cluster", metavar="ADDRESS", default=None,
+                        help="parse and encode on this Ray cluster (HOST:PORT or 'auto'; needs the 'cluster' extra). "
+                             "Every node must see the files and the index folder at the same paths")
     parser.add_argument("--json", action="store_true", help="print the final report as JSON on stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     from mofind.index.build import DEFAULT_COMMIT_EVERY, IndexWriteError, build_index, default_workers, encoder_threads
+    from mofind.index.cluster import ClusterUnavailableError
     from mofind.index.encoders import ModelUnavailableError, load_encoder
     from mofind.index.manifest import IndexSpec, IndexStoreError
     from mofind.index.store import IndexWriter
@@ -78,7 +82,16 @@ def run(args: argparse.Namespace) -> int:
             from mofind.index.maintenance import repair_index
 
             maintenance["repair"] = repair_index(index_dir, encoder, workers=workers)
-        if args.paths:
+        if args.paths and args.cluster:
+            from mofind.index.cluster import connect
+            from mofind.index.cluster_build import build_index_on_cluster
+
+            connect(args.cluster)
+            report = build_index_on_cluster(args.paths, index_dir, encoder, model_dir=args.model,
+                                            workers=args.workers, recursive=not args.no_recursive,
+                                            commit_every=args.commit_every or DEFAULT_COMMIT_EVERY,
+                                            progress=not args.quiet and not args.json)
+        elif args.paths:
             report = build_index(args.paths, index_dir, encoder, workers=workers,
                                  recursive=not args.no_recursive,
                                  commit_every=args.commit_every or DEFAULT_COMMIT_EVERY,
@@ -107,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"error": str(exc), "index": str(index_dir)}, indent=1))
         return 2
-    except (IndexStoreError, ModelUnavailableError, SettingsError) as exc:
+    except (IndexStoreError, ModelUnavailableError, SettingsError, ClusterUnavailableError) as exc:
         print(f"mofind index: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

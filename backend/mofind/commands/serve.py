@@ -44,10 +44,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "use the server. Trusted single-user machines or networks only")
     parser.add_argument("--settings", type=Path, default=None, metavar="FILE",
                         help="settings file (default: mofind.toml in the config folder, $MOFIND_SETTINGS)")
+    parser.add_argument("--cluster", metavar="ADDRESS", default=None,
+                        help="serve the index sharded over this Ray cluster (HOST:PORT or 'auto'; needs the 'cluster' "
+                             "extra); every node must see the index folder at the same path")
+    parser.add_argument("--shards", type=int, default=None,
+                        help="with --cluster: shard actors (default: one per node of the cluster)")
+    parser.add_argument("--shard-timeout", type=float, default=60.0, metavar="S",
+                        help="with --cluster: seconds a shard may take before a reply says it was not searched")
     parser.add_argument("--verbose", action="store_true", help="log every failed request with its traceback")
 
 
 def run(args: argparse.Namespace) -> int:
+    from mofind.index.cluster import ClusterUnavailableError
     from mofind.index.encoders import ModelUnavailableError, load_encoder
     from mofind.index.manifest import IndexStoreError
     from mofind.paths import default_index_dir
@@ -74,9 +82,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         encoder = load_encoder(args.model)
         backend = Backend(index_dir, encoder, job_workers=args.index_workers, model_dir=args.model,
-                          library_roots=roots, motion_limits=settings.limits, settings_file=settings.path)
+                          library_roots=roots, motion_limits=settings.limits, settings_file=settings.path,
+                          searcher_factory=_cluster_searcher(args) if args.cluster else None)
         server = Server(backend, args.bind, workers=args.workers, security=security)
-    except (IndexStoreError, ModelUnavailableError, BindRefusedError, ValueError) as exc:  # ValueError: model files
+    except (IndexStoreError, ModelUnavailableError, BindRefusedError, ClusterUnavailableError,
+            ValueError) as exc:  # ValueError: model files
         print(f"mofind serve: {exc}", file=sys.stderr)
         return 2
 
@@ -89,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     threading.Thread(target=backend.warm, name="mofind-warm", daemon=True).start()
     reader = backend.searcher.reader
+    if args.cluster:
+        print(f"  search sharded over {backend.searcher.count} Ray actors on the cluster at {args.cluster}",
+              flush=True)
     print(f"MoFind backend listening on {args.bind}\n"
           f"  model: {reader.spec.model_name} ({reader.spec.model_hash})\n"
           f"  index: {index_dir} ({len(reader)} clips, {reader.num_windows} windows)\n"
@@ -130,6 +143,19 @@ def _security(args):
         f"server public key: {store.server_public_key()} (remote clients need it: `mofind keys`)",
         "Blender on this machine enrols itself; enrol another client with `mofind keys allow KEY --name NAME`",
     ]
+
+
+def _cluster_searcher(args: argparse.Namespace):
+    """Join the Ray cluster and return `Backend`'s searcher factory: the index's chunks on shard actors."""
+    from functools import partial
+
+    import ray
+
+    from mofind.index.cluster import ShardedSearcher, connect
+
+    connect(args.cluster)
+    shards = args.shards or max(1, sum(1 for node in ray.nodes() if node.get("Alive")))
+    return partial(ShardedSearcher, shards=shards, timeout=args.shard_timeout, threads=max(1, args.threads))
 
 
 def _mofind_command() -> str:

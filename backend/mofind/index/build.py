@@ -246,12 +246,15 @@ def build_index(paths, index_dir: str | Path, encoder, *, workers: int | None = 
                 commit_every: int = DEFAULT_COMMIT_EVERY, stride_frames: int | None = None,
                 progress: bool = False, on_progress: ProgressCallback | None = None,
                 cancel: threading.Event | None = None, lock_timeout: float = 0.0,
-                limits: MotionLimits = DEFAULT_LIMITS, roots=None, max_files: int | None = None) -> BuildReport:
+                limits: MotionLimits = DEFAULT_LIMITS, roots=None, max_files: int | None = None,
+                pipeline=None) -> BuildReport:
     """Index every motion file under `paths` into `index_dir` (created if needed); see the module docstring.
 
     `roots` (a `LibraryRoots`) keeps discovery inside the folders the operator allows (symlinks that lead
     out are reported, not followed); `max_files` caps what one run may discover. Raises `IndexWriteError`
-    (with the report of what was committed) when the index cannot be written.
+    (with the report of what was committed) when the index cannot be written. `pipeline`: a `_Pipeline`
+    subclass that parses and encodes elsewhere (mofind.index.cluster_build: on a Ray cluster); staging, commits
+    and the report stay here, so the index is written the same way.
     """
     started = time.monotonic()
     report = BuildReport()
@@ -279,7 +282,7 @@ def build_index(paths, index_dir: str | Path, encoder, *, workers: int | None = 
                 tasks.append(_Task(str(path), record.content_hash if record else None, spec.fps,
                                    spec.window_frames, spec.stride_frames, limits, _root_of(path, index_roots)))
             bar = _progress_bar(report, progress)
-            pipeline = _Pipeline(writer, encoder, report, commit_every, bar, on_progress)
+            pipeline = (pipeline or _Pipeline)(writer, encoder, report, commit_every, bar, on_progress)
             try:
                 if not report.cancelled:
                     pipeline.run(tasks, workers if workers is not None else default_workers(), cancel)

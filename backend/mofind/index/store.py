@@ -160,8 +160,12 @@ class IndexReader:
 
     @classmethod
     def open(cls, folder: str | Path, spec: IndexSpec | None = None,
-             previous: "IndexReader | None" = None, attempts: int = 5) -> "IndexReader":
-        """Open the last committed state; with `spec`, refuse an index built by another model."""
+             previous: "IndexReader | None" = None, attempts: int = 5,
+             only: "set[str] | frozenset[str] | None" = None) -> "IndexReader":
+        """Open the last committed state; with `spec`, refuse an index built by another model.
+
+        `only`: open just these chunks (a cluster shard, see cluster.py); the others are neither read nor listed.
+        """
         folder = Path(folder)
         for attempt in range(attempts):
             manifest = Manifest.read(folder)
@@ -170,6 +174,8 @@ class IndexReader:
             reuse = {chunk.name: chunk for chunk in previous.chunks} if previous is not None else {}
             chunks, offline = [], []
             for entry in manifest.chunks:
+                if only is not None and entry.name not in only:
+                    continue
                 old = reuse.get(entry.name)
                 if old is not None and old.unchanged_on_disk():
                     chunks.append(old)

@@ -54,16 +54,18 @@ class Backend:
 
     def __init__(self, index_dir: str | Path, encoder, *, limits: Limits = Limits(), job_workers: int = 1,
                  commit_every: int = 64, model_dir: str | Path | None = None, library_roots=(), motion_limits=None,
-                 settings_file: str | Path | None = None):
+                 settings_file: str | Path | None = None, searcher_factory=None):
         """`model_dir`: where the encoder's vocabulary.json and calibration.json live (default: shipped model);
-        `library_roots`: where clients may index; `motion_limits`: caps on the files indexing jobs parse."""
+        `library_roots`: where clients may index; `motion_limits`: caps on the files indexing jobs parse;
+        `searcher_factory(reader)`: the search backend (default `Searcher`; `mofind serve --cluster` passes the
+        Ray-sharded one, see mofind.index.cluster)."""
         self.index_dir = Path(index_dir)
         self.encoder = encoder
         self.limits = limits
         self.roots = LibraryRoots(library_roots)
         self.settings_file = str(settings_file) if settings_file else "mofind.toml in the MoFind config folder"
         self.spec = IndexSpec.from_encoder(encoder)
-        self.searcher = Searcher(open_or_create_index(self.index_dir, self.spec))
+        self.searcher = (searcher_factory or Searcher)(open_or_create_index(self.index_dir, self.spec))
         self._text_lock = threading.Lock()  # HF fast tokenizers are not safe to call from two threads at once
         self.quality = MatchQuality.for_model(encoder, model_dir, text_lock=self._text_lock, background=True)
         self.jobs = JobManager(self.index_dir, encoder, workers=job_workers, commit_every=commit_every,
@@ -89,7 +91,7 @@ class Backend:
                 raise ProtocolError(UNKNOWN_METHOD, f"unknown method {request.method[:64]!r}; known: "
                                                     f"{', '.join(sorted(self.methods))}")
             result, frame_set = method(request.params)
-            offline = self.searcher.reader.offline_summary()
+            offline = self._offline_summary()
             return ok_reply(request_id, result, frame_set, meta={"offline": offline} if offline else None)
         except ProtocolError as exc:
             return error_reply(request_id, exc.code, exc.message)
@@ -116,6 +118,11 @@ class Backend:
             log.exception("warming the match-quality null distribution failed")
 
     # -- helpers -----------------------------------------------------------------------------------------
+    def _offline_summary(self) -> dict | None:
+        """What this request could not search: quarantined chunks, and on a cluster the shards that did not answer."""
+        summary = getattr(self.searcher, "offline_summary", None)
+        return summary() if summary is not None else self.searcher.reader.offline_summary()
+
     def _current(self) -> Searcher:
         self.searcher.refresh()
         return self.searcher
