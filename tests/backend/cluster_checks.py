@@ -43,6 +43,7 @@ def run_checks(work: Path, report: dict) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
+    from fixtures.curve import make_keys
     from fixtures.synthetic import write_action_library
     from mofind.cli import main as mofind_main
     from mofind.index.build import build_index
@@ -104,7 +105,8 @@ def run_checks(work: Path, report: dict) -> None:
         report["compare"] = {name: compare(single, sharded, tokens, args) for name, args in cases.items()}
         step(report, "sharded == single compared")
 
-        report["server"] = through_zeromq(Server, backend, QUERIES[0])
+        keys = make_keys(work / "keys")
+        report["server"] = through_zeromq(Server, backend, QUERIES[0], keys)
         step(report, "zeromq")
         report["sockets"] = subprocess.run(["ss", "-tunap"], capture_output=True, text=True).stdout
         report["listening"] = subprocess.run(["ss", "-tnlp"], capture_output=True, text=True).stdout
@@ -123,7 +125,7 @@ def run_checks(work: Path, report: dict) -> None:
                          "rest_hits": [[hit_key(h) for h in q] for q in rest],
                          "victim_clips": sum(e.clips for e in reader.manifest.chunks if e.name in plan[victim]),
                          "victim_windows": sum(e.windows for e in reader.manifest.chunks if e.name in plan[victim])}
-        report["gap"]["reply"] = through_zeromq(Server, backend, QUERIES[1], exact=True)
+        report["gap"]["reply"] = through_zeromq(Server, backend, QUERIES[1], keys, exact=True)
         deadline = killed_at + 150
         while time.monotonic() < deadline:
             after = sharded.search_tokens(tokens, k=5, mode="exact")
@@ -183,15 +185,17 @@ def index_content(folder: Path) -> dict:
     return out
 
 
-def through_zeromq(server_class, backend, query: str, exact: bool = False) -> dict:
-    """One search over a real loopback DEALER socket, as the Blender add-on sends it."""
+def through_zeromq(server_class, backend, query: str, keys, exact: bool = False) -> dict:
+    """One search over a real loopback DEALER socket with CurveZMQ, as the Blender add-on sends it."""
     import zmq
 
-    server = server_class(backend, "tcp://127.0.0.1:0", workers=2)
+    server = server_class(backend, "tcp://127.0.0.1:0", workers=2, security=keys.security)
     endpoint = server.start()
     context = zmq.Context()
     socket = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.LINGER, 0)
+    for name, value in keys.client_options.items():
+        setattr(socket, name, value)
     socket.connect(endpoint)
     try:
         params = {"query": query, "k": 5, "thumbnails": False} | ({"mode": "exact"} if exact else {})
