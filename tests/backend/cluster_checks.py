@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 NODES = 3
+TEXTS = ["a person waves with the left hand", "someone walks forward", "raise both arms above the head",
+         "turn to the right", "idle", "wave"]  # with the tokens below: 4 encoded queries, 2 random token sets
 QUERIES = ["a person waves with the left hand", "someone walks forward", "raise both arms above the head",
            "turn to the right"]
 
@@ -101,7 +103,11 @@ def run_checks(work: Path, report: dict) -> None:
                  "two_stage": dict(mode="two_stage", candidates=10),
                  "two_stage_per_take": dict(mode="two_stage", candidates=10, per_take=2),
                  "exact_filtered": dict(mode="exact", filters={"skeleton": "cmu_bvh"}),
-                 "two_stage_filtered": dict(mode="two_stage", candidates=8, filters={"path_prefix": str(folder / "bandai1")})}
+                 "two_stage_filtered": dict(mode="two_stage", candidates=8,
+                                            filters={"path_prefix": str(folder / "bandai1")}),
+                 "exact_names": dict(mode="exact", texts=TEXTS, names_weight=0.25),
+                 "two_stage_names": dict(mode="two_stage", candidates=10, texts=TEXTS, names_weight=0.25),
+                 "two_stage_names_heavy": dict(mode="two_stage", candidates=10, texts=TEXTS, names_weight=2.0)}
         report["compare"] = {name: compare(single, sharded, tokens, args) for name, args in cases.items()}
         step(report, "sharded == single compared")
 
@@ -150,7 +156,7 @@ def unit(x):
 
 
 def hit_key(hit) -> list:
-    return [hit.clip_id, hit.start_frame, hit.end_frame, round(float(hit.score), 9)]
+    return [hit.clip_id, hit.start_frame, hit.end_frame, round(float(hit.score), 9), hit.matched]
 
 
 def compare(single, sharded, tokens, args: dict) -> dict:

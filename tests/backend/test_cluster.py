@@ -96,12 +96,19 @@ def test_shards_live_on_different_nodes(observed):
 
 
 @pytest.mark.parametrize("case", ["exact", "auto", "two_stage", "two_stage_per_take", "exact_filtered",
-                                  "two_stage_filtered"])
+                                  "two_stage_filtered", "exact_names", "two_stage_names", "two_stage_names_heavy"])
 def test_sharded_search_equals_single_machine_search(observed, case):
     compared = observed["compare"][case]
     assert compared["complete"]
     assert any(compared["single"])
-    assert compared["sharded"] == compared["single"]
+    assert compared["sharded"] == compared["single"]  # same takes, frames, scores and `matched`
+
+
+def test_name_fusion_cases_do_fuse(observed):
+    """The take names change the ranking in the fused cases, so their equality above tests the fusion path."""
+    plain, fused = observed["compare"]["two_stage"]["single"], observed["compare"]["two_stage_names_heavy"]["single"]
+    assert plain != fused
+    assert any("name" in hit[4] for query in fused for hit in query)
 
 
 def test_zeromq_search_through_the_sharded_backend(observed):

@@ -34,6 +34,7 @@ import numpy as np
 from .manifest import ChunkEntry
 from .search import Filters, Hit, SearchError, Searcher, default_candidates
 from .store import IndexReader
+from .text_match import DEFAULT_NAMES_WEIGHT, Fusion, annotate, library_text, pooled_query
 
 log = logging.getLogger(__name__)
 
@@ -124,57 +125,128 @@ class ShardServer:
         """`mode` is resolved by the server on the whole library ("exact" or "two_stage")."""
         self._at(generation).warm(mode)
 
-    def exact(self, generation: int, token_sets: list[np.ndarray], k: int, per_take: int,
-              filters: Filters) -> tuple[int, list[list[dict]]]:
-        """Every allowed window scored exactly; per query the shard's best `k` takes."""
-        searcher = self._at(generation)
-        hits = searcher.search_tokens(token_sets, k=k, filters=filters, per_take=per_take, mode="exact")
-        return searcher.reader.generation, [[dataclasses.asdict(h) for h in query] for query in hits]
-
-    def first_stage(self, generation: int, key: str, token_sets: list[np.ndarray], filters: Filters,
-                    top: int) -> tuple[int, list[np.ndarray]]:
-        """Two-stage round 1: per query the shard's `top` best first-stage scores (kept for round 2 under `key`)."""
+    def exact(self, generation: int, query: "ShardQuery") -> tuple[int, list[tuple[list[dict], list]]]:
+        """Every allowed window scored exactly; per query the shard's best `k` takes (and its MaxSim-only top)."""
         searcher = self._at(generation)
         snapshot = searcher.snapshot
-        allowed = searcher.allowed_windows(snapshot, filters)
-        first = searcher.first_stage_scores(token_sets, allowed, snapshot) if len(allowed) else \
-            np.zeros((0, len(token_sets)))
+        allowed = searcher.allowed_windows(snapshot, query.filters)
+        scores = searcher.score_windows(query.tokens, allowed, mode="exact", snapshot=snapshot) if len(allowed) \
+            else np.zeros((0, len(query.tokens)))
+        return searcher.reader.generation, [self._finish(searcher, snapshot, allowed, scores[:, q], q, query, None)
+                                            for q in range(len(query.tokens))]
+
+    def first_stage(self, generation: int, key: str, query: "ShardQuery", top: int) -> tuple[int, list, list]:
+        """Two-stage round 1: per query the shard's `top` best first-stage scores (kept for round 2 under `key`),
+        and for name fusion its best-named takes with the lowest first-stage score of their windows."""
+        searcher = self._at(generation)
+        snapshot = searcher.snapshot
+        allowed = searcher.allowed_windows(snapshot, query.filters)
+        first = searcher.first_stage_scores(query.tokens, allowed, snapshot) if len(allowed) else \
+            np.zeros((0, len(query.tokens)))
         with self._lock:
             self._first[key] = (allowed, first)
             while len(self._first) > FIRST_STAGE_CACHE:
                 self._first.popitem(last=False)
-        best = [np.sort(first[:, q])[::-1][:top] for q in range(len(token_sets))]
-        return searcher.reader.generation, best
+        best = [np.sort(first[:, q])[::-1][:top] for q in range(len(query.tokens))]
+        named = []
+        clips = snapshot.window_clip[allowed]
+        for q in range(len(query.tokens)):
+            bonus = self._bonus(snapshot, query, q)
+            if bonus is None:
+                named.append([])
+                continue
+            lowest = np.full(len(snapshot.clips), np.inf)
+            np.minimum.at(lowest, clips, first[:, q])
+            ranked = np.argsort(-bonus, kind="stable")
+            # at most `top` takes can have every window above the cut, so k + top candidates always suffice
+            candidates = ranked[(bonus[ranked] > 0) & np.isfinite(lowest[ranked])][:query.k + top]
+            named.append([(snapshot.clips[c]["clip_id"], float(bonus[c]), float(lowest[c])) for c in candidates])
+        return searcher.reader.generation, best, named
 
-    def rerank(self, generation: int, key: str, token_sets: list[np.ndarray], filters: Filters,
-               thresholds: list[float], k: int, per_take: int) -> tuple[int, list[list[dict]]]:
-        """Two-stage round 2: exact MaxSim of the windows whose first-stage score reaches the global cut."""
+    def rerank(self, generation: int, key: str, query: "ShardQuery", cuts: list[float],
+               named: list[list[str]]) -> tuple[int, list[tuple[list[dict], list]]]:
+        """Two-stage round 2: exact MaxSim of the windows whose first-stage score reaches the global cut (and,
+        with name fusion, the other windows of the globally best-named takes the cut left out)."""
         searcher = self._at(generation)
         snapshot = searcher.snapshot
         with self._lock:
             cached = self._first.pop(key, None)
         if cached is None:  # restarted (or evicted) between the rounds: the same numbers again
-            allowed = searcher.allowed_windows(snapshot, filters)
-            first = searcher.first_stage_scores(token_sets, allowed, snapshot) if len(allowed) else \
-                np.zeros((0, len(token_sets)))
+            allowed = searcher.allowed_windows(snapshot, query.filters)
+            first = searcher.first_stage_scores(query.tokens, allowed, snapshot) if len(allowed) else \
+                np.zeros((0, len(query.tokens)))
         else:
             allowed, first = cached
-        picked = first >= np.asarray(thresholds, np.float64)[None, :]
+        picked = first >= np.asarray(cuts, np.float64)[None, :]
         union = np.flatnonzero(picked.any(axis=1))
-        results: list[list[dict]] = []
-        exact = None
-        if len(union):
-            # every union window is shortlisted, so this is the exact (lazily unpacked) re-rank of just them
-            exact = searcher.score_windows(token_sets, allowed[union], mode="two_stage", candidates=len(union),
-                                           snapshot=snapshot)
-        for q in range(len(token_sets)):
+        exact = self._exact(searcher, snapshot, query.tokens, allowed[union])
+        out = []
+        for q in range(len(query.tokens)):
             column = np.full(len(allowed), -np.inf)
-            if exact is not None:
-                rows = picked[union, q]
-                column[union[rows]] = exact[rows, q]
-            hits = searcher._top_takes(snapshot, allowed, column, k, per_take) if np.isfinite(column).any() else []
-            results.append([dataclasses.asdict(h) for h in hits])
-        return searcher.reader.generation, results
+            rows = picked[union, q]
+            column[union[rows]] = exact[rows, q]
+            out.append(self._finish(searcher, snapshot, allowed, column, q, query, set(named[q])))
+        return searcher.reader.generation, out
+
+    @staticmethod
+    def _exact(searcher: Searcher, snapshot, tokens, windows: np.ndarray) -> np.ndarray:
+        """Exact MaxSim of a few windows, unpacking only them (every window given is its own shortlist)."""
+        if len(windows) == 0:
+            return np.zeros((0, len(tokens)))
+        return searcher.score_windows(tokens, windows, mode="two_stage", candidates=len(windows), snapshot=snapshot)
+
+    @staticmethod
+    def _bonus(snapshot, query: "ShardQuery", q: int) -> np.ndarray | None:
+        """Per clip of this shard, the best text score of query q (None: no name fusion for it)."""
+        if not query.fuse[q]:
+            return None
+        table = library_text(snapshot, snapshot.reader.spec.dim)
+        return table.scores(query.texts[q], pooled_query(query.tokens[q])).max(axis=1)
+
+    def _finish(self, searcher: Searcher, snapshot, allowed: np.ndarray, column: np.ndarray, q: int,
+                query: "ShardQuery", named: set[str] | None) -> tuple[list[dict], list]:
+        """As `Searcher.search_tokens` after scoring (text_match.fuse, then one result per take): the shard's top
+        takes, and its top k takes by MaxSim alone (for `matched`) as (clip_id, score)."""
+        clips = snapshot.window_clip[allowed]
+        motion_top = [(snapshot.clips[c]["clip_id"], score) for c, score in _top_clip_scores(clips, column, query.k)]
+        bonus = self._bonus(snapshot, query, q)
+        if bonus is not None:
+            window_bonus = bonus[clips]
+            if named:
+                names = np.array([snapshot.clips[c]["clip_id"] in named for c in range(len(snapshot.clips))], bool)
+                rescore = np.flatnonzero(~np.isfinite(column) & (window_bonus > 0) & names[clips])
+                if len(rescore):
+                    column = column.copy()
+                    column[rescore] = self._exact(searcher, snapshot, [query.tokens[q]], allowed[rescore])[:, 0]
+            column = column + query.weight * window_bonus
+        hits = searcher._top_takes(snapshot, allowed, column, query.k, query.per_take) \
+            if np.isfinite(column).any() else []
+        return [dataclasses.asdict(h) for h in hits], motion_top
+
+
+@dataclasses.dataclass
+class ShardQuery:
+    """What every shard needs to answer a batch of queries: tokens, limits, filters, and the name fusion the
+    server decided on the whole library (`fuse[q]`: False when every searched take has the same text score)."""
+
+    tokens: list[np.ndarray]
+    k: int
+    per_take: int
+    filters: Filters
+    texts: list[str] | None = None
+    weight: float = 0.0
+    fuse: list[bool] = dataclasses.field(default_factory=list)
+
+
+def _top_clip_scores(clips: np.ndarray, values: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The k clips with the best finite value of any of their windows, best first (ties: clip order)."""
+    finite = np.isfinite(values)
+    if not finite.any():
+        return []
+    best = np.full(int(clips.max()) + 1, -np.inf)
+    np.maximum.at(best, clips[finite], values[finite])
+    top = np.argsort(-best, kind="stable")[:k]
+    return [(int(c), float(best[c])) for c in top if np.isfinite(best[c])]
 
 
 class ShardedSearcher:
@@ -225,7 +297,7 @@ class ShardedSearcher:
         self._gather("warm", [(snapshot.reader.generation, self.resolve_mode(mode, snapshot))] * self.count)
 
     def search(self, queries, k: int = 10, filters=None, per_take: int = 1, mode: str = "auto",
-               candidates: int | None = None):
+               candidates: int | None = None, names_weight: float = DEFAULT_NAMES_WEIGHT):
         if self.encoder is None:
             raise SearchError("this searcher has no text encoder")
         single = isinstance(queries, str)
@@ -235,11 +307,12 @@ class ShardedSearcher:
                 raise SearchError("a query must be a non-empty string")
         tokens = [t for t, _ in self.encoder.encode_texts(texts)]
         results = self.search_tokens(tokens, k=k, filters=filters, per_take=per_take, mode=mode,
-                                     candidates=candidates)
+                                     candidates=candidates, texts=texts, names_weight=names_weight)
         return results[0] if single else results
 
     def search_tokens(self, token_sets: list[np.ndarray], k: int = 10, filters: Filters | dict | None = None,
-                      per_take: int = 1, mode: str = "auto", candidates: int | None = None) -> list[list[Hit]]:
+                      per_take: int = 1, mode: str = "auto", candidates: int | None = None,
+                      texts: list[str] | None = None, names_weight: float = 0.0) -> list[list[Hit]]:
         """Scatter to every shard, gather, merge: the same hits as `Searcher.search_tokens` on one machine."""
         if not isinstance(filters, Filters):
             filters = Filters.from_dict(filters)
@@ -251,26 +324,63 @@ class ShardedSearcher:
         self._state.last = {}
         snapshot = self.snapshot
         resolved = self.resolve_mode(mode, snapshot)
-        allowed = len(self.allowed_windows(snapshot, filters))
-        if allowed == 0 or not token_sets:
+        allowed = self.allowed_windows(snapshot, filters)
+        if len(allowed) == 0 or not token_sets:
             return [[] for _ in token_sets]
-        shortlist = max(candidates if candidates is not None else default_candidates(allowed), 4 * k * per_take)
+        shortlist = max(candidates if candidates is not None else default_candidates(len(allowed)), 4 * k * per_take)
         token_sets = [np.asarray(t, np.float32) for t in token_sets]
+        texts_table = self._text_scores(snapshot, allowed, token_sets, texts, names_weight)
+        query = ShardQuery(token_sets, k, per_take, filters, texts, float(names_weight),
+                           [t is not None and t[1] for t in texts_table])
         generation = snapshot.reader.generation
-        if resolved == "exact" or allowed <= shortlist:  # two-stage would shortlist everything: exact
-            replies = self._gather("exact", [(generation, token_sets, k, per_take, filters)] * self.count)
+        if resolved == "exact" or len(allowed) <= shortlist:  # two-stage would shortlist everything: exact
+            replies = self._gather("exact", [(generation, query)] * self.count)
         else:
             key = uuid.uuid4().hex
-            firsts = self._gather("first_stage", [(generation, key, token_sets, filters, shortlist)] * self.count)
-            thresholds = _global_cut([reply[1] for reply in firsts.values()], len(token_sets), shortlist)
-            replies = self._gather("rerank", [(generation, key, token_sets, filters, thresholds, k, per_take)]
-                                   * self.count, only=set(firsts))
+            firsts = self._gather("first_stage", [(generation, key, query, shortlist)] * self.count)
+            cuts = _global_cut([reply[1] for reply in firsts.values()], len(token_sets), shortlist)
+            named = [self._best_named(snapshot, [reply[2][q] for reply in firsts.values()], cuts[q], k)
+                     for q in range(len(token_sets))]
+            replies = self._gather("rerank", [(generation, key, query, cuts, named)] * self.count, only=set(firsts))
         stale = {reply[0] for reply in replies.values()} - {generation}
         if stale:
             log.info("shards searched generation(s) %s, the server %s: the index changed during the query",
                      sorted(stale), generation)
-        return [self._merge(snapshot, [reply[1][q] for reply in replies.values()], k)
-                for q in range(len(token_sets))]
+        results = []
+        for q in range(len(token_sets)):
+            parts = [reply[1][q] for reply in replies.values()]
+            hits = self._merge(snapshot, [part[0] for part in parts], k)
+            fusion = None
+            if texts_table[q] is not None:
+                order = self._clip_order(snapshot)
+                top = sorted((item for part in parts for item in part[1]), key=lambda c: (-c[1], order[c[0]]))[:k]
+                fusion = Fusion(texts_table[q][0], {order[clip_id] for clip_id, _ in top})
+            annotate(hits, fusion, snapshot)
+            results.append(hits)
+        return results
+
+    @staticmethod
+    def _text_scores(snapshot, allowed: np.ndarray, token_sets, texts, weight: float) -> list:
+        """Per query (per-clip text scores over the whole library, fuse?) as text_match.fuse decides, or None
+        when names are not fused at all."""
+        if not weight or texts is None:
+            return [None] * len(token_sets)
+        table = library_text(snapshot, snapshot.reader.spec.dim)
+        if table.empty:
+            return [None] * len(token_sets)
+        clips = snapshot.window_clip[allowed]
+        out = []
+        for tokens, text in zip(token_sets, texts):
+            per_source = table.scores(text, pooled_query(tokens))
+            out.append((per_source, bool(np.ptp(per_source.max(axis=1)[clips]) > 0)))
+        return out
+
+    def _best_named(self, snapshot, per_shard: list[list], cut: float, k: int) -> list[str]:
+        """text_match.fuse's two-stage rescue: the k best-named takes that have a window below the global cut."""
+        order = self._clip_order(snapshot)
+        left_out = [(clip_id, bonus) for shard in per_shard for clip_id, bonus, lowest in shard if lowest < cut]
+        left_out.sort(key=lambda item: (-item[1], order[item[0]]))
+        return [clip_id for clip_id, _ in left_out[:k]]
 
     def offline_summary(self) -> dict | None:
         """What this thread's searches since the last call could not search: damaged chunks and shards that did
