@@ -79,7 +79,8 @@ def _progress(service, reply: Reply, job_id: str) -> None:
     job = jobs[0]
     state.job_done, state.job_total = int(job.get("done", 0)), int(job.get("total", 0))
     failed = job.get("failed") or []
-    state.job_failed = len(failed)
+    failed_count = int(job.get("failed_count", len(failed)))  # `failed` lists the first 100 only
+    state.job_failed = failed_count
     status = _STATES.get(str(job.get("state")), "FAILED")
     if status == "RUNNING":
         state.job_message = ("Queued behind another indexing job" if job.get("queued") else
@@ -92,7 +93,7 @@ def _progress(service, reply: Reply, job_id: str) -> None:
         summary = f"{job['error']} ({summary})"
     if failed:
         first = failed[0]
-        summary += f"; {len(failed)} failed (first: {first.get('path')}: {first.get('error')})"
+        summary += f"; {failed_count} failed (first: {first.get('path')}: {first.get('error')})"
     _job_ended(status, {"DONE": "Indexing done: ", "CANCELLED": "Indexing cancelled: "}.get(status, "Indexing failed: ")
                + summary)
 

@@ -253,29 +253,69 @@ def test_strangers_get_no_reply_and_nothing_they_send_runs(served, tmp_path):
                 stranger.recv(timeout=1.5)
         FIGURES["faults injected: stranger connections"] += 1
     port = int(served.address.rsplit(":", 1)[1])
-    zmtp10 = b"\x01\x00" + bytes([len(request) + 1, 0]) + request  # identity frame, then one message frame
-    http = (b"POST / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nOrigin: http://evil.example\r\n"
-            b"Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % (port, len(request)) + request)
-    for name, payload in (("ZMTP/1.0 peer", zmtp10), ("HTTP POST", http)):
-        with socket.create_connection(("127.0.0.1", port), timeout=2.0) as raw:
-            raw.sendall(payload)
-            received = b""
-            deadline = time.monotonic() + 1.5
-            try:
-                while time.monotonic() < deadline:
-                    chunk = raw.recv(4096)
-                    if not chunk:
-                        break
-                    received += chunk
-            except (TimeoutError, ConnectionResetError):
-                pass
+    for name, payload in raw_attacks(port, request).items():
+        received = raw_exchange(port, payload)
         assert b'"ok"' not in received and b"HTTP/" not in received, (name, received[:200])
-        FIGURES["requests tried"] += 1
         FIGURES["faults injected: stranger connections"] += 1
     time.sleep(0.5)
     with served.client() as insider:
         assert jobs_seen(insider) == jobs_before  # no index_add ran
         assert insider.call("info")["result"]["index"]["clips"] == clips_before
+
+
+def raw_attacks(port: int, request: bytes) -> dict[str, bytes]:
+    """A ZMTP/1.0 peer (no security handshake at all) and a browser's cross-site POST, both carrying `request`."""
+    zmtp10 = b"\x01\x00" + bytes([len(request) + 1, 0]) + request  # identity frame, then one message frame
+    http = (b"POST / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nOrigin: http://evil.example\r\n"
+            b"Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % (port, len(request)) + request)
+    return {"ZMTP/1.0 peer": zmtp10, "HTTP POST": http}
+
+
+def raw_exchange(port: int, payload: bytes, seconds: float = 1.5) -> bytes:
+    """Send raw bytes to the port and collect whatever comes back for a while."""
+    FIGURES["requests tried"] += 1
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=2.0) as raw:
+        raw.sendall(payload)
+        deadline = time.monotonic() + seconds
+        try:
+            while time.monotonic() < deadline:
+                chunk = raw.recv(4096)
+                if not chunk:
+                    break
+                received += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+    return received
+
+
+def test_even_insecure_mode_refuses_zmtp10_peers_and_http_posts(tmp_path):
+    from mofind.model.inference import Encoder
+    from mofind.server.handlers import Backend
+    from mofind.server.router import Security, Server
+
+    (tmp_path / "library").mkdir()
+    backend = Backend(tmp_path / "index", Encoder.random("compact"), library_roots=[tmp_path / "library"])
+    server = Server(backend, "tcp://127.0.0.1:0", workers=1, security=Security(insecure=True))
+    endpoint = server.start()
+    context = zmq.Context()
+    request = json.dumps({"v": 1, "id": "x", "method": "index_add",
+                          "params": {"paths": [str(tmp_path / "library")]}}).encode()
+    try:
+        with Client(context, endpoint, {}) as plain:  # --insecure: a ZMTP/3 client without a key is served
+            assert plain.call("ping", timeout=30)["ok"]
+        port = int(endpoint.rsplit(":", 1)[1])
+        for name, payload in raw_attacks(port, request).items():
+            received = raw_exchange(port, payload)
+            assert b'"ok"' not in received, (name, received[:200])
+            FIGURES["faults injected: stranger connections"] += 1
+        time.sleep(0.5)
+        assert backend.jobs.status() == []  # no index_add ran
+    finally:
+        server.stop()
+        server.join(10)
+        backend.stop()
+        context.term()
 
 
 # -- fuzzing ------------------------------------------------------------------------------------------------

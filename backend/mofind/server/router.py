@@ -150,6 +150,8 @@ class Server:
                 frontend.setsockopt(zmq.IPV6, 1)
             if self.security.curve:
                 authenticator = self._configure_curve(context, frontend)
+            else:
+                authenticator = self._refuse_zmtp10(context, frontend)
             if self.bind.endswith(":0"):
                 port = frontend.bind_to_random_port(self.bind.rsplit(":", 1)[0])
                 self.endpoint = f"{self.bind.rsplit(':', 1)[0]}:{port}"
@@ -204,6 +206,19 @@ class Server:
         frontend.curve_secretkey = secret
         frontend.curve_publickey = public
         frontend.curve_server = True
+        return authenticator
+
+    @staticmethod
+    def _refuse_zmtp10(context, frontend):
+        """--insecure still refuses ZMTP/1.0 peers: libzmq skips the handshake for them, so bytes a browser
+        sends (a cross-site HTTP POST to 127.0.0.1) could be read as a request. With a ZAP domain set, libzmq
+        rejects every 1.0 peer; the authenticator lets every ZMTP/3 NULL client in (that is what --insecure
+        means)."""
+        from zmq.auth.thread import ThreadAuthenticator
+
+        authenticator = ThreadAuthenticator(context)
+        authenticator.start()
+        frontend.zap_domain = b"mofind"
         return authenticator
 
     def _broker(self, frontend, backend) -> None:
