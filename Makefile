@@ -37,8 +37,9 @@ venv-bpy50: .venv-bpy50/.stamp
 venv-bpy53: .venv-bpy53/.stamp
 
 # --- main job: the backend with the shipped model and the default index ------
+# LIBRARY=/path/to/mocap lets the add-on index that folder (repeat --library-root via mofind.toml for more)
 run: venv
-	$(VENV)/bin/mofind serve
+	$(VENV)/bin/mofind serve $(if $(LIBRARY),--library-root "$(LIBRARY)")
 
 # --- tests -----------------------------------------------------------------
 test: test-backend test-addon
