@@ -150,13 +150,17 @@ def _solve_controls(context, armature, drive: Drive, pose: WorldPose) -> TargetK
         locations = np.zeros((frames, 3))
         column = {c: i for i, c in enumerate(controls)}
         settled = len(drive.levels) if drive.hips_settled_after is None else drive.hips_settled_after
+        anchors = _plain_fk_anchors(armature, drive)
         for frame in range(frames):
             _reset(pose_bones, controls)
             location_parent = None
+            solved = {}  # control -> its world orientation this frame
             for index, level in enumerate(drive.levels + ((),)):  # the empty last level only solves the travel
                 if index == len(drive.levels) and (settled < index or pose.hip_target is None):
                     break  # the travel was solved already (or there is none): no last evaluation needed
-                evaluated = _evaluate(context, armature, watched)
+                needs_rig = any(c not in anchors for c, d, _ in level if d in pose.rotations)
+                if needs_rig or (index == settled and pose.hip_target is not None):
+                    evaluated = _evaluate(context, armature, watched)
                 if index == settled and pose.hip_target is not None:
                     # The hip joints no longer move with the levels left, so the travel is solved now.
                     if location_parent is None:
@@ -166,7 +170,11 @@ def _solve_controls(context, armature, drive: Drive, pose: WorldPose) -> TargetK
                 for control, deform, reference in level:
                     if deform not in pose.rotations:
                         continue  # outside the scope: the control stays at rest
-                    current = _rot(evaluated[control])
+                    if control in anchors and anchors[control] in solved:
+                        anchor = anchors[control]  # plain FK below a solved control: no evaluation needed
+                        current = solved[anchor] @ rest[anchor].T @ rest[control]
+                    else:
+                        current = _rot(evaluated[control])
                     if control == drive.location:
                         location_parent = current
                     wanted_reference = pose.rotations[deform][frame] @ rest[deform].T @ rest[reference]
@@ -174,6 +182,7 @@ def _solve_controls(context, armature, drive: Drive, pose: WorldPose) -> TargetK
                     basis = quat.matrix_to_quat(_orthonormal(current.T @ wanted))
                     pose_bones[control].rotation_quaternion = basis.tolist()
                     rotations[frame, column[control]] = basis
+                    solved[control] = wanted
         untouched = ~np.any(rotations, axis=2)
         rotations[untouched, 0] = 1.0
         keyed = ~untouched.all(axis=0)  # controls of body parts outside the scope get no keys
@@ -185,6 +194,32 @@ def _solve_controls(context, armature, drive: Drive, pose: WorldPose) -> TargetK
     return TargetKeys(bone_names=tuple(controls), rotations=quat.make_continuous(rotations, axis=0),
                       keyed=keyed, root_bone=drive.location, root_location=locations,
                       fps=pose.fps, scale=pose.scale, pairs=pose.pairs)
+
+
+def _plain_fk_anchors(armature, drive: Drive) -> dict[str, str]:
+    """control -> the control of an earlier level it hangs below through plain parenting.
+
+    Between them only bones without constraints (or with Copy Scale alone) that inherit rotation
+    and are never posed by Apply: the control's orientation then follows from the anchor's without
+    asking Blender (Rigify's shin, foot, toe, forearm and hand FK controls).
+    """
+    level_of = {c: i for i, level in enumerate(drive.levels) for c, _, _ in level}
+    anchors = {}
+    for control, level in level_of.items():
+        bone = armature.pose.bones[control]
+        if bone.constraints or not bone.bone.use_inherit_rotation:
+            continue
+        parent = bone.parent
+        while parent is not None and parent.name not in level_of:
+            if any(c.type != "COPY_SCALE" for c in parent.constraints) or not parent.bone.use_inherit_rotation:
+                break
+            if not np.allclose(np.array(parent.matrix_basis), np.eye(4)):
+                break  # posed by the user: let Blender account for it
+            parent = parent.parent
+        else:
+            if parent is not None and level_of[parent.name] < level:
+                anchors[control] = parent.name
+    return anchors
 
 
 def _reset(pose_bones, names) -> None:
