@@ -509,6 +509,39 @@ def test_the_job_queue_is_bounded_and_cancel_stops_a_long_take_within_a_second(s
     assert latency < 2.0, f"cancel took {latency:.2f} s"  # ~1 s plus polling and a loaded machine's noise
 
 
+class CancelAfter:
+    """A cancel flag that turns on after `n` looks (to see how soon the walk notices)."""
+
+    def __init__(self, n: int):
+        self.n, self.looks = n, 0
+
+    def is_set(self) -> bool:
+        self.looks += 1
+        return self.looks > self.n
+
+
+def test_discovery_walks_lazily_and_stops_at_cancel_and_at_the_file_cap(tmp_path):
+    from mofind.index.discover import discover
+    from mofind.index.roots import LibraryRoots
+
+    for folder in range(20):
+        for take in range(10):
+            path = tmp_path / "tree" / f"d{folder:02d}" / "deeper" / f"t{take}.bvh"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("x")
+    (tmp_path / "tree" / "d00" / "loop").symlink_to(tmp_path / "tree", target_is_directory=True)  # not entered
+    everything = discover([tmp_path / "tree"])
+    assert len(everything.files) == 200 and not everything.cancelled
+    cancel = CancelAfter(25)
+    stopped = discover([tmp_path / "tree"], cancel=cancel)
+    assert stopped.cancelled and len(stopped.files) < 25 and cancel.looks == 26  # at once, mid-walk
+    capped = discover([tmp_path / "tree"], max_files=7)
+    assert len(capped.files) == 7 and "stopped after 7 files" in capped.missing[-1][1]
+    inside = discover([tmp_path / "tree"], roots=LibraryRoots([tmp_path / "tree" / "d01"]))
+    assert len(inside.files) == 10 and len(inside.missing) == 190  # the rest is reported, not indexed
+    FIGURES["faults injected: runaway discovery"] += 3
+
+
 # -- hostile files ------------------------------------------------------------------------------------------
 HEADER = "HIERARCHY\nROOT Hips\n{\n OFFSET 0 0 0\n CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation " \
          "Yrotation\n End Site\n {\n  OFFSET 0 1 0\n }\n}\n"

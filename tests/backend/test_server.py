@@ -514,6 +514,27 @@ def test_index_remove_is_busy_while_another_writer_holds_the_index(served, clien
     assert header["error"]["code"] == "BAD_REQUEST"
 
 
+def test_clients_cannot_remove_clips_outside_the_library_roots(served, tmp_path):
+    backend, _, _ = served
+    strict = Backend(backend.index_dir, backend.encoder, library_roots=[tmp_path])  # the library lies outside
+    clip_id = IndexReader.open(backend.index_dir).clip_ids()[0]
+
+    def call(method, params):
+        return json.loads(strict.handle([json.dumps({"v": 1, "id": 1, "method": method, "params": params})
+                                         .encode()])[0])
+    try:
+        for params in ({"clip_ids": [clip_id]}, {"path_prefix": "/"}, {"path_prefix": str(tmp_path / "..")}):
+            reply = call("index_remove", params)
+            assert reply["error"]["code"] == "FORBIDDEN" and "library_roots" in reply["error"]["message"], reply
+        assert call("index_remove", {"clip_ids": ["0123456789abcdef"]})["result"] == {"removed": 0}
+        assert call("index_remove", {"path_prefix": str(tmp_path)})["result"] == {"removed": 0}
+        reply = call("index_add", {"paths": [str(tmp_path / ".." / "elsewhere")]})
+        assert reply["error"]["code"] == "FORBIDDEN"
+        assert clip_id in IndexReader.open(backend.index_dir)
+    finally:
+        strict.stop()
+
+
 # -- security -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bind", ["tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://192.168.1.20:5555",
                                   "tcp://example.com:5555", "tcp://[::]:5555"])
