@@ -597,6 +597,27 @@ def test_hostile_bvh_files_are_refused_alone_with_bounded_memory(tmp_path):
         load_motion(files["garbage"], limits=MotionLimits(max_file_bytes=1000))
 
 
+def test_hostile_fbx_and_gltf_takes_are_refused_before_conversion():
+    import numpy as np
+
+    from mofind.io.scene import SceneTake
+    from mofind.skeleton.convert import _within_limits
+
+    def take(frames=10, joints=3, fps=30.0, value=1.0):
+        world = np.tile(np.eye(4), (frames, joints, 1, 1))
+        world[:, :, :3, 3] = value
+        return SceneTake("t", [f"j{i}" for i in range(joints)], np.arange(joints) - 1, world, fps)
+
+    assert _within_limits(take(), MotionLimits(), Path("ok.glb")) is not None
+    for hostile, cap in ((take(joints=1100), "max_joints"), (take(fps=0.01), "min_fps"), (take(fps=1e6), "max_fps"),
+                         (take(frames=200, fps=1.0), "max_duration_s"), (take(value=np.nan), "max_abs_value"),
+                         (take(value=1e300), "max_abs_value")):
+        limits = MotionLimits(max_duration_s=100.0)
+        with pytest.raises(MotionIOError, match=cap):
+            _within_limits(hostile, limits, Path("hostile.fbx"))
+        FIGURES["faults injected: hostile motion files"] += 1
+
+
 def test_hostile_files_fail_alone_in_a_server_job(served):
     folder = served.library / "hostile"
     files = hostile_files(folder)

@@ -49,7 +49,7 @@ def load_motion(path: str | Path, fps: float = DEFAULT_FPS, take: str | None = N
         if chosen is None:
             raise MotionFormatError(f"no take named {take!r} (the file holds {', '.join(t.name for t in takes)})",
                                     path)
-        return motion_from_take(chosen, fps=fps, path=str(path))
+        return motion_from_take(_within_limits(chosen, limits, path), fps=fps, path=str(path))
     raise MotionFormatError(f"unsupported motion file type {suffix or '(none)'!r}; expected .bvh, .fbx, .glb, "
                             ".gltf or .npy", path)
 
@@ -58,8 +58,29 @@ def load_motions(path: str | Path, fps: float = DEFAULT_FPS, limits: MotionLimit
     """Every take of a motion file as a `Motion` (one for BVH and joints files; `Motion.take` tells them apart)."""
     path = Path(path)
     if path.suffix.lower() in SCENE_SUFFIXES:
-        return [motion_from_take(take, fps=fps, path=str(path)) for take in read_scene_takes(path)]
+        return [motion_from_take(_within_limits(take, limits, path), fps=fps, path=str(path))
+                for take in read_scene_takes(path)]
     return [load_motion(path, fps=fps, limits=limits)]
+
+
+def _within_limits(take: SceneTake, limits: MotionLimits, path: Path) -> SceneTake:
+    """The BVH caps for an FBX / glTF take, checked before it is converted and resampled (the reader has
+    allocated its matrices already; a 0.01 fps or hour-long take would multiply them)."""
+    frames, joints = int(take.world.shape[0]), int(take.world.shape[1])
+    where = f"{path} (take {take.name!r})"
+    if joints > limits.max_joints:
+        raise MotionFormatError(f"{joints} joints; the cap max_joints is {limits.max_joints}", where)
+    if frames > limits.max_frames:
+        raise MotionFormatError(f"{frames} frames; the cap max_frames is {limits.max_frames}", where)
+    if not limits.min_fps <= take.fps <= limits.max_fps:
+        raise MotionFormatError(f"{take.fps:g} fps; allowed {limits.min_fps:g} to {limits.max_fps:g} (the caps "
+                                "min_fps / max_fps)", where)
+    if frames / take.fps > limits.max_duration_s:
+        raise MotionFormatError(f"the take lasts {frames / take.fps:.0f} s; the cap max_duration_s is "
+                                f"{limits.max_duration_s:g}", where)
+    if not np.isfinite(take.world).all() or np.abs(take.world).max(initial=0.0) > limits.max_abs_value:
+        raise MotionFormatError("non-finite or absurd transform values (the cap max_abs_value)", where)
+    return take
 
 
 def motion_from_take(take: SceneTake, fps: float = DEFAULT_FPS, path: str | None = None) -> Motion:
