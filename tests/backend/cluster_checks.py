@@ -144,7 +144,41 @@ def run_checks(work: Path, report: dict) -> None:
                            "equal": [[hit_key(h) for h in q] for q in after]
                            == [[hit_key(h) for h in q] for q in single.search_tokens(tokens, k=5, mode="exact")]}
         step(report, "recovered")
+
+        # the index changes under a running server (an index_add job commits): the shards follow
+        write_action_library(folder / "later", kinds=("zup",), actions=("walk", "wave_right"), seconds=6.0)
+        build_index([folder / "later"], local_dir, encoder, workers=0)
+        sharded.refresh()
+        now = Searcher(IndexReader.open(local_dir))
+        report["after_commit"] = {
+            "generation": [reader.generation, now.reader.generation],
+            "single": [[hit_key(h) for h in q] for q in now.search_tokens(tokens, k=5, mode="exact")],
+            "sharded": [[hit_key(h) for h in q] for q in sharded.search_tokens(tokens, k=5, mode="exact")],
+            "complete": sharded.last_search_complete}
+        later = {"path_prefix": str(folder / "later")}
+        report["after_commit"]["later_single"] = [[hit_key(h) for h in q] for q in
+                                                  now.search_tokens(tokens, k=5, mode="exact", filters=later)]
+        report["after_commit"]["later_sharded"] = [[hit_key(h) for h in q] for q in
+                                                   sharded.search_tokens(tokens, k=5, mode="exact", filters=later)]
+        step(report, "followed a commit")
         backend.stop()
+        sharded.shutdown()
+
+        # `mofind serve --cluster ADDRESS` as the command line wires it: one shard per node by default
+        import argparse
+
+        from mofind.commands import serve
+
+        parser = argparse.ArgumentParser()
+        serve.add_arguments(parser)
+        args = parser.parse_args(["--index", str(local_dir), "--cluster", cluster.address])
+        _cluster_searcher = serve._cluster_searcher
+        served = _cluster_searcher(args)(IndexReader.open(local_dir))
+        report["cli"] = {"shards": served.count,
+                         "equal": [[hit_key(h) for h in q] for q in served.search_tokens(tokens, k=5, mode="exact")]
+                         == report["after_commit"]["single"], "complete": served.last_search_complete}
+        served.shutdown()
+        step(report, "serve --cluster wiring")
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -156,7 +190,9 @@ def unit(x):
 
 
 def hit_key(hit) -> list:
-    return [hit.clip_id, hit.start_frame, hit.end_frame, round(float(hit.score), 9), hit.matched]
+    """What a client sees of a hit: the score as the protocol rounds it (6 decimals). Finer digits may differ: name
+    fusion's float32 text cosines come from a matrix product over the shard's takes instead of all takes."""
+    return [hit.clip_id, hit.start_frame, hit.end_frame, hit.to_dict()["score"], hit.matched]
 
 
 def compare(single, sharded, tokens, args: dict) -> dict:

@@ -132,3 +132,15 @@ def test_a_killed_shard_is_named_in_replies_and_results_are_complete_after_resta
     after = observed["after"]
     assert after["complete"] and after["equal"]
     assert after["old_pid"] not in after["pids"] and None not in after["pids"]  # Ray started a new actor
+
+
+def test_shards_follow_a_commit_made_while_serving(observed):
+    followed = observed["after_commit"]
+    assert followed["generation"][1] > followed["generation"][0]
+    assert followed["complete"] and followed["sharded"] == followed["single"]
+    assert all(len(query) == 2 for query in followed["later_single"])  # the two takes committed while serving
+    assert followed["later_sharded"] == followed["later_single"]
+
+
+def test_serve_cluster_command_line_shards_one_per_node(observed):
+    assert observed["cli"] == {"shards": 3, "equal": True, "complete": True}

@@ -343,9 +343,15 @@ class ShardedSearcher:
                      for q in range(len(token_sets))]
             replies = self._gather("rerank", [(generation, key, query, cuts, named)] * self.count, only=set(firsts))
         stale = {reply[0] for reply in replies.values()} - {generation}
-        if stale:
+        if stale and not getattr(self._state, "retrying", False):  # committed during the query: once more, current
             log.info("shards searched generation(s) %s, the server %s: the index changed during the query",
                      sorted(stale), generation)
+            self.refresh()
+            self._state.retrying = True
+            try:
+                return self.search_tokens(token_sets, k, filters, per_take, mode, candidates, texts, names_weight)
+            finally:
+                self._state.retrying = False
         results = []
         for q in range(len(token_sets)):
             parts = [reply[1][q] for reply in replies.values()]
@@ -353,8 +359,9 @@ class ShardedSearcher:
             fusion = None
             if texts_table[q] is not None:
                 order = self._clip_order(snapshot)
-                top = sorted((item for part in parts for item in part[1]), key=lambda c: (-c[1], order[c[0]]))[:k]
-                fusion = Fusion(texts_table[q][0], {order[clip_id] for clip_id, _ in top})
+                top = sorted((item for part in parts for item in part[1]),
+                             key=lambda c: (-c[1], order.get(c[0], len(order))))[:k]
+                fusion = Fusion(texts_table[q][0], {order[clip_id] for clip_id, _ in top if clip_id in order})
             annotate(hits, fusion, snapshot)
             results.append(hits)
         return results
@@ -379,7 +386,7 @@ class ShardedSearcher:
         """text_match.fuse's two-stage rescue: the k best-named takes that have a window below the global cut."""
         order = self._clip_order(snapshot)
         left_out = [(clip_id, bonus) for shard in per_shard for clip_id, bonus, lowest in shard if lowest < cut]
-        left_out.sort(key=lambda item: (-item[1], order[item[0]]))
+        left_out.sort(key=lambda item: (-item[1], order.get(item[0], len(order))))
         return [clip_id for clip_id, _ in left_out[:k]]
 
     def offline_summary(self) -> dict | None:
