@@ -5,7 +5,8 @@
 Two libraries, each indexed twice from the same motion files:
   * Bandai validation takes (`mofind.train` split, held-out takes included): anonymised (`0001.bvh` ...) and
     under their own names (`dataset-2_walk_normal_001.bvh`). Query: the canonical template caption of each take
-    ("a person walks normally", ...); a hit is right when it shows the query's action (any style).
+    ("a person walks normally", ...); a hit is right when it has the query's action and style (the action alone
+    is found at rank 1 for every query, with or without names).
   * ../shared/data/cmu-captioned: anonymised (`0001.bvh`), and under their CMU ids with the CMU descriptions as
     a `descriptions.csv` sidecar table (the HumanML3D captions are not given to the index: they are the queries).
     Query: every HumanML3D caption of the 34 captioned takes; a hit is right when it is that take.
@@ -42,13 +43,13 @@ def bandai_library(work: Path) -> tuple[Path, Path, list[tuple[str, set[str]]]]:
     anonymous, named = work / "bandai-anon" / "takes", work / "bandai-named" / "takes"
     anonymous.mkdir(parents=True)
     named.mkdir(parents=True)
-    action_of, queries = {}, []
+    labels_of, queries = {}, []
     for number, segment in enumerate(takes):
         shutil.copy(segment.path, anonymous / f"{number:04d}.bvh")
         shutil.copy(segment.path, named / segment.path.name)
-        action_of[number] = segment.label_dict.get("action")
+        labels_of[number] = segment.label_dict
     for number, segment in enumerate(takes):
-        right = {n for n, action in action_of.items() if action == segment.label_dict.get("action")}
+        right = {n for n, labels in labels_of.items() if labels == segment.label_dict}
         queries.append((templates.canonical(segment.label_dict), right))
     names = {number: segment.path.name for number, segment in enumerate(takes)}
     return anonymous, named, [(q, {f"{n:04d}.bvh" for n in r} | {names[n] for n in r}) for q, r in queries]
