@@ -58,7 +58,8 @@ EXPECTED = {
                    "m_avg_L_{}", "m_avg_R_{}"),
 }
 EXPECTED["unreal5_apose"] = EXPECTED["unreal5"]  # the UE5 names on an A-pose body with FBX-style bone tails
-PRESET = {"mixamo_bare": "mixamo", "unreal5_apose": "unreal5"}
+EXPECTED["auto_rig_pro_controls"] = EXPECTED["auto_rig_pro"]  # plus c_ controls the deform bones copy
+PRESET = {"mixamo_bare": "mixamo", "unreal5_apose": "unreal5", "auto_rig_pro_controls": "auto_rig_pro"}
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +101,8 @@ def open_rig(rig_name: str, rigify_blend=None):
     rigs.reset_scene(fps=30)
     if rig_name == "unreal5_apose":
         return rigs.build_apose_rig(rig_name)
+    if rig_name == "auto_rig_pro_controls":
+        return arp_with_controls()
     return rigs.build_armature(renamed_mixamo(EXPECTED[rig_name]), rig_name)
 
 
@@ -109,6 +112,22 @@ def renamed_mixamo(names: dict[str, str]) -> list[BoneSpec]:
     mixamo = {bone: joint for joint, bone in EXPECTED["mixamo"].items()}
     rename = {spec.name: names[mixamo[spec.name]] for spec in specs}
     return [BoneSpec(rename[s.name], rename.get(s.parent), s.head, s.tail, s.roll) for s in specs]
+
+
+def arp_with_controls():
+    """Auto-Rig Pro names with a control rig on top: each deform bone copies the transforms of its
+    c_ control, and the controls form the same hierarchy among themselves."""
+    deform = renamed_mixamo(EXPECTED["auto_rig_pro"])
+    controls = {name: control for level in rigs.addon_module("retarget.mapping").DRIVES["auto_rig_pro"].levels
+                for control, name, _ in level}
+    specs = list(deform)
+    for spec in deform:
+        specs.append(BoneSpec(controls[spec.name], controls.get(spec.parent), spec.head, spec.tail, spec.roll))
+    armature = rigs.build_armature(specs, "auto_rig_pro_controls")
+    for spec in deform:
+        constraint = armature.pose.bones[spec.name].constraints.new("COPY_TRANSFORMS")
+        constraint.target, constraint.subtarget = armature, controls[spec.name]
+    return armature
 
 
 def evaluated(armature, frames, bones):
@@ -175,6 +194,17 @@ def test_apply_points_every_bone_like_the_source_and_turns_the_head_with_it(appl
     if not rig_name.startswith("rigify"):  # the Mixamo body: ankles at the source's height times the leg ratio
         ankle = heads[:, joints.index("left_ankle"), 2]
         assert np.abs(ankle - action["mofind"]["scale"] * src[:, names.index("LeftFoot"), 2]).max() < 0.02
+
+
+def test_a_control_rig_is_keyed_on_its_controls_only(apply, take):
+    armature = open_rig("auto_rig_pro_controls")
+    action = apply.apply_clip(bpy.context, armature, take.payload, plant_feet=False)
+    curves = ([c for layer in action.layers for strip in layer.strips for bag in strip.channelbags for c in bag.fcurves]
+              if getattr(action, "layers", None) else list(action.fcurves))
+    assert {c.data_path.split('"')[1] for c in curves} == {
+        "c_root.x", "c_spine_01.x", "c_spine_02.x", "c_spine_03.x", "c_neck.x", "c_head.x",
+        *(f"c_{part}.{s}" for s in "lr" for part in ("thigh_fk", "leg_fk", "foot_fk", "toes_fk", "shoulder", "arm_fk",
+                                                    "forearm_fk", "hand_fk"))}
 
 
 @pytest.mark.slow
