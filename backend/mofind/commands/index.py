@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped weights)")
     parser.add_argument("--workers", type=int, default=None,
                         help="parsing processes (default: a quarter of the CPU cores, at least 1; 0 parses in "
-                             "this process)")
+                             "this process); with --cluster: Ray workers that parse and encode (default: one per "
+                             "GPU of the cluster, else one per CPU but one)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads for encoding (default: the cores the parsing processes leave free)")
     parser.add_argument("--commit-every", type=int, default=None, metavar="N",
