@@ -109,6 +109,7 @@ def run_checks(work: Path, report: dict) -> None:
                  "two_stage_names": dict(mode="two_stage", candidates=10, texts=TEXTS, names_weight=0.25),
                  "two_stage_names_heavy": dict(mode="two_stage", candidates=10, texts=TEXTS, names_weight=2.0)}
         report["compare"] = {name: compare(single, sharded, tokens, args) for name, args in cases.items()}
+        report["shard_local_shortlist"] = shard_local_shortlist(local_dir, reader.generation, tokens)
         step(report, "sharded == single compared")
 
         keys = make_keys(work / "keys")
@@ -200,6 +201,20 @@ def compare(single, sharded, tokens, args: dict) -> dict:
     got = sharded.search_tokens(tokens, k=5, **args)
     return {"single": [[hit_key(h) for h in q] for q in want], "sharded": [[hit_key(h) for h in q] for q in got],
             "complete": sharded.last_search_complete}
+
+
+def shard_local_shortlist(folder: Path, generation: int, tokens) -> list:
+    """What the "two_stage" case would give if each shard shortlisted its own best C windows (no global cut):
+    the same shard code, in this process, merged by score."""
+    from mofind.index.cluster import ShardServer
+
+    shards = [ShardServer(str(folder), s, NODES) for s in range(NODES)]
+    out = []
+    for query in tokens:
+        hits = [h for shard in shards for h in
+                shard._at(generation).search_tokens([query], k=5, mode="two_stage", candidates=10)[0]]
+        out.append([hit_key(h) for h in sorted(hits, key=lambda h: -h.score)[:5]])
+    return out
 
 
 def shard_nodes(sharded) -> list[str]:

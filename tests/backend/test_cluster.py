@@ -104,6 +104,12 @@ def test_sharded_search_equals_single_machine_search(observed, case):
     assert compared["sharded"] == compared["single"]  # same takes, frames, scores and `matched`
 
 
+def test_two_stage_cases_would_catch_shard_local_shortlists(observed):
+    """Each shard keeping its own best C first-stage windows (instead of the global cut) gives other answers on
+    this index, so the two-stage equality above really tests the cut."""
+    assert observed["shard_local_shortlist"] != observed["compare"]["two_stage"]["single"]
+
+
 def test_name_fusion_cases_do_fuse(observed):
     """The take names change the ranking in the fused cases, so their equality above tests the fusion path."""
     plain, fused = observed["compare"]["two_stage"]["single"], observed["compare"]["two_stage_names_heavy"]["single"]
