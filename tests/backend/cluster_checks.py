@@ -113,7 +113,7 @@ def run_checks(work: Path, report: dict) -> None:
         step(report, "sharded == single compared")
 
         keys = make_keys(work / "keys")
-        report["server"] = through_zeromq(Server, backend, QUERIES[0], keys)
+        report["server"] = through_zeromq(Server, backend, QUERIES[0], keys, follow_up=True)
         step(report, "zeromq")
         report["sockets"] = subprocess.run(["ss", "-tunap"], capture_output=True, text=True).stdout
         report["listening"] = subprocess.run(["ss", "-tnlp"], capture_output=True, text=True).stdout
@@ -242,8 +242,9 @@ def index_content(folder: Path) -> dict:
     return out
 
 
-def through_zeromq(server_class, backend, query: str, keys, exact: bool = False) -> dict:
-    """One search over a real loopback DEALER socket with CurveZMQ, as the Blender add-on sends it."""
+def through_zeromq(server_class, backend, query: str, keys, exact: bool = False, follow_up: bool = False) -> dict:
+    """A search over a real loopback DEALER socket with CurveZMQ, as the Blender add-on sends it; with `follow_up`
+    also similar, explain and get_motion on its best take (they run on the server node, from the shared index)."""
     import zmq
 
     server = server_class(backend, "tcp://127.0.0.1:0", workers=2, security=keys.security)
@@ -256,16 +257,26 @@ def through_zeromq(server_class, backend, query: str, keys, exact: bool = False)
     socket.connect(endpoint)
     try:
         params = {"query": query, "k": 5, "thumbnails": False} | ({"mode": "exact"} if exact else {})
-        socket.send_multipart([json.dumps({"v": 1, "id": "q1", "method": "search", "params": params}).encode()])
-        if not socket.poll(120_000):
-            return {"error": "no reply"}
-        header = json.loads(socket.recv_multipart()[0])
-        return {"endpoint": endpoint, "header": header}
+        header = _call(socket, "search", params)
+        out = {"endpoint": endpoint, "header": header}
+        if follow_up and header.get("ok"):
+            best = header["result"]["results"][0]
+            out["similar"] = _call(socket, "similar", {"clip_id": best["clip_id"], "k": 3, "thumbnails": False})
+            out["explain"] = _call(socket, "explain", {"query": query, "clip_id": best["clip_id"]})
+            out["get_motion"] = _call(socket, "get_motion", {"clip_id": best["clip_id"]})
+        return out
     finally:
         socket.close(0)
         context.term()
         server.stop()
         server.join(10)
+
+
+def _call(socket, method: str, params: dict) -> dict:
+    socket.send_multipart([json.dumps({"v": 1, "id": method, "method": method, "params": params}).encode()])
+    if not socket.poll(120_000):
+        return {"error": "no reply"}
+    return json.loads(socket.recv_multipart()[0])
 
 
 if __name__ == "__main__":

@@ -117,11 +117,18 @@ def test_name_fusion_cases_do_fuse(observed):
     assert any("name" in hit[4] for query in fused for hit in query)
 
 
-def test_zeromq_search_through_the_sharded_backend(observed):
+def test_zeromq_search_similar_explain_get_motion_through_the_sharded_backend(observed):
     header = observed["server"]["header"]
     assert header["ok"], header
     assert len(header["result"]["results"]) == 5
     assert "offline" not in (header.get("meta") or {})
+    server = observed["server"]
+    best = header["result"]["results"][0]["clip_id"]
+    similar = server["similar"]
+    assert similar["ok"] and similar["result"]["results"] and \
+        best not in [hit["clip_id"] for hit in similar["result"]["results"]]
+    assert server["explain"]["ok"] and server["explain"]["result"]["clip_id"] == best
+    assert server["get_motion"]["ok"] and server["get_motion"]["result"]["clip_id"] == best
 
 
 def test_a_killed_shard_is_named_in_replies_and_results_are_complete_after_restart(observed):
