@@ -115,6 +115,7 @@ class MOFIND_PG_session(bpy.types.PropertyGroup):
     no_good_match: BoolProperty(description="The backend found nothing that really matches the prompt")
     quality_message: StringProperty(description="The backend's own words on how well the results match")
     unknown_words: StringProperty(description="Words of the prompt the model does not know (comma separated)")
+    offline_message: StringProperty(description="Which part of the library the last search could not reach")
     confidence_calibrated: BoolProperty(default=True, description="The confidences come from a calibrated model "
                                         "(false: the backend's uncalibrated estimate)")
     search_pending: BoolProperty()

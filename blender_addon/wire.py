@@ -31,6 +31,7 @@ class Reply:
     id: str
     result: dict
     frames: list[bytes] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)  # e.g. {"offline": {...}}: part of the library was not searched
 
 
 @dataclass
@@ -73,7 +74,8 @@ def reply_outcome(header: dict, frames: list[bytes], method: str) -> Reply | Fai
                        f"The MoFind backend speaks protocol v{header.get('v')}, this add-on v{PROTOCOL_VERSION}: "
                        "update the add-on or the backend so they match.")
     if header.get("ok") is True and isinstance(header.get("result"), dict):
-        return Reply(request_id, header["result"], frames)
+        meta = header.get("meta")
+        return Reply(request_id, header["result"], frames, meta if isinstance(meta, dict) else {})
     error = header.get("error")
     if header.get("ok") is False and isinstance(error, dict):
         return Failure(request_id, method, str(error.get("code", "INTERNAL")),

@@ -98,6 +98,7 @@ def _store_results(service, reply: Reply, query: str, heading: str) -> int:
     state.results_heading = heading
     state.results_stale = False
     quality = _store_quality(state, reply.result.get("quality"))
+    state.offline_message = offline_message(reply.meta.get("offline"))
     if not hits:
         set_status("INFO", quality or f"No clips found {heading}")
     elif state.no_good_match:  # the results panel shows the backend's own words in full
@@ -105,6 +106,17 @@ def _store_results(service, reply: Reply, query: str, heading: str) -> int:
     else:
         set_status("OK", f"{len(hits)} clips {heading}")
     return len(hits)
+
+
+def offline_message(offline) -> str:
+    """The backend's word that part of the library was not searched (damaged chunks, a lost cluster shard)."""
+    if not isinstance(offline, dict):
+        return ""
+    clips = offline.get("clips")
+    what = f"{clips} clips" if isinstance(clips, int) and not isinstance(clips, bool) else "Part of the library"
+    message = f"{what} were not searched: part of the index is offline."
+    fix = offline.get("fix")
+    return message + (f" Fix: {fix}" if isinstance(fix, str) and fix else "")
 
 
 def _store_quality(state, quality) -> str:

@@ -122,6 +122,10 @@ class MOFIND_PT_results(MoFindPanel, bpy.types.Panel):
             if not session.status.startswith(heading):  # the status line says it already right after a search
                 draw_wrapped(layout, context, heading)
             draw_quality(layout, context, session)
+        if session.offline_message:
+            box = layout.box()
+            box.alert = True
+            draw_wrapped(box, context, session.offline_message, icon="ERROR", reserved_units=0.6)
         self.draw_rows(context, layout, session)
         if not 0 <= session.active_result < len(session.results):
             return

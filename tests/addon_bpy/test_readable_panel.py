@@ -72,6 +72,21 @@ def test_rows_show_short_unique_names_and_every_fact(bpy, prefs, session):
     assert operators(drawn).count("mofind.select_result") >= len(SOURCES)
 
 
+def test_part_of_the_library_offline_is_said(bpy, prefs, session):
+    """Damaged chunks or a lost cluster shard: the backend says how much was not searched; so does the panel."""
+    offline = {"chunks": ["chunk-000002.safetensors"], "clips": 37, "windows": 120, "reasons": ["checksum"],
+               "fix": "mofind index --repair --index /lib/index"}
+    reply = {"results": [hit(0, SOURCES[0])]}
+    with ScriptedRouter(lambda header, _f, _s: [ok(header, reply, meta={"offline": offline})]) as server:
+        prefs.address = server.address
+        assert bpy.ops.mofind.search(prompt="a person walks", wait=True) == {"FINISHED"}
+    joined = " ".join(texts(draw_everything(bpy, sys.modules[ADDON_MODULE])))
+    assert "37 clips were not searched" in joined and "mofind index --repair" in joined
+    search_against(bpy, prefs, {"results": [hit(0, SOURCES[0])]})  # everything online again: nothing said
+    assert session.offline_message == ""
+    assert "not searched" not in " ".join(texts(draw_everything(bpy, sys.modules[ADDON_MODULE])))
+
+
 def test_select_result_tooltip_is_the_full_path(bpy, prefs, session):
     search_against(bpy, prefs, {"results": [hit(i, source) for i, source in enumerate(SOURCES)]})
     ops_module = sys.modules[f"{ADDON_MODULE}.operators.results"]

@@ -21,6 +21,12 @@ def test_failure_reply_keeps_the_backend_code(wire_mod):
     assert (outcome.id, outcome.code, outcome.message, outcome.method) == ("a", "BUSY", "later", "search")
 
 
+def test_reply_meta_is_kept(wire_mod):
+    header = {"v": 1, "id": "a", "ok": True, "result": {}, "meta": {"offline": {"clips": 3}}}
+    assert wire_mod.reply_outcome(header, [], "search").meta == {"offline": {"clips": 3}}
+    assert wire_mod.reply_outcome({"v": 1, "id": "a", "ok": True, "result": {}}, [], "search").meta == {}
+
+
 def test_reply_without_result_or_error_is_bad_reply(wire_mod):
     outcome = wire_mod.reply_outcome({"v": 1, "id": "a", "ok": True}, [], "search")
     assert isinstance(outcome, wire_mod.Failure) and outcome.code == wire_mod.BAD_REPLY

@@ -16,8 +16,11 @@ import zmq
 Handler = Callable[[dict, list[bytes], "ScriptedRouter"], list[list[bytes]]]
 
 
-def ok(header: dict, result: dict, *frames: bytes) -> list[bytes]:
-    return [json.dumps({"v": 1, "id": header["id"], "ok": True, "result": result}).encode(), *frames]
+def ok(header: dict, result: dict, *frames: bytes, meta: dict | None = None) -> list[bytes]:
+    reply = {"v": 1, "id": header["id"], "ok": True, "result": result}
+    if meta is not None:
+        reply["meta"] = meta
+    return [json.dumps(reply).encode(), *frames]
 
 
 def error(header: dict, code: str, message: str) -> list[bytes]:
