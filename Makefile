@@ -14,7 +14,7 @@ export PYTHONUNBUFFERED := 1
 # --- environments ----------------------------------------------------------
 # FBX / glTF ingest reads through assimp (impasse loads libassimp.so.5): Debian/Ubuntu's libassimp5 package.
 system-deps:
-	@ldconfig -p | grep -q 'libassimp\.so\.5' || { \
+	@{ /sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null; } | grep -q 'libassimp\.so\.5' || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libassimp5; \
 	  else echo "FBX/glTF ingest needs libassimp5: sudo apt-get install libassimp5" >&2; fi; }
 

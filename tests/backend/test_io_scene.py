@@ -190,3 +190,22 @@ def test_bvh_samples_round_trip_through_blender_fbx_and_gltf(tmp_path, bvh_sampl
             error = np.abs(scene_world[:, order] - reference).max()
             assert error <= MM, f"{sample.name} {suffix}: {error * 1000:.3f} mm"
             assert np.abs(scene.joints - bvh.joints).max() <= MM, (sample.name, suffix)
+
+
+def test_a_missing_assimp_library_is_a_clear_per_file_error(tmp_path):
+    """impasse raises AssimpError (a BaseException) at import when libassimp.so is absent: a stand-in package
+    that does exactly that must give a MotionIOError naming the file and the package to install."""
+    import subprocess
+    import sys
+
+    fake = tmp_path / "fake" / "impasse"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("class AssimpError(BaseException):\n    pass\n"
+                                      "raise AssimpError('assimp library not found')\n")
+    (tmp_path / "take.fbx").write_bytes(b"Kaydara FBX Binary  \x00")
+    code = ("import sys; from mofind.io import load_motions, MotionIOError\n"
+            "try:\n    load_motions(sys.argv[1])\nexcept MotionIOError as exc:\n    print(exc)\n")
+    env = {"PYTHONPATH": f"{tmp_path / 'fake'}:{REPO / 'backend'}", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "take.fbx")], capture_output=True,
+                            text=True, env=env, timeout=120)
+    assert str(tmp_path / "take.fbx") in result.stdout and "libassimp5" in result.stdout, result.stderr[-2000:]

@@ -74,12 +74,15 @@ def read_scene_takes(path: str | Path) -> list[SceneTake]:
 
 
 def _import_impasse(path: Path):
+    hint = "FBX/glTF support needs the assimp library (Debian/Ubuntu: apt-get install libassimp5; pip install impasse)"
     try:
         import impasse
-        from impasse import helper  # noqa: F401 - fails when libassimp is missing
     except (ImportError, OSError) as exc:
-        raise SceneFileError(f"FBX/glTF support needs the assimp library (Debian/Ubuntu: apt-get install "
-                             f"libassimp5; pip install impasse): {exc}", path) from None
+        raise SceneFileError(f"{hint}: {exc}", path) from None
+    except BaseException as exc:  # impasse raises AssimpError, a BaseException, when libassimp is missing
+        if type(exc).__name__ != "AssimpError":
+            raise
+        raise SceneFileError(f"{hint}: {exc}", path) from None
     return impasse
 
 
@@ -87,10 +90,9 @@ def _assimp_error() -> str:
     """assimp's last error message (its C API keeps it in a global), '' when unavailable."""
     try:
         import ctypes
+        import ctypes.util
 
-        from impasse.helper import search_library
-
-        lib = ctypes.CDLL(search_library()[-1] if isinstance(search_library(), tuple) else "libassimp.so.5")
+        lib = ctypes.CDLL(ctypes.util.find_library("assimp") or "libassimp.so.5")  # the handle impasse loaded
         lib.aiGetErrorString.restype = ctypes.c_char_p
         return (lib.aiGetErrorString() or b"").decode("utf-8", "replace").strip()
     except Exception:  # noqa: BLE001 - a nicer message is optional
