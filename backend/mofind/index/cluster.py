@@ -210,6 +210,7 @@ class ShardServer:
         clips = snapshot.window_clip[allowed]
         motion_top = [(snapshot.clips[c]["clip_id"], score) for c, score in _top_clip_scores(clips, column, query.k)]
         bonus = self._bonus(snapshot, query, q)
+        motion = column
         if bonus is not None:
             window_bonus = bonus[clips]
             if named:
@@ -218,8 +219,9 @@ class ShardServer:
                 if len(rescore):
                     column = column.copy()
                     column[rescore] = self._exact(searcher, snapshot, [query.tokens[q]], allowed[rescore])[:, 0]
+            motion = column
             column = column + query.weight * window_bonus
-        hits = searcher._top_takes(snapshot, allowed, column, query.k, query.per_take) \
+        hits = searcher._top_takes(snapshot, allowed, column, query.k, query.per_take, motion=motion) \
             if np.isfinite(column).any() else []
         return [dataclasses.asdict(h) for h in hits], motion_top
 

@@ -110,6 +110,7 @@ class Hit:
     skeleton: str = ""
     window_start: int = 0  # first frame of the window in the clip's model-rate timeline
     confidence: float | None = None  # probability of a right match, set by mofind.quality (None: not assessed)
+    motion_score: float | None = None  # MaxSim alone when names were fused into `score` (text_match.py)
     take: str = ""  # the take's name in a file holding several (FBX stack, glTF animation)
     matched: list[str] = field(default_factory=lambda: ["motion"])  # "motion", "name", "label" (text_match.py)
 
@@ -224,8 +225,9 @@ class Searcher:
             candidates = default_candidates(len(allowed))
         scores = self.score_windows(token_sets, allowed, mode=mode, candidates=max(candidates, 4 * k * per_take),
                                     snapshot=snapshot)
-        scores, fusions = fuse(self, snapshot, allowed, scores, token_sets, texts, names_weight, k, mode)
-        results = [self._top_takes(snapshot, allowed, column, k, per_take) for column in scores.T]
+        fused, fusions, scores = fuse(self, snapshot, allowed, scores, token_sets, texts, names_weight, k, mode)
+        results = [self._top_takes(snapshot, allowed, column, k, per_take, motion=motion)
+                   for column, motion in zip(fused.T, scores.T)]
         for hits, fusion in zip(results, fusions):
             annotate(hits, fusion, snapshot)
         return results
@@ -300,7 +302,10 @@ class Searcher:
         return out
 
     @staticmethod
-    def _top_takes(snapshot: _Snapshot, allowed: np.ndarray, scores: np.ndarray, k: int, per_take: int) -> list[Hit]:
+    def _top_takes(snapshot: _Snapshot, allowed: np.ndarray, scores: np.ndarray, k: int, per_take: int,
+                   motion: np.ndarray | None = None) -> list[Hit]:
+        """Best takes by `scores` (one per take, `per_take` windows each); `motion`: the same windows' MaxSim
+        before names were fused in, kept as each hit's `motion_score` (what match quality is calibrated on)."""
         finite = np.isfinite(scores)
         positions, values = allowed[finite], scores[finite]
         clips = snapshot.window_clip[positions]
@@ -317,7 +322,10 @@ class Searcher:
             clip = clips[head]
             members = order[(clips_sorted == clip) & (rank_in_clip < per_take)]
             for member in members:
-                hits.append(_hit(snapshot, positions[member], float(values[member])))
+                hit = _hit(snapshot, positions[member], float(values[member]))
+                if motion is not None:
+                    hit.motion_score = float(motion[finite][member])
+                hits.append(hit)
         return hits
 
 

@@ -161,15 +161,19 @@ class Fusion:
 
 
 def fuse(searcher, snapshot, allowed: np.ndarray, scores: np.ndarray, token_sets, texts, weight: float,
-         k: int, mode: str) -> tuple[np.ndarray, list[Fusion | None]]:
-    """Add weight * text score to each window's MaxSim (columns = queries); see the module docstring."""
+         k: int, mode: str) -> tuple[np.ndarray, list[Fusion | None], np.ndarray]:
+    """Add weight * text score to each window's MaxSim (columns = queries); see the module docstring.
+
+    Returns (fused scores, fusions, MaxSim alone): the last includes windows re-scored for well-named takes.
+    """
     fusions: list[Fusion | None] = [None] * scores.shape[1]
     if not weight or texts is None or len(allowed) == 0:
-        return scores, fusions
+        return scores, fusions, scores
     table = library_text(snapshot, snapshot.reader.spec.dim)
     if table.empty:
-        return scores, fusions
+        return scores, fusions, scores
     clips = snapshot.window_clip[allowed]
+    motion = scores.copy()
     scores = scores.copy()
     for q, (tokens, text) in enumerate(zip(token_sets, texts)):
         per_source = table.scores(text, pooled_query(tokens))
@@ -187,8 +191,9 @@ def fuse(searcher, snapshot, allowed: np.ndarray, scores: np.ndarray, token_sets
             if len(rescore):
                 column[rescore] = searcher.score_windows([tokens], allowed[rescore], mode="exact",
                                                          snapshot=snapshot)[:, 0]
+        motion[:, q] = column
         scores[:, q] = column + weight * window_bonus
-    return scores, fusions
+    return scores, fusions, motion
 
 
 def annotate(hits, fusion: Fusion | None, snapshot) -> None:

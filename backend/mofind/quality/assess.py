@@ -1,7 +1,8 @@
 """Match quality of one search: a confidence per result and an honest "no good match in this library" flag.
 
-`MatchQuality.assess(searcher, query, hits)` fills each hit's `confidence` (the calibrated probability that it
-is a right match, `quality.calibration`) and returns a `QualityReport` whose `to_dict()` is the `quality`
+`MatchQuality.assess(searcher, query, hits)` fills each hit's `confidence` (the calibrated probability that its
+motion is a right match, `quality.calibration`, from its MaxSim alone: names fused into the ranking score by
+`index.text_match` are not evidence the calibration or the null bank saw) and returns a `QualityReport` whose `to_dict()` is the `quality`
 object of `mofind query --json` and of the protocol's search reply:
 
     {"no_good_match": true, "unknown_words": ["cartwheel"], "known_fraction": 0.5, "top_confidence": 0.03,
@@ -109,17 +110,19 @@ class MatchQuality:
         if not hits or null is None:
             return QualityReport(True, unknown, "No takes to search: the library (or the filters) leave none.",
                                  known_fraction=known, calibrated=self.calibrated)
-        confidences = self.confidences([hit.score for hit in hits], null, 1.0 if known is None else known)
+        # the motion's own MaxSim: names fused into the ranking score are evidence the null bank never sees
+        scores = [hit.score if hit.motion_score is None else hit.motion_score for hit in hits]
+        confidences = self.confidences(scores, null, 1.0 if known is None else known)
         for hit, confidence in zip(hits, confidences):
             hit.confidence = float(confidence)
-        top_score = max(hit.score for hit in hits)
         top = float(max(confidences))
         knows_nothing = known == 0.0 and bool(content_words(query))
-        like_null = top_score <= null.high
+        like_null = max(scores) <= null.high
         low = top < self.threshold
         flagged = knows_nothing or like_null or low
+        by_name = any(set(getattr(hit, "matched", ())) & {"name", "label"} for hit in hits)
         return QualityReport(no_good_match=flagged, unknown_words=unknown,
-                             message=self._message(flagged, unknown, knows_nothing, like_null, top),
+                             message=self._message(flagged, unknown, like_null, top, by_name),
                              top_confidence=top, known_fraction=known, calibrated=self.calibrated,
                              threshold=self.threshold, null=null.summary(), confidences=list(confidences))
 
@@ -134,7 +137,7 @@ class MatchQuality:
         beaten = (np.asarray(null.tops)[None, :] < np.asarray(scores, np.float64)[:, None]).mean(axis=1)
         return beaten * known_fraction
 
-    def _message(self, flagged: bool, unknown: list[str], knows_nothing: bool, like_null: bool, top: float) -> str:
+    def _message(self, flagged: bool, unknown: list[str], like_null: bool, top: float, by_name: bool) -> str:
         note = f" ({self.note})" if self.note else ""
         if flagged:
             if unknown:
@@ -143,7 +146,8 @@ class MatchQuality:
                 reason = "the best take scores no better than unrelated text"
             else:
                 reason = f"the best take is unlikely to show this (confidence {top:.2f})"
-            return f"No good match in this library: {reason}.{note}"
+            names = " Some takes match by their name or labels only: check them." if by_name else ""
+            return f"No good match in this library: {reason}.{names}{note}"
         text = f"Best match confidence {top:.2f}."
         if unknown:
             text += f" The model has not learned {quoted(unknown)}, so the results ignore what that means."
