@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-BACKEND_STAGES = ["io", "model", "index", "describe", "feet", "cluster"]
+BACKEND_STAGES = ["io", "model", "index", "quality", "describe", "feet", "cluster"]
 BPY_PYTHON = ROOT / ".venv-bpy42" / "bin" / "python"
 
 

@@ -1,0 +1,109 @@
+"""Match-quality cost: what `mofind.quality` adds to a search.
+
+On a synthetic 10,000-window index (random unit-vector patches, full 12x14 windows) and the shipped model's text
+encoder (random compact model when absent): p50 of one search (exact, 10-token query), p50 of `assess` once the
+library's null distribution is cached (what every search pays), and the time to compute that null distribution
+(62 texts, paid once per index generation, filters and mode; in the background on the server). Times are
+measured side by side in one process, so the ratios are the stable numbers on a shared CPU.
+Targets: cached assess <= 5 ms p50; the null distribution <= 30 searches' worth (it batches 62 texts).
+
+    python -m bench.bench_quality
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "backend"))
+
+WINDOWS = 10_000
+TARGET_ASSESS_MS = 5.0
+TARGET_NULL_IN_SEARCHES = 30.0
+QUERY = "a person waves the left hand and then walks forward slowly"
+
+
+def _index(encoder, folder: Path):
+    from mofind.index.manifest import IndexSpec
+    from mofind.index.store import ClipRecord, IndexReader, IndexWriter, WindowEmbedding, clip_id_for
+
+    spec = IndexSpec.from_encoder(encoder)
+    patches = spec.grid[0] * spec.grid[1]
+    rng = np.random.default_rng(0)
+    with IndexWriter(folder, spec) as writer:
+        for c in range(WINDOWS // 2):
+            source = f"/bench/take_{c:05d}.bvh"
+            record = ClipRecord(clip_id=clip_id_for(source), source=source, content_hash=str(c), size=1, mtime_ns=1,
+                                format="bvh", frame_range=(0, 300), source_fps=30.0, num_frames=200, duration=10.0,
+                                skeleton="bandai", labels=[])
+            windows = []
+            for w in range(2):
+                x = rng.standard_normal((patches, spec.dim)).astype(np.float32)
+                windows.append(WindowEmbedding(start=48 * w, source_start=72 * w, source_end=72 * w + 144,
+                                               patches=x / np.linalg.norm(x, axis=1, keepdims=True),
+                                               valid=np.ones(patches, bool)))
+            writer.add(record, windows)
+    return IndexReader.open(folder, spec)
+
+
+def _p50_ms(call, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        times.append(1000 * (time.perf_counter() - started))
+    return float(np.median(times))
+
+
+def run() -> list[dict]:
+    from mofind.index.encoders import load_encoder, weights_present
+    from mofind.index.search import Searcher
+    from mofind.model.inference import Encoder
+    from mofind.quality.assess import MatchQuality
+    from mofind.quality.null import NullModel
+
+    encoder = load_encoder() if weights_present() else Encoder.random("compact")
+    folder = Path(tempfile.mkdtemp(prefix="bench-quality-"))
+    searcher = Searcher(_index(encoder, folder / "index"), encoder)
+    searcher.warm("exact")
+    quality = MatchQuality.for_model(encoder)
+    quality.null_model = NullModel(encoder, cache_dir=folder / "null")
+    tokens = encoder.encode_texts([QUERY])[0][0]
+    quality.null_model.tokens()  # encoding the null texts once per process is the text encoder's cost
+
+    search_ms = _p50_ms(lambda: searcher.search_tokens([tokens], k=10, mode="exact"), 15)
+    started = time.perf_counter()
+    quality.null_model.distribution(searcher, mode="exact")
+    null_ms = 1000 * (time.perf_counter() - started)
+    hits = searcher.search_tokens([tokens], k=10, mode="exact")[0]
+    assess_ms = _p50_ms(lambda: quality.assess(searcher, QUERY, hits, mode="exact"), 50)
+    rows = [
+        {"stage": "search (exact, k=10)", "windows": WINDOWS, "p50 ms": search_ms, "in searches": 1.0,
+         "target": "", "ok": True},
+        {"stage": "assess, null cached", "windows": WINDOWS, "p50 ms": assess_ms,
+         "in searches": assess_ms / search_ms, "target": f"<= {TARGET_ASSESS_MS:g} ms",
+         "ok": assess_ms <= TARGET_ASSESS_MS},
+        {"stage": "null distribution (62 texts, once per generation)", "windows": WINDOWS, "p50 ms": null_ms,
+         "in searches": null_ms / search_ms, "target": f"<= {TARGET_NULL_IN_SEARCHES:g} searches",
+         "ok": null_ms / search_ms <= TARGET_NULL_IN_SEARCHES},
+    ]
+    missed = [row for row in rows if not row["ok"]]
+    if missed:
+        raise AssertionError(f"match quality missed its targets: {missed}")
+    return rows
+
+
+def main() -> int:
+    from bench.run_all import markdown_table
+
+    print(markdown_table(run()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
