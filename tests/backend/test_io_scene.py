@@ -170,6 +170,8 @@ def test_a_library_of_scene_files_indexes_each_take_and_reports_broken_files(tmp
     after = IndexReader.open(tmp_path / "index").clips()
     assert sorted((r.source, r.take) for r in after) == [(str(moved), r.take) for r in records]
     assert {r.clip_id for r in after} == {clip_id_for(moved, r.take) for r in records}
+    assert {r.text["name"] for r in after} == {"locomotion rig renamed walk", "locomotion rig renamed wave"}
+    assert all(set(r.text_vectors) == {"name"} for r in after)
 
 
 @pytest.mark.slow

@@ -276,7 +276,8 @@ def build_index(paths, index_dir: str | Path, encoder, *, workers: int | None = 
                 if record is not None and _same_stat(path, record):
                     report.skipped += 1
                     continue
-                if record is None and vanished and _relocated(writer, path, vanished):
+                if record is None and vanished and _relocated(writer, path, vanished, encoder,
+                                                              _root_of(path, index_roots)):
                     report.moved += 1
                     continue
                 tasks.append(_Task(str(path), record.content_hash if record else None, spec.fps,
@@ -311,8 +312,10 @@ def _vanished_by_hash(known: dict[str, ClipRecord]) -> dict[tuple[int, str], Cli
     return {(r.size, r.content_hash): r for source, r in known.items() if not os.path.exists(source)}
 
 
-def _relocated(writer: IndexWriter, path: Path, vanished: dict[tuple[int, str], ClipRecord]) -> bool:
-    """Re-link a new file to a vanished take with the same bytes (hashing only files of a matching size)."""
+def _relocated(writer: IndexWriter, path: Path, vanished: dict[tuple[int, str], ClipRecord], encoder,
+               root: str | None) -> bool:
+    """Re-link a new file to a vanished take with the same bytes (hashing only files of a matching size); its
+    words are collected again for the new name (only the short texts are encoded, never the motion)."""
     try:
         stat = path.stat()
         if not any(size == stat.st_size for size, _ in vanished):
@@ -322,9 +325,14 @@ def _relocated(writer: IndexWriter, path: Path, vanished: dict[tuple[int, str], 
         return False
     if record is None:
         return False
-    takes = [r.clip_id for r in writer.reader.clips() if r.source == record.source] if record.take else [record.clip_id]
-    for clip_id in takes:  # every take of a moved FBX / glTF file moves with it
-        writer.relocate(clip_id, path, stat.st_size, stat.st_mtime_ns)
+    from .text_match import encode_vector, pooled_text_vectors
+
+    takes = [r for r in writer.reader.clips() if r.source == record.source] if record.take else [record]
+    for take in takes:  # every take of a moved FBX / glTF file moves with it
+        text = take_texts(path, root, take.take)
+        vectors = pooled_text_vectors(encoder, list(text.values())) if text else []
+        writer.relocate(take.clip_id, path, stat.st_size, stat.st_mtime_ns, text=text,
+                        text_vectors={source: encode_vector(v) for source, v in zip(text, vectors)})
     return True
 
 

@@ -426,9 +426,11 @@ class IndexWriter:
             self._publish(self.manifest.generation + 1)
         return before - len(self.manifest.chunks)
 
-    def relocate(self, clip_id: str, new_source: str | Path, size: int, mtime_ns: int) -> str:
+    def relocate(self, clip_id: str, new_source: str | Path, size: int, mtime_ns: int,
+                 text: dict | None = None, text_vectors: dict | None = None) -> str:
         """A take moved or renamed within the library: same content, new path. Its codes are copied bit-exact
-        under the new path's id (no re-encoding); returns the new clip id."""
+        under the new path's id (no re-encoding); `text`/`text_vectors` replace its words (library_text.py), which
+        a new name changes. Returns the new clip id."""
         from .labels import labels_from_name
 
         chunk, index = self._reader._locate(clip_id)
@@ -437,6 +439,8 @@ class IndexWriter:
         staged.record = replace(staged.record, clip_id=clip_id_for(new_source, staged.record.take), source=new_source,
                                 size=size,
                                 mtime_ns=mtime_ns, labels=labels_from_name(new_source))
+        if text is not None:
+            staged.record = replace(staged.record, text=dict(text), text_vectors=dict(text_vectors or {}))
         self.remove([clip_id])
         self._drop_pending(staged.record.clip_id)
         self._pending.append(staged)
