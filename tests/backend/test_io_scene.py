@@ -81,6 +81,9 @@ def test_every_take_reads_back_blenders_world_positions(exported, suffix):
     names = [str(n) for n in truth["names"]]
     motions = load_motions(exported / f"rig{suffix}")
     assert [m.take.split("|")[-1] for m in motions] == ["Walk", "Wave"]  # FBX stacks are "Armature|Walk"
+    from mofind.commands.inspect import describe
+
+    assert [t["name"] for t in describe(exported / f"rig{suffix}")["takes"]] == [m.take for m in motions]
     for k, motion in enumerate(motions):
         assert motion.source_fps == 30.0
         expected = blender_to_y_up(truth[f"take{k}"])

@@ -16,16 +16,18 @@ HELP = "Describe motion files: skeleton, fps, units, up axis, SMPL-22 mapping."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="BVH or HumanML3D/KIT-ML .npy files")
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                        help="BVH, FBX, glTF/GLB or HumanML3D/KIT-ML .npy files")
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of text")
     parser.add_argument("--fps", type=float, default=20.0, help="rate the SMPL-22 joints are resampled to")
 
 
 def describe(path: Path, fps: float = 20.0) -> dict:
     """A JSON-friendly description of one file; raises MotionIOError for bad input."""
-    from mofind.skeleton import load_motion
+    from mofind.io import load_motions
 
-    motion = load_motion(path, fps=fps)
+    motions = load_motions(path, fps=fps)
+    motion = motions[0]
     source_frames = motion.frame_range[1] - motion.frame_range[0]
     info: dict = {
         "path": str(path),
@@ -36,6 +38,9 @@ def describe(path: Path, fps: float = 20.0) -> dict:
         "smpl22_frames": motion.num_frames,
         "smpl22_fps": motion.fps,
     }
+    if motion.take:  # FBX stacks / glTF animations: the first is described, all are listed
+        info["takes"] = [{"name": m.take, "frames": m.frame_range[1] - m.frame_range[0], "fps": m.source_fps}
+                         for m in motions]
     skeleton = motion.skeleton
     if skeleton is not None:
         info["skeleton"] = {
@@ -70,6 +75,9 @@ def _text(info: dict) -> str:
     if not info["ok"]:
         return f"{info['path']}\n  ERROR: {info['error']}"
     lines = [info["path"]]
+    if info.get("takes"):
+        takes = ", ".join(f"{t['name']} ({t['frames']} frames)" for t in info["takes"])
+        lines.append(f"  takes      {len(info['takes'])}: {takes}; the first is described below")
     if "skeleton" in info:
         s = info["skeleton"]
         lines.append(f"  skeleton   {s['joints']} joints, {s['channels']} channels (root {s['root']}, "
