@@ -387,6 +387,15 @@ def test_fuzzed_frames_and_json_get_documented_errors_and_the_server_keeps_servi
     assert sum(codes.values()) == len(cases)
 
 
+def test_an_oversize_header_is_scanned_for_its_id_never_parsed():
+    from mofind.server.protocol import peek_id
+
+    filler = b"w" * (2 << 20)
+    assert peek_id(b'{"v": 1, "id": "early", "params": {"query": "' + filler + b'"}}', 1 << 20) == "early"
+    assert peek_id(b'{"v": 1, "params": {"query": "' + filler + b'"}, "id": "late"}', 1 << 20) is None
+    assert peek_id(b'{"v": 1, "params": {"query": "' + filler[:100] + b'"}, "id": "late"}', 1 << 20) == "late"
+
+
 def test_a_15_mib_frame_is_dropped_before_it_is_buffered(served):
     pid = served.process.pid
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # reset the peak RSS (VmHWM) to the current RSS

@@ -80,7 +80,7 @@ class Backend:
 
     # -- dispatch ----------------------------------------------------------------------------------------
     def handle(self, frames: list[bytes]) -> list[bytes]:
-        request_id = peek_id(frames[0]) if frames else None
+        request_id = None
         try:
             request = parse_request(frames, self.limits)
             request_id = request.id
@@ -94,6 +94,8 @@ class Backend:
             offline = self._offline_summary()
             return ok_reply(request_id, result, frame_set, meta={"offline": offline} if offline else None)
         except ProtocolError as exc:
+            if request_id is None and frames:  # the header did not validate: find its id for the reply
+                request_id = peek_id(frames[0], self.limits.max_request_bytes)
             return error_reply(request_id, exc.code, exc.message)
         except Exception as exc:  # noqa: BLE001 - the server must answer and keep serving whatever happens
             log.exception("request %r failed", request_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,8 +78,21 @@ class Request:
     payloads: list[bytes] = field(default_factory=list)
 
 
-def peek_id(header_frame: bytes):
-    """Best-effort request id of a header that failed validation, so the error reply can still be matched."""
+_ID_RE = re.compile(rb'"id"\s*:\s*("(?:[^"\\]|\\.){0,128}"|-?\d{1,19})[\s,}]')
+PEEK_BYTES = 4096  # how much of an oversize header is scanned (not parsed) for its id
+
+
+def peek_id(header_frame: bytes, max_bytes: int = 1 << 20):
+    """Best-effort request id of a header that failed validation, so the error reply can still be matched.
+
+    A header larger than `max_bytes` is never JSON-parsed (the size cap comes first): only its first
+    PEEK_BYTES are scanned for an `"id": ...` member.
+    """
+    if len(header_frame) > max_bytes:
+        match = _ID_RE.search(header_frame[:PEEK_BYTES])
+        if match is None:
+            return None
+        header_frame = b'{"id": ' + match.group(1) + b"}"
     try:
         header = json.loads(header_frame)
     except (ValueError, UnicodeDecodeError, RecursionError):
