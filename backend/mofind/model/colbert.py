@@ -34,6 +34,10 @@ class MotionColBERT(nn.Module):
         self.text_encoder = TextEncoder(config.text, load_weights=load_text_weights, allow_download=allow_download)
         self.motion_projection = nn.Linear(self.motion_encoder.width, config.projection_dim)
         self.text_projection = nn.Linear(self.text_encoder.width, config.projection_dim)
+        # not persistent: the ids follow from the config and the tokenizer, checkpoints stay unchanged
+        skip_ids, continuation = _skiplist_tables(config)
+        self.register_buffer("skip_ids", skip_ids, persistent=False)
+        self.register_buffer("continuation", continuation, persistent=False)  # vocab id -> is a "##" piece
 
     # -- motion ------------------------------------------------------------------------------------------
     def row_valid(self, valid_len: torch.Tensor, frames: int) -> torch.Tensor:
@@ -64,7 +68,8 @@ class MotionColBERT(nn.Module):
         Positions 1..L-2 of the padded batch are kept. With `official_batch_tokens` the mask is simply
         attention_mask[:, 1:-1], which reproduces the official quirk (shorter captions keep their [SEP] as a scored
         token, so scores depend on the batch). Otherwise each caption's own [SEP] is masked too, which makes the
-        result identical to tokenising every caption alone.
+        result identical to tokenising every caption alone. A config with a `token_skiplist` also masks its
+        function words and punctuation (a caption made only of those keeps them all).
         """
         states = self.text_encoder(input_ids, attention_mask)
         tokens = F.normalize(self.text_projection(states[:, 1:-1]), dim=-1)
@@ -74,6 +79,12 @@ class MotionColBERT(nn.Module):
             rows = torch.nonzero(sep < valid.shape[1]).squeeze(1)
             valid = valid.clone()
             valid[rows, sep[rows]] = False
+        if self.skip_ids.numel() and valid.shape[1] > 0:
+            # a skip word only as a whole word: "am" is skipped, the "am" of "am ##bling" is not
+            whole = ~self.continuation.to(input_ids.device)[input_ids[:, 2:]]
+            skipped = torch.isin(input_ids[:, 1:-1], self.skip_ids.to(input_ids.device)) & whole
+            kept = valid & ~skipped
+            valid = torch.where(kept.any(1, keepdim=True), kept, valid)
         return tokens, valid
 
     # -- scores ------------------------------------------------------------------------------------------
@@ -92,3 +103,17 @@ class MotionColBERT(nn.Module):
         patches, patch_valid = self.encode_motion(x, valid_len)
         tokens, token_valid = self.encode_text(input_ids, attention_mask, official_batch_tokens=official_batch_tokens)
         return self.similarity(tokens, token_valid, patches, patch_valid) * self.temperature_scale()
+
+
+def _skiplist_tables(config: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids of the skiplist's words, per vocabulary id whether it continues a word); empty without a skiplist."""
+    if config.token_skiplist is None:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.bool)
+    from .skiplist import skip_token_ids
+    from .text_encoder import load_tokenizer
+
+    tokenizer = load_tokenizer(config.text.tokenizer)
+    vocab = tokenizer.get_vocab()
+    continuation = torch.zeros(max(vocab.values()) + 1, dtype=torch.bool)
+    continuation[[i for token, i in vocab.items() if token.startswith("##")]] = True
+    return torch.tensor(skip_token_ids(tokenizer, config.token_skiplist), dtype=torch.long), continuation

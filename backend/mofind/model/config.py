@@ -112,6 +112,8 @@ class ModelConfig:
         patch_mask: "official" scores every patch, padded ones included (reproduces the paper);
             "product" drops patches of padded time rows from MaxSim (see `maxsim.maxsim`).
         scoring: "maxsim" (token-patch late interaction) or "global" (mean-pooled cosine baseline).
+        token_skiplist: name of a skiplist (`mofind.model.skiplist`) whose function words and punctuation are
+            masked out of the score, or None (every token scores, as the official model does).
     """
 
     name: str
@@ -122,6 +124,7 @@ class ModelConfig:
     logit_scale_max: float = LOGIT_SCALE_MAX
     patch_mask: str = "official"
     scoring: str = "maxsim"
+    token_skiplist: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.motion, dict):
@@ -132,6 +135,10 @@ class ModelConfig:
             raise ValueError(f"patch_mask must be one of {PATCH_MASK_MODES}, got {self.patch_mask!r}")
         if self.scoring not in SCORING_MODES:
             raise ValueError(f"scoring must be one of {SCORING_MODES}, got {self.scoring!r}")
+        if self.token_skiplist is not None:
+            from .skiplist import skip_words
+
+            skip_words(self.token_skiplist)  # unknown names fail here, not at the first query
 
     def to_dict(self) -> dict:
         return asdict(self)

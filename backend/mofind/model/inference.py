@@ -139,8 +139,9 @@ class Encoder:
     def encode_texts(self, texts: Sequence[str]) -> list[tuple[np.ndarray, list[str]]]:
         """Captions -> per caption (tokens (L, D) float32 L2-normed, words) for its real tokens only.
 
-        [CLS] and [SEP] are dropped. Captions are grouped by token count and batched without padding, so each
-        result is exactly what encoding the caption alone gives.
+        [CLS] and [SEP] are dropped, and so are the model's skiplist words (`ModelConfig.token_skiplist`), so
+        search, explain and evaluation all score the same tokens. Captions are grouped by token count and
+        batched without padding, so each result is exactly what encoding the caption alone gives.
         """
         if isinstance(texts, str):
             raise TypeError("encode_texts takes a list of strings, not a single string")
@@ -154,9 +155,10 @@ class Encoder:
                 chunk = indices[start:start + self.batch_size]
                 input_ids = torch.tensor([ids[i] for i in chunk], dtype=torch.long, device=self.device)
                 mask = torch.ones_like(input_ids)
-                tokens, _ = self.model.encode_text(input_ids, mask)
-                tokens = tokens[:, : max(length - 2, 0)].float().cpu().numpy()
+                tokens, valid = self.model.encode_text(input_ids, mask)
+                tokens, valid = tokens.float().cpu().numpy(), valid.cpu().numpy()
                 for row, index in enumerate(chunk):
                     words = self.tokenizer.convert_ids_to_tokens(ids[index][1:-1])
-                    results[index] = (tokens[row], list(words))
+                    keep = valid[row, : max(length - 2, 0)]
+                    results[index] = (tokens[row, : len(keep)][keep], [w for w, k in zip(words, keep) if k])
         return results  # type: ignore[return-value]
