@@ -69,3 +69,19 @@ def test_model_input_uses_window_angles_only_when_the_config_asks(walk):
     invariant, valid = joints_to_input(window, stats, 96, window_invariant=True)
     assert valid == 48 and not np.allclose(official, invariant)
     np.testing.assert_array_equal(invariant[valid:], 0.0)
+
+
+def test_a_pelvis_at_or_below_the_hips_is_repaired_and_other_rigs_are_untouched(tmp_path):
+    """A rig rooted at the thighs (the Daz-style CMU rig) would flip the pelvis frame by about 180 degrees."""
+    from mofind.features.window import pelvis_over_hips, repair_pelvis
+
+    joints = load_motion(write_action_bvh(tmp_path / "walk.bvh", "bandai", "walk", seconds=2.0,
+                                          seed=0)).joints.astype(np.float32)
+    assert pelvis_over_hips(joints) > 0 and repair_pelvis(joints) is joints
+    broken = joints.copy()
+    hips = 0.5 * (joints[:, 1] + joints[:, 2])
+    broken[:, 0] = hips - np.array([0.0, 0.03, 0.0], np.float32)  # 3 cm below the hip midpoint
+    assert pelvis_over_hips(broken) < 0
+    assert np.median(np.abs(joint_angles41(broken)[:, 0])) > 120  # the raw angles flip
+    repaired = window_angles41(broken)
+    assert np.median(np.abs(repaired[:, 0])) < 20 and np.median(np.abs(repaired[:, 28])) < 30

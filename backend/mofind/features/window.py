@@ -12,6 +12,11 @@ standard deviations apart). Three changes make the same movement give the same f
    stay visible; the rig-specific absolute height does not).
 
 Angles other than the root translation are unchanged (they do not depend on position or size).
+
+One repair comes first: a rig whose pelvis joint sits at or below its hip joints (the Daz-style CMU rig roots at
+the thighs) would flip the pelvis frame (built from the hip midpoint up to the pelvis joint) by about 180 degrees
+and with it the pelvis, hip and lumbar angles; `repair_pelvis` lifts such a pelvis straight up to just above the
+hip midpoint (where the Bandai rig has it). Rigs with a pelvis above the hips are left exactly as they are.
 """
 
 from __future__ import annotations
@@ -26,6 +31,34 @@ REFERENCE_LEG_M = 0.80
 
 _LEFT_HIP, _RIGHT_HIP, _LEFT_KNEE, _RIGHT_KNEE, _LEFT_ANKLE, _RIGHT_ANKLE = 1, 2, 4, 5, 7, 8
 _PELVIS_TY = 4  # column of the pelvis height among the 41
+_PELVIS, _NECK = 0, 12
+PELVIS_OVER_HIPS = 0.03
+"""Height `repair_pelvis` gives a misplaced pelvis above the hip midpoint, in leg lengths (the Bandai rig: 0.027;
+CMU's 31-joint rig: 0.12)."""
+
+
+def pelvis_over_hips(joints: np.ndarray) -> float:
+    """Median height of the pelvis joint above the hip midpoint along the torso (hip midpoint -> neck), in
+    leg lengths."""
+    joints = np.asarray(joints, dtype=np.float64)
+    hips = 0.5 * (joints[:, _LEFT_HIP] + joints[:, _RIGHT_HIP])
+    torso = joints[:, _NECK] - hips
+    torso /= np.maximum(np.linalg.norm(torso, axis=-1, keepdims=True), 1e-9)
+    height = np.einsum("td,td->t", joints[:, _PELVIS] - hips, torso)
+    return float(np.median(height)) / max(leg_length(joints), 1e-9)
+
+
+def repair_pelvis(joints: np.ndarray) -> np.ndarray:
+    """The joints with a misplaced pelvis (at or below the hips) moved straight up (+Y) to `PELVIS_OVER_HIPS`
+    leg lengths above the hip midpoint; any other rig is returned unchanged (the same array)."""
+    joints = np.asarray(joints)
+    if len(joints) == 0 or pelvis_over_hips(joints) > 0.0:
+        return joints
+    out = np.array(joints, dtype=np.float64, copy=True)
+    hips = 0.5 * (out[:, _LEFT_HIP] + out[:, _RIGHT_HIP])
+    out[:, _PELVIS] = hips
+    out[:, _PELVIS, 1] += PELVIS_OVER_HIPS * leg_length(out)
+    return out.astype(joints.dtype)
 
 
 def leg_length(joints: np.ndarray) -> float:
@@ -38,8 +71,9 @@ def leg_length(joints: np.ndarray) -> float:
 
 
 def canonical_window(joints: np.ndarray) -> np.ndarray:
-    """(T, 22, 3) -> the same window canonicalised at its first frame and scaled to the reference leg."""
-    joints = canonicalize(np.asarray(joints, dtype=np.float64))
+    """(T, 22, 3) -> the same window (pelvis repaired) canonicalised at its first frame and scaled to the
+    reference leg."""
+    joints = canonicalize(repair_pelvis(np.asarray(joints, dtype=np.float64)))
     length = leg_length(joints) if len(joints) else 0.0
     if length > 1e-6:
         joints = joints * (REFERENCE_LEG_M / length)
