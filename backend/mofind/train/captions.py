@@ -13,6 +13,10 @@ The template file (JSON) says how to read labels out of a name and how to talk a
       "templates": ["{style_subject} {content_verb}", "{person} {content_verb} {style_manner}", ...]
     }
 
+An optional `"parts"` object names the body parts (`mofind.features.parts.PART_NAMES`) each label value moves,
+e.g. `{"content": {"wave-left-hand": ["l_shoulder", "l_elbow"]}}`: training then teaches the words of that
+label's phrasing to match those parts (`sample_with_spans`), so explanations point at the moving limb.
+
 A template placeholder `{group_slot}` is filled with one phrasing of that slot for the take's label in
 `group`; `{name}` alone comes from `shared`. Phrasings may contain placeholders themselves (`{poss}`).
 Many phrasings per label and many templates give the text encoder varied wording, so free-form queries
@@ -58,6 +62,7 @@ class CaptionTemplates:
     shared: dict[str, tuple[str, ...]]  # slot -> phrasings usable by any template
     templates: tuple[str, ...]
     source: str = "<memory>"
+    parts: dict[str, dict[str, tuple[str, ...]]] = None  # group -> value -> body parts it moves (optional)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -91,7 +96,11 @@ class CaptionTemplates:
         }
         shared = _slots(source, "shared", raw.get("shared", {}))
         templates = _phrase_list(source, "templates", raw["templates"])
-        result = cls(pattern=pattern, phrases=phrases, shared=shared, templates=templates, source=source)
+        parts = {group: {value: _part_list(source, f"parts.{group}.{value}", names)
+                         for value, names in _object(source, f"parts.{group}", values).items()}
+                 for group, values in _object(source, "parts", raw.get("parts", {})).items()}
+        result = cls(pattern=pattern, phrases=phrases, shared=shared, templates=templates, source=source,
+                     parts=parts)
         result._validate()
         return result
 
@@ -150,6 +159,38 @@ class CaptionTemplates:
         """One random caption: a random template filled with random phrasings (fresh at every call)."""
         return tidy(self._fill(rng.choice(self.templates), labels, lambda options: rng.choice(options)))
 
+    def sample_with_spans(self, labels: dict[str, str], rng: random.Random
+                          ) -> tuple[str, list[tuple[int, int, tuple[str, ...]]]]:
+        """A random caption and, for each label with body parts (`parts`), the character span of its phrasing
+        and those parts: `(text, [(start, end, parts), ...])`. A phrasing that tidying altered gets no span."""
+        chosen: list[tuple[str, tuple[str, ...]]] = []
+
+        def pick_slot(name: str) -> str:
+            choice = rng.choice(self._choices(name, labels, strict=True))
+            filled = tidy(self._fill(choice, labels, lambda options: rng.choice(options)))
+            for group, value in labels.items():
+                moved = (self.parts or {}).get(group, {}).get(value)
+                if moved and name.startswith(f"{group}_"):
+                    chosen.append((filled, moved))
+            return filled
+
+        text = tidy(PLACEHOLDER.sub(lambda m: pick_slot(m.group(1)), rng.choice(self.templates)))
+        spans, cursor = [], 0
+        for phrase, moved in chosen:
+            start = text.find(phrase, cursor)
+            if start >= 0:
+                spans.append((start, start + len(phrase), moved))
+                cursor = start + len(phrase)
+        return text, spans
+
+    def vocabulary(self) -> set[str]:
+        """Every lowercase word any caption of these templates can contain (placeholder names excluded)."""
+        texts = list(self.templates) + [p for options in self.shared.values() for p in options]
+        texts += [p for values in self.phrases.values() for slots in values.values()
+                  for options in slots.values() for p in options]
+        words = (re.findall(r"[a-z]+(?:'[a-z]+)?", PLACEHOLDER.sub(" ", text).lower()) for text in texts)
+        return {word for found in words for word in found}
+
     def canonical(self, labels: dict[str, str]) -> str:
         """The deterministic caption (first template, first phrasing everywhere) used for evaluation."""
         return tidy(self._fill(self.templates[0], labels, lambda options: options[0]))
@@ -188,6 +229,17 @@ def _object(source: str, where: str, value) -> dict:
 def _slots(source: str, where: str, value) -> dict[str, tuple[str, ...]]:
     return {slot: _phrase_list(source, f"{where}.{slot}", items)
             for slot, items in _object(source, where, value).items()}
+
+
+def _part_list(source: str, where: str, value) -> tuple[str, ...]:
+    from mofind.features.parts import PART_NAMES
+
+    if not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value):
+        raise CaptionTemplateError(source, f"'{where}' must be a non-empty list of body part names")
+    unknown = [item for item in value if item not in PART_NAMES]
+    if unknown:
+        raise CaptionTemplateError(source, f"'{where}': unknown body part(s) {unknown}; known: {list(PART_NAMES)}")
+    return tuple(value)
 
 
 def _phrase_list(source: str, where: str, value) -> tuple[str, ...]:

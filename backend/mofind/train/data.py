@@ -183,6 +183,19 @@ SHORT_CROP_MIN = 16
 """Shortest training window after a short crop: 0.8 s at 20 fps (two patch rows of the compact model)."""
 
 
+def training_window(joints: np.ndarray, frames: int, rng: random.Random | None, short_crop_prob: float = 0.25
+                    ) -> np.ndarray:
+    """A window of at most `frames` frames: a random start and, with `short_crop_prob`, a random shorter length
+    (at least `SHORT_CROP_MIN` frames); without `rng` (evaluation) the first `frames` frames, uncropped."""
+    start = rng.randint(0, len(joints) - frames) if rng is not None and len(joints) > frames else 0
+    window = joints[start:start + frames]
+    if rng is not None and len(window) > SHORT_CROP_MIN and rng.random() < short_crop_prob:
+        length = rng.randint(SHORT_CROP_MIN, len(window))
+        offset = rng.randint(0, len(window) - length)
+        window = window[offset:offset + length]
+    return window
+
+
 @dataclass
 class MotionTextDataset:
     """Map-style dataset of (motion window, caption) items for the training loop and evaluation.
@@ -203,6 +216,10 @@ class MotionTextDataset:
             distribution.
         seed: with the epoch (`set_epoch`) and the index, fixes every random choice, so a resumed run
             sees the same items as an uninterrupted one.
+        source: what training items name as their "source" (vocabulary counts); None = none.
+
+    Training items of labelled segments whose templates name body parts also carry "part_spans"
+    (`CaptionTemplates.sample_with_spans`) for the token->part loss.
     """
 
     segments: list[Segment]
@@ -217,6 +234,7 @@ class MotionTextDataset:
     epoch: int = 0
     window_invariant: bool = False
     short_crop_prob: float = 0.25
+    source: str | None = None
     missing: list[Segment] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -246,9 +264,10 @@ class MotionTextDataset:
         rng = random.Random(f"{self.seed}:{self.epoch}:{index}")
         mirror = (self.train and segment.mirrorable and self.mirror_prob > 0
                   and rng.random() < self.mirror_prob)
-        caption = self._caption(segment, rng, mirror)
+        caption, spans = self._caption_spans(segment, rng, mirror)
         if caption is None:  # labels without a mirrored twin (e.g. only a left-hand label exists)
-            mirror, caption = False, self._caption(segment, rng, False)
+            mirror = False
+            caption, spans = self._caption_spans(segment, rng, False)
         if self.window_invariant:
             angles, start = self._window_angles(take.joints[segment.start:segment.end], rng, mirror), 0
         else:
@@ -257,6 +276,10 @@ class MotionTextDataset:
             start = rng.randint(0, len(angles) - self.frames) if self.train and len(angles) > self.frames else 0
         x, valid_len = motion_input(angles, self.stats, self.frames, start=start)
         item = {"x": x, "valid_len": valid_len, "caption": caption, "take_id": segment.take_id}
+        if spans:
+            item["part_spans"] = spans
+        if self.source:
+            item["source"] = self.source
         if segment.labels:
             labels = self.templates.mirror_labels(segment.label_dict) if mirror else segment.label_dict
             item["group"] = "|".join(f"{k}={v}" for k, v in labels.items())
@@ -264,17 +287,23 @@ class MotionTextDataset:
 
     def _window_angles(self, joints: np.ndarray, rng: random.Random, mirror: bool) -> np.ndarray:
         """The window this item shows (random start and, sometimes, a shorter length when training)."""
-        start = rng.randint(0, len(joints) - self.frames) if self.train and len(joints) > self.frames else 0
-        window = joints[start:start + self.frames]
-        if self.train and len(window) > SHORT_CROP_MIN and rng.random() < self.short_crop_prob:
-            length = rng.randint(SHORT_CROP_MIN, len(window))
-            offset = rng.randint(0, len(window) - length)
-            window = window[offset:offset + length]
+        window = training_window(joints, self.frames, rng if self.train else None, self.short_crop_prob)
         return window_angles41(mirror_joints(window) if mirror else window)
 
     def captions(self) -> list[str]:
         """The evaluation caption of every item, in order (what `train=False` items carry)."""
         return [self._caption(segment, None, False) for segment in self.segments]
+
+    def _caption_spans(self, segment: Segment, rng: random.Random, mirror: bool):
+        """(caption, part spans) of a training item; spans only for labelled takes whose templates have parts."""
+        if not (self.train and segment.labels and self.templates.parts):
+            return self._caption(segment, rng, mirror), None
+        labels = segment.label_dict
+        if mirror:
+            labels = self.templates.mirror_labels(labels)
+            if labels is None:
+                return None, None
+        return self.templates.sample_with_spans(labels, rng)
 
     def _caption(self, segment: Segment, rng: random.Random | None, mirror: bool) -> str | None:
         if segment.labels:

@@ -5,10 +5,13 @@ Run folder layout (everything needed to resume or to ship):
     run_dir/train_config.json      frozen TrainConfig (model config included)
     run_dir/state.pt               last training state (weights, optimiser, scheduler, RNG, position), tensors only
     run_dir/history.jsonl          one line per finished epoch: losses, throughput, validation metrics
-    run_dir/model/                 the best-on-validation model in the shipped format (Encoder.load reads it)
+    run_dir/model/                 the best-on-validation model in the shipped format (Encoder.load reads it),
+                                   with vocabulary.json: every word of the captions training paired with motion
 
 Data: any map-style dataset whose items are mappings `{"x": (frames, C) float32 normalised, "valid_len": int,
-"caption": str, "take_id": str}` plus an optional "group" (see docs/architecture.md, "train data"); an optional
+"caption": str, "take_id": str}` plus an optional "group" (see docs/architecture.md, "train data"), optional
+"part_spans" (`[(start, end, parts)]`: caption characters and the body parts they talk about, for the token->part
+loss) and an optional "source" (counted in the vocabulary file); an optional
 `set_epoch(epoch)` is called at the start of every epoch. Model selection uses the validation split only, never a test split.
 """
 
@@ -26,7 +29,7 @@ import torch
 from mofind.model.config import ModelConfig
 from mofind.model.registry import build_model, get_config
 
-from .objectives import mask_tokens, positive_matrix, symmetric_info_nce
+from .objectives import mask_tokens, positive_matrix, symmetric_info_nce, token_part_loss, token_part_targets
 
 STATE_FILE = "state.pt"
 CONFIG_FILE = "train_config.json"
@@ -44,6 +47,16 @@ class TrainConfig:
             text layers.
         mlm_weight: lambda of the MLM loss (0 disables it); mlm_probability: masking rate;
             mlm_batch_share: fraction of each batch's captions that also get an MLM pass.
+        mlm_texts: a text file ("shared:REL" = REL under shared/; one caption a line, e.g. shared/data/humanml3d-texts/train_captions.txt) whose
+            lines replace the batch captions in the MLM pass: a text-side regulariser over wording that has
+            no motion (None = MLM on the batch captions).
+        init_from: a shipped model folder whose weights start the run (its architecture must equal `model`'s);
+            `mofind train --data all` then also keeps its angle statistics. None = fresh initialisation.
+        threads: torch CPU threads (0 = torch's default). On a shared, loaded machine one thread is faster
+            than two that keep waiting for each other.
+        corpus: items per epoch of each source of `--data all` (`mofind.train.corpus.CorpusShares` fields).
+        part_weight: weight of the token->body-part loss (`objectives.token_part_loss`) on tokens of phrases
+            whose body parts are known (0 disables it).
         train_logit_scale: also learn the temperature (the official model keeps it at ln(1/0.07)).
         precision: "fp32" or "bf16" (autocast on CPU or CUDA).
         save_every_steps: also save the resumable state every n steps inside an epoch (0 = only per epoch).
@@ -62,6 +75,11 @@ class TrainConfig:
     mlm_weight: float = 0.2
     mlm_probability: float = 0.15
     mlm_batch_share: float = 0.5
+    mlm_texts: str | None = None
+    part_weight: float = 0.0
+    corpus: dict = field(default_factory=dict)
+    init_from: str | None = None
+    threads: int = 0
     train_logit_scale: bool = False
     precision: str = "fp32"
     seed: int = 0
@@ -146,15 +164,19 @@ class Trainer:
     """One training run in `run_dir`; `fit()` resumes from `state.pt` when it exists."""
 
     def __init__(self, config: TrainConfig, train_data, val_data, stats, run_dir: str | Path, *,
-                 progress: bool = True, model=None, allow_download: bool = False):
+                 progress: bool = True, model=None, allow_download: bool = False, mlm_exclude=()):
         self.config = config
         self.train_data, self.val_data, self.stats = train_data, val_data, stats
         self.run_dir = Path(run_dir)
         self.progress = progress
         self.device = resolve_device(config.device)
         self.model_config = config.model_config()
+        if config.threads:
+            torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         self.model = (model or build_model(self.model_config, allow_download=allow_download)).to(self.device)
+        if config.init_from and model is None:
+            self._initialise_from(Path(config.init_from))
         self.tokenizer = _tokenizer_for(self.model_config)
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, config))
         self.steps_per_epoch = self._steps_per_epoch()
@@ -165,11 +187,32 @@ class Trainer:
         self.best_epoch: int | None = None
         self.history: list[dict] = []
         self.special_ids = sorted(set(self.tokenizer.all_special_ids))
+        # held-out captions (e.g. of validation takes) never enter the MLM pass either
+        exclude = {" ".join(text.lower().split()) for text in mlm_exclude}
+        self.mlm_pool = None
+        if config.mlm_texts:
+            self.mlm_pool = [line for line in _read_lines(config.mlm_texts)
+                             if " ".join(line.lower().split()) not in exclude]
+        self.part_names = [name for name, _ in self.model_config.motion.parts]
+        self.vocabulary_texts: dict[str, list[str]] = {}  # source -> captions seen (for vocabulary.json)
         self.vocab_size = int(self.model.text_encoder.text_model.get_input_embeddings().num_embeddings)
+
+    def _initialise_from(self, directory: Path) -> None:
+        """Start from a shipped model's weights (strict: same architecture)."""
+        from mofind.model.checkpoint import load_shipped
+
+        bundle = load_shipped(directory)
+        ours, theirs = self.model_config.to_dict(), bundle.config.to_dict()
+        for key in ("motion", "text", "projection_dim", "patch_mask", "scoring"):
+            if ours[key] != theirs[key]:
+                raise ValueError(f"init_from {directory}: its {key} differs from the run's model config")
+        self.model.load_state_dict(bundle.model.state_dict(), strict=True)
+        self.init_hash = bundle.model_hash
 
     # -- state -------------------------------------------------------------------------------------------
     def save_state(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._update_vocabulary()
         state = {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
@@ -224,14 +267,21 @@ class Trainer:
                 raise ValueError(f"item {item['take_id']}: x has shape {item['x'].shape}, the model expects "
                                  f"({frames}, {self.model_config.motion.input_dim})")
         captions = [item["caption"] for item in items]
-        tokens = self.tokenizer(captions, padding=True, truncation=True,
+        spans = [item.get("part_spans") for item in items]
+        want_offsets = self.config.part_weight > 0 and any(spans) and self.tokenizer.is_fast
+        tokens = self.tokenizer(captions, padding=True, truncation=True, return_offsets_mapping=want_offsets,
                                 max_length=self.model_config.text.max_length, return_tensors="pt")
+        for item in items:
+            self.vocabulary_texts.setdefault(str(item.get("source", "training captions")), []).append(item["caption"])
+        part_targets = None
+        if want_offsets:  # positions 1..L-2, as encode_text keeps them
+            part_targets = token_part_targets(tokens["offset_mapping"], spans, self.part_names)[:, 1:-1]
         return {
             "x": torch.from_numpy(np.stack([item["x"] for item in items])),
             "valid_len": torch.tensor([int(item["valid_len"]) for item in items]),
             "input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"],
             "captions": captions, "take_ids": [str(item["take_id"]) for item in items],
-            "groups": [item.get("group") for item in items],
+            "groups": [item.get("group") for item in items], "part_targets": part_targets,
         }
 
     def batches(self, epoch: int, skip: int):
@@ -252,19 +302,36 @@ class Trainer:
         x, valid_len = batch["x"].to(device), batch["valid_len"].to(device)
         ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
-            logits = self.model(x, valid_len, ids, mask)
+            model = self.model
+            patches, patch_valid = model.encode_motion(x, valid_len)
+            tokens, token_valid = model.encode_text(ids, mask)
+            scale = model.temperature_scale()
+            logits = model.similarity(tokens, token_valid, patches, patch_valid) * scale
             positives = positive_matrix(batch["captions"], batch["take_ids"], batch.get("groups"), device)
             contrastive = symmetric_info_nce(logits.float(), positives)
             out = {"contrastive": contrastive, "loss": contrastive}
+            targets = batch.get("part_targets")
+            if self.config.part_weight > 0 and targets is not None:
+                part = token_part_loss(tokens, token_valid, patches, patch_valid, targets.to(device),
+                                       self.model_config.motion.grid, scale)
+                if part is not None:
+                    out["part"] = part.float()
+                    out["loss"] = out["loss"] + self.config.part_weight * out["part"]
             if self.config.mlm_weight > 0:
                 rows = max(1, round(self.config.mlm_batch_share * len(ids)))
+                mlm_ids, mlm_mask = ids[:rows].cpu(), mask[:rows].cpu()
+                if self.mlm_pool:
+                    picks = torch.randint(len(self.mlm_pool), (rows,), generator=generator).tolist()
+                    text = self.tokenizer([self.mlm_pool[i] for i in picks], padding=True, truncation=True,
+                                          max_length=self.model_config.text.max_length, return_tensors="pt")
+                    mlm_ids, mlm_mask = text["input_ids"], text["attention_mask"]
                 corrupted, labels = mask_tokens(
-                    ids[:rows].cpu(), mask[:rows].cpu(), special_ids=self.special_ids,
+                    mlm_ids, mlm_mask, special_ids=self.special_ids,
                     mask_id=self.tokenizer.mask_token_id, vocab_size=self.vocab_size,
                     probability=self.config.mlm_probability, generator=generator)
-                mlm = self.model.text_encoder.mlm_loss(corrupted.to(device), mask[:rows], labels.to(device))
+                mlm = self.model.text_encoder.mlm_loss(corrupted.to(device), mlm_mask.to(device), labels.to(device))
                 out["mlm"] = mlm.float()
-                out["loss"] = contrastive + self.config.mlm_weight * out["mlm"]
+                out["loss"] = out["loss"] + self.config.mlm_weight * out["mlm"]
         return out
 
     def train_step(self, batch: dict) -> dict[str, float]:
@@ -355,9 +422,49 @@ class Trainer:
         self.save_state()
 
     def _save_model(self) -> None:
-        from mofind.model.checkpoint import save_shipped
+        import shutil
 
-        save_shipped(self.model, self.stats, self.run_dir / MODEL_DIR)
+        from mofind.model.checkpoint import save_shipped
+        from mofind.model.vocabulary import VOCABULARY_FILE
+
+        directory = save_shipped(self.model, self.stats, self.run_dir / MODEL_DIR)
+        self._update_vocabulary()
+        if (self.run_dir / VOCABULARY_FILE).is_file():
+            shutil.copyfile(self.run_dir / VOCABULARY_FILE, directory / VOCABULARY_FILE)
+
+    def _update_vocabulary(self) -> None:
+        """Merge the words of the captions trained on since the last call into run_dir/vocabulary.json."""
+        from mofind.model.vocabulary import VOCABULARY_FILE, build_vocabulary, merge_vocabularies, read_vocabulary
+
+        if not self.vocabulary_texts:
+            return
+        path = self.run_dir / VOCABULARY_FILE
+        seen = build_vocabulary(self.vocabulary_texts)
+        previous = read_vocabulary(path) if path.is_file() else None
+        vocabulary = merge_vocabularies(previous, seen) if previous else seen
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(vocabulary, indent=1) + "\n", encoding="utf-8")
+        tmp.replace(path)
+        self.vocabulary_texts = {}
+
+
+def _read_lines(path: str | Path) -> list[str]:
+    """Non-empty stripped lines of a UTF-8 text file (the MLM text pool); "shared:REL" is REL under shared/."""
+    from mofind import paths
+
+    if str(path).startswith("shared:"):
+        shared = paths.shared_dir()
+        if shared is None:
+            raise FileNotFoundError(f"mlm_texts: {path} names shared/, which is absent")
+        path = shared / str(path)[len("shared:"):]
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"mlm_texts: {path} not found")
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        raise ValueError(f"mlm_texts: {path} has no text")
+    return lines
 
 
 def _tokenizer_for(config: ModelConfig):

@@ -71,3 +71,53 @@ def mask_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, *, specia
     random_tokens = torch.randint(vocab_size, input_ids.shape, generator=generator, device=input_ids.device)
     corrupted[random_pos] = random_tokens[random_pos]
     return corrupted, labels
+
+
+def token_part_loss(tokens: torch.Tensor, token_valid: torch.Tensor, patches: torch.Tensor,
+                    patch_valid: torch.Tensor, targets: torch.Tensor, grid: tuple[int, int],
+                    scale: float | torch.Tensor) -> torch.Tensor | None:
+    """Teach supervised caption tokens to match the body parts their phrase is about (the explanation target).
+
+    For each caption b and its own motion b, a token's similarity to body part c is its best patch in column c
+    (over the valid time rows): the column maxima that MaxSim takes the max of. Cross-entropy over the part
+    columns with every target part a positive (-log of the softmax mass on the target parts) pushes the token's
+    overall best patch, the one `explain` shows, onto one of its phrase's parts.
+
+    Args:
+        tokens (B, L, D), token_valid (B, L): caption tokens as `MotionColBERT.encode_text` gives them.
+        patches (B, P, D), patch_valid (B, P): the paired motions, P = rows * cols, patch p = cols * row + col.
+        targets (B, L, cols) bool: the body parts each token should match (all False = unsupervised token).
+        scale: the logit scale (the contrastive temperature's inverse).
+
+    Returns the mean over supervised tokens, or None when the batch supervises none.
+    """
+    rows, cols = grid
+    supervised = token_valid & targets.any(-1)
+    if not bool(supervised.any()):
+        return None
+    sims = torch.einsum("bld,bpd->blp", tokens, patches)
+    sims = sims.masked_fill(~patch_valid[:, None, :], float("-inf"))
+    part_sims = sims.reshape(*sims.shape[:2], rows, cols).amax(2)  # (B, L, cols)
+    logits = (part_sims * scale)[supervised].float()
+    target = targets[supervised]
+    positive = torch.logsumexp(logits.masked_fill(~target, float("-inf")), dim=-1)
+    return (torch.logsumexp(logits, dim=-1) - positive).mean()
+
+
+def token_part_targets(offsets: torch.Tensor, spans: list[list[tuple[int, int, tuple[str, ...]]]],
+                       part_names: list[str]) -> torch.Tensor:
+    """(B, L) character offsets of each token (from a fast tokenizer, (0, 0) for special tokens) and per caption
+    its phrase spans `(start, end, parts)` -> (B, L, parts) bool: a token inside a span targets the span's parts."""
+    batch, length = offsets.shape[:2]
+    column = {name: index for index, name in enumerate(part_names)}
+    out = torch.zeros(batch, length, len(part_names), dtype=torch.bool)
+    for b, caption_spans in enumerate(spans):
+        for start, end, parts in caption_spans or ():
+            cols = [column[p] for p in parts if p in column]
+            if not cols:
+                continue
+            inside = (offsets[b, :, 1] > offsets[b, :, 0]) & (offsets[b, :, 0] >= start) & (offsets[b, :, 1] <= end)
+            rows = torch.nonzero(inside).squeeze(1)
+            for c in cols:
+                out[b, rows, c] = True
+    return out
