@@ -71,3 +71,18 @@ def test_bad_data_spec_is_reported(tmp_path):
         main(["train", "--data", str(tmp_path / "absent"), "--out", str(tmp_path / "run")])
     with pytest.raises(ValueError, match="needs --templates"):
         main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run")])
+
+
+@pytest.mark.slow
+def test_an_unlabelled_folder_trains_on_describer_captions(library, tmp_path):
+    """A studio library without labels: `--describe` captions random windows with the kinematic describer; the
+    vocabulary file lists the describer's words and the validation items are its canonical sentences."""
+    folder, _, config = library
+    run = tmp_path / "described"
+    assert main(["train", "--data", str(folder), "--describe", "--out", str(run), "--config", str(config),
+                 "--workers", "1", "--quiet"]) == 0
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2] and "all" in history[0]["val"]
+    vocabulary = json.loads((run / "model" / "vocabulary.json").read_text())
+    assert set(vocabulary["sources"]) == {"describer"}
+    assert {"waves", "left", "hand"} & set(vocabulary["words"])
