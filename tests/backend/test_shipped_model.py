@@ -131,3 +131,40 @@ def test_procedural_waves_are_told_apart_by_side_without_shared_data(encoder, tm
     for side, other in (("left", "right"), ("right", "left")):
         scores = clip_scores(encoder, f"a person waves their {side} hand", clips, ["left", "right"])
         assert scores[side] > scores[other], (side, scores)
+
+
+def best_parts(encoder, query: str, patches: np.ndarray, valid: np.ndarray) -> dict[str, str]:
+    """Each query word's best patch's body part over all windows of a clip (what `explain` shows)."""
+    from mofind.eval.localisation import whole_words
+
+    tokens, words = encoder.encode_texts([query])[0]
+    sims = np.einsum("ld,wpd->lwp", tokens, patches)
+    sims[:, ~valid] = -np.inf
+    flat = sims.reshape(len(tokens), -1).argmax(1) % patches.shape[1]
+    cols = len(encoder.part_names)
+    return {word: encoder.part_names[int(flat[i]) % cols] for i, word in whole_words(words)}
+
+
+def test_explanations_point_at_the_moving_limb(encoder, clips):
+    """On held-out takes: side and limb words land on that side's arm, locomotion verbs on a leg."""
+    parts = best_parts(encoder, "a person waves their right hand", *clips["wave_right"])
+    assert {parts[w] for w in ("waves", "right", "hand")} <= {"r_shoulder", "r_elbow"}, parts
+    parts = best_parts(encoder, "someone raises the left arm", *clips["raise_left"])
+    assert {parts[w] for w in ("raises", "left", "arm")} <= {"l_shoulder", "l_elbow"}, parts
+    parts = best_parts(encoder, "a person walks forward", *clips["walk"])
+    assert parts["walks"] in {"l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle"}, parts
+
+
+def test_function_words_do_not_take_part_in_the_score(encoder):
+    words = encoder.encode_texts(["a person waves the left hand, then walks"])[0][1]
+    assert words == ["person", "waves", "left", "hand", "walks"]
+
+
+def test_the_vocabulary_file_lists_what_training_paired_with_motion():
+    from mofind.model.vocabulary import VOCABULARY_FILE, read_vocabulary
+
+    vocabulary = read_vocabulary(MODEL_DIR / VOCABULARY_FILE)
+    words = set(vocabulary["words"])
+    assert {"waves", "left", "right", "walks", "runs", "jumps"} <= words  # labels, describer, CMU captions
+    assert "cartwheel" not in words
+    assert {"bandai templates", "describer", "humanml3d captions"} <= set(vocabulary["sources"])
