@@ -7,7 +7,9 @@ copying and the OS page cache is shared by every process that searches it.
 
 Arrays (W windows, C clips, N stored patches; packed widths from `codec.py`: 5D/8 bytes at 5 bits, D/2 at 4):
   patches      uint8 (N, 5D/8)    valid patches only, window after window (5-bit codes)
-  pooled       uint8 (W*K, D/2)   K pooled vectors per window, 4-bit (first stage of two-stage search, pooling.py)
+  pooled       uint8 (W*K, D/2)   K pooled vectors per window, 4-bit (middle stage of two-stage search, pooling.py)
+  coarse       uint8 (W*C, D/2)   optional: C centroids of the pooled vectors, 4-bit (first stage; derived from
+                                  `pooled` at open when a chunk predates it, see pooling.coarse_codes)
   win_offsets  int64 (W+1,)       window w owns patches[win_offsets[w]:win_offsets[w+1]]
   win_valid    uint8 (W, ceil(P/8)) np.packbits of the (P,) valid mask over the full grid
   win_clip     int32 (W,)         index into the chunk's clip list
@@ -36,6 +38,7 @@ import numpy as np
 
 ARRAY_NAMES = ("patches", "pooled", "win_offsets", "win_valid", "win_clip", "win_source", "win_start",
                "thumb_bytes", "thumb_offsets")
+OPTIONAL_ARRAYS = ("coarse",)
 _DTYPES = {"U8": np.uint8, "I8": np.int8, "I32": np.int32, "I64": np.int64, "F16": np.float16, "F32": np.float32}
 
 
@@ -73,6 +76,7 @@ def chunk_bytes(arrays: dict[str, np.ndarray], clips: list[dict]) -> bytes:
     if missing:
         raise ValueError(f"chunk is missing arrays {missing}")
     tensors = {name: np.ascontiguousarray(arrays[name]) for name in ARRAY_NAMES}
+    tensors.update({name: np.ascontiguousarray(arrays[name]) for name in OPTIONAL_ARRAYS if name in arrays})
     return save(tensors, metadata={"clips": json.dumps(clips, separators=(",", ":"))})
 
 
@@ -116,9 +120,11 @@ class Chunk:
         base = 8 + header_len
         metadata = header.pop("__metadata__", {}) or {}
         arrays = {}
-        for name in ARRAY_NAMES:
+        for name in ARRAY_NAMES + OPTIONAL_ARRAYS:
             info = header.get(name)
             if info is None:
+                if name in OPTIONAL_ARRAYS:
+                    continue
                 raise ChunkFormatError(f"{path}: chunk lacks array {name!r}")
             try:
                 dtype = _DTYPES.get(info["dtype"])

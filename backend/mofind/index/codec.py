@@ -89,7 +89,11 @@ class RotatedCodec:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"expected vectors of shape (n, {self.dim}), got {x.shape}")
-        levels = np.floor(self.rotate(x) / self.step) + self.level_count // 2
+        return self.encode_rotated(self.rotate(x))
+
+    def encode_rotated(self, rotated: np.ndarray) -> np.ndarray:
+        """Like `encode`, for vectors already in the rotated space (no float round trip through the rotation)."""
+        levels = np.floor(np.asarray(rotated, dtype=np.float32) / self.step) + self.level_count // 2
         levels = np.clip(levels, 0, self.level_count - 1).astype(np.uint8)
         half = self.dim // 2
         planes = [(levels[:, :half] & 15) | ((levels[:, half:] & 15) << 4)]
@@ -98,14 +102,22 @@ class RotatedCodec:
         return np.concatenate(planes, axis=1)
 
     def levels(self, packed: np.ndarray) -> np.ndarray:
-        """(n, bytes_per_vector) uint8 -> (n, D) int8 level indices 0..level_count-1."""
+        """(n, bytes_per_vector) uint8 -> (n, D) int8 level indices 0..level_count-1.
+
+        Written into one preallocated array with `out=` (no concatenation or dtype copies): this runs for
+        every block a search scores, so it is as much of the search's cost as the multiplication.
+        """
         packed = np.asarray(packed, dtype=np.uint8)
         half = self.dim // 2
         nibbles = packed[:, :half]
-        levels = np.concatenate([nibbles & 15, nibbles >> 4], axis=1)
+        out = np.empty((len(packed), self.dim), np.uint8)
+        np.bitwise_and(nibbles, 15, out=out[:, :half])
+        np.right_shift(nibbles, 4, out=out[:, half:])
         if self.bits == 5:
-            levels |= np.unpackbits(packed[:, half:], axis=1, count=self.dim) << 4
-        return levels.astype(np.int8)
+            fifth = np.unpackbits(packed[:, half:], axis=1, count=self.dim)
+            np.left_shift(fifth, 4, out=fifth)
+            out |= fifth
+        return out.view(np.int8)
 
     def decode(self, packed: np.ndarray) -> np.ndarray:
         """Packed codes -> (n, D) float32 reconstruction in the ROTATED space (bin centres)."""

@@ -1,25 +1,154 @@
-"""The integer MaxSim kernel over the stored 5-bit codes, and the per-chunk caches it reads.
+"""The MaxSim kernel over the stored codes: one exact integer result, several ways to compute it.
 
-Scores are computed as integer dot products between int8 query rows and the stored level indices
-(`torch._int_mm`, VNNI on x86), the max over a window's patches is taken on the integers (every factor
-that turns them into cosines is per query row, see `codec.QuantizedQueries`), and only the (windows x
-query rows) maxima are converted to float. Windows are processed in blocks so the intermediate stays
-in cache.
+Scores are integer dot products between the int8 query rows and the stored level indices; the max over a
+window's patches is taken on those integers (every factor that turns them into cosines is per query row,
+see `codec.QuantizedQueries`). Three CPU kernels give the same integers:
 
-Windows with fewer valid patches than the grid are padded in memory with copies of their first
-patch: a duplicate never changes a max, so every window can share one (W, P, D) layout.
+  * "int8"       `torch._int_mm` on int8 levels (VNNI / AMX where the CPU has them);
+  * "fp32-torch" float32 matmul in torch (MKL / oneDNN);
+  * "fp32-numpy" float32 matmul in numpy's BLAS, one thread (see linalg.py).
+
+The float kernels are exact: |levels| <= 31, |q8| <= 127, D <= 1024, so every sum stays below 2**24.
+bf16/fp16 are timed too but never chosen: their matmul rounds the output to 8 / 11 bits of mantissa.
+Which kernel is fastest depends on the CPU far more than on the arithmetic (on an EPYC without VNNI
+`_int_mm` was 30x slower than fp32 BLAS for the same product), so `choose_kernel` measures the whole block
+step (unpack the packed codes into the kernel's dtype, multiply, max) on this machine when an index is
+opened, and caches the choice per machine (CPU model and flags, library versions, thread count) in
+`paths.cache_dir()`. `MOFIND_KERNEL` forces one (tests, benchmarks). On CUDA the kernel is "cuda"
+(float32 on the device, same integers).
+
+Everything is processed in fixed-size blocks of windows, so the working set of a search is bounded
+(`BLOCK_WINDOWS` windows unpacked at a time) whatever the index size.
+
+Windows with fewer valid patches than the grid are padded with copies of their first patch: a duplicate
+never changes a max, so every window shares one (W, P, D) layout.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import platform
 import threading
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
 from .chunk import Chunk
 from .codec import RotatedCodec
+from .linalg import single_blas_thread
 
 BLOCK_WINDOWS = 256
+CPU_KERNELS = ("int8", "fp32-torch", "fp32-numpy")
+INEXACT_KERNELS = ("bf16-torch",)  # timed for the report, never used: output rounding changes scores
+CALIBRATION_VERSION = 1
+
+
+# -- kernels -------------------------------------------------------------------------------------------------
+class Kernel:
+    """(n, D) rows x (D, Q) query columns -> (n, Q) int32 dot products, exact; rows in `dtype`."""
+
+    name = ""
+    dtype = np.int8
+
+    def queries(self, q8: np.ndarray):
+        """(L, D) int8 query rows -> the (D, L) operand this kernel multiplies with."""
+        raise NotImplementedError
+
+    def dots(self, rows: np.ndarray, queries) -> np.ndarray:
+        raise NotImplementedError
+
+    def rows(self, levels: np.ndarray):
+        """int8 level indices -> this kernel's operand (a no-op for int8)."""
+        return levels if self.dtype == np.int8 else levels.astype(self.dtype)
+
+    def max_dots(self, levels, queries, width: int) -> np.ndarray:
+        """(n * width, D) rows of n windows -> (n, Q) int32: per window, the best row for each query column."""
+        dots = self.dots(levels, queries)
+        return dots.reshape(-1, width, dots.shape[-1]).max(axis=1)
+
+    def describe(self) -> str:
+        return self.name
+
+
+class Int8Kernel(Kernel):
+    name = "int8"
+    dtype = np.int8
+
+    def queries(self, q8):
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(q8.T))
+
+    def dots(self, rows, queries):
+        import torch
+
+        with torch.inference_mode():
+            return int_matmul(torch.from_numpy(rows), queries).numpy()
+
+
+class TorchFloatKernel(Kernel):
+    name = "fp32-torch"
+    dtype = np.float32
+
+    def queries(self, q8):
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(q8.T.astype(np.float32)))
+
+    def dots(self, rows, queries):
+        import torch
+
+        with torch.inference_mode():
+            return (torch.from_numpy(rows) @ queries).numpy().astype(np.int32)
+
+
+class NumpyFloatKernel(Kernel):
+    name = "fp32-numpy"
+    dtype = np.float32
+
+    def queries(self, q8):
+        return np.ascontiguousarray(q8.T.astype(np.float32))
+
+    def dots(self, rows, queries):
+        with single_blas_thread():
+            return (rows @ queries).astype(np.int32)
+
+
+class CudaKernel(Kernel):
+    """float32 on a CUDA device: rows are copied per block (the codes stay in host memory)."""
+
+    name = "cuda"
+    dtype = np.float32
+
+    def __init__(self, device: str = "cuda"):
+        self.device = device
+
+    def queries(self, q8):
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(q8.T.astype(np.float32))).to(self.device)
+
+    def rows(self, levels):
+        return levels  # converted on the device
+
+    def dots(self, rows, queries):
+        import torch
+
+        with torch.inference_mode():
+            product = torch.from_numpy(np.ascontiguousarray(rows)).to(self.device).float() @ queries
+            return product.round().to(torch.int32).cpu().numpy()
+
+    def max_dots(self, levels, queries, width):
+        import torch
+
+        with torch.inference_mode():
+            product = torch.from_numpy(np.ascontiguousarray(levels)).to(self.device).float() @ queries
+            best = product.view(-1, width, product.shape[-1]).amax(1)
+            return best.round().to(torch.int32).cpu().numpy()
 
 
 def int_matmul(a, b):
@@ -32,19 +161,175 @@ def int_matmul(a, b):
         return (a.float() @ b.float()).round().to(torch.int32)  # |sums| < 2**24: exact in float32
 
 
-def max_dots(levels, queries, block: int = BLOCK_WINDOWS):
-    """(W, P, D) int8 levels x (D, Q) int8 query rows -> (W, Q) int32: per window, the best patch per row."""
+def make_kernel(name: str) -> Kernel:
+    if name == "int8":
+        return Int8Kernel()
+    if name == "fp32-torch":
+        return TorchFloatKernel()
+    if name == "fp32-numpy":
+        return NumpyFloatKernel()
+    if name.startswith("cuda"):
+        return CudaKernel(name)
+    raise ValueError(f"unknown MaxSim kernel {name!r}; use one of {', '.join(CPU_KERNELS)} or cuda")
+
+
+# -- calibration -----------------------------------------------------------------------------------------
+@dataclass
+class KernelChoice:
+    """Which kernel runs and why: the timings of one calibration (ms per block of `block` windows)."""
+
+    kernel: Kernel
+    reason: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    cached: bool = False
+
+    def to_dict(self) -> dict:
+        return {"name": self.kernel.name, "reason": self.reason,
+                "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}, "cached": self.cached}
+
+
+def machine_key(dim: int, patches: int) -> str:
+    """What makes a calibration valid: CPU model and flags, library versions, threads, the block shape."""
     import torch
 
-    count, patches, dim = levels.shape
-    out = torch.empty((count, queries.shape[1]), dtype=torch.int32)
-    for start in range(0, count, block):
-        stop = min(start + block, count)
-        flat = levels[start:stop].reshape(-1, dim)
-        out[start:stop] = int_matmul(flat, queries).view(stop - start, patches, -1).amax(1)
-    return out
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith(("model name", "flags")):
+                    cpu += line.strip()
+                if line.startswith("flags"):
+                    break
+    except OSError:
+        cpu = platform.processor()
+    parts = [cpu or platform.machine(), torch.__version__, np.__version__, str(torch.get_num_threads()),
+             str(dim), str(patches), str(CALIBRATION_VERSION)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
 
 
+def _calibration_file():
+    from mofind.paths import cache_dir
+
+    return cache_dir() / "kernel-calibration.json"
+
+
+def _time(step, repeats: int) -> float:
+    step()  # first call: allocation, lazy library set-up
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        step()
+        best = min(best, time.perf_counter() - started)
+    return best * 1000.0
+
+
+def calibrate(codec: RotatedCodec, patches: int, queries: int = 8, block: int = BLOCK_WINDOWS // 2,
+              repeats: int = 5) -> dict[str, float]:
+    """ms per block for every CPU kernel: unpack `block` windows of packed codes, multiply, max over patches."""
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((block * patches, codec.dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    packed = codec.encode(vectors)
+    q8 = rng.integers(-127, 128, (queries, codec.dim)).astype(np.int8)
+    timings = {}
+    for name in CPU_KERNELS:
+        kernel = make_kernel(name)
+        operand = kernel.queries(q8)
+        timings[name] = _time(lambda: kernel.max_dots(kernel.rows(codec.levels(packed)), operand, patches), repeats)
+    try:
+        import torch
+
+        q16 = torch.from_numpy(q8.T.astype(np.float32)).bfloat16()
+        timings["bf16-torch"] = _time(lambda: (torch.from_numpy(codec.levels(packed)).bfloat16() @ q16)
+                                      .view(block, patches, -1).amax(1), repeats)
+    except (RuntimeError, TypeError):
+        pass
+    return timings
+
+
+_choice_lock = threading.Lock()
+
+
+@lru_cache(maxsize=8)
+def _cached_choice(key: str, dim: int, patches: int, device: str) -> KernelChoice:
+    if device.startswith("cuda"):
+        return KernelChoice(make_kernel(device), f"--device {device}: float32 on the GPU")
+    forced = os.environ.get("MOFIND_KERNEL")
+    if forced:
+        return KernelChoice(make_kernel(forced), "forced by MOFIND_KERNEL")
+    path = _calibration_file()
+    try:
+        stored = json.loads(path.read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        stored = None
+    if isinstance(stored, dict) and stored.get("name") in CPU_KERNELS:
+        return KernelChoice(make_kernel(stored["name"]), stored.get("reason", "cached calibration"),
+                            dict(stored.get("timings_ms", {})), cached=True)
+    codec = RotatedCodec.create(dim)
+    timings = calibrate(codec, patches)
+    exact = {name: ms for name, ms in timings.items() if name in CPU_KERNELS}
+    name = min(exact, key=exact.get)
+    ranked = ", ".join(f"{n} {ms:.2f} ms" for n, ms in sorted(timings.items(), key=lambda item: item[1]))
+    reason = (f"fastest exact kernel measured on this machine (unpack + multiply + max, {BLOCK_WINDOWS // 2} "
+              f"windows): {ranked}" + ("; bf16 is never used (it rounds scores)" if "bf16-torch" in timings else ""))
+    choice = KernelChoice(make_kernel(name), reason, timings)
+    try:
+        data = json.loads(path.read_text()) if path.exists() else {}
+        if not isinstance(data, dict):
+            data = {}
+    except (OSError, ValueError):
+        data = {}
+    data[key] = choice.to_dict() | {"machine": platform.processor() or platform.machine(),
+                                    "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    try:
+        from .atomic import write_atomic
+
+        write_atomic(path, json.dumps(data, indent=1).encode())
+    except OSError:
+        pass  # a read-only cache only costs a recalibration next time
+    return choice
+
+
+def choose_kernel(dim: int, patches: int, device: str = "cpu") -> KernelChoice:
+    """The kernel this process uses for (dim, patches) codes: measured once per machine, then cached."""
+    with _choice_lock:
+        key = machine_key(dim, patches) if not device.startswith("cuda") else device
+        return _cached_choice(key, dim, patches, device)
+
+
+# -- a bounded cache of unpacked blocks ----------------------------------------------------------------------
+class BlockCache:
+    """Unpacked code blocks kept up to a fixed byte budget; first come, kept until the snapshot goes.
+
+    Why not LRU: an exact scan walks every block in order, so with an index larger than the budget an LRU
+    cache would evict each block just before it is needed again and never hit. Pinning the first blocks
+    that fit gives a hit rate of budget / index size, and the whole index while it is small (the budget's
+    point: small libraries keep the old cached speed; large ones stream in bounded memory).
+    """
+
+    def __init__(self, budget_bytes: int):
+        self.budget = max(0, int(budget_bytes))
+        self.used = 0
+        self._blocks: dict[tuple, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        return self._blocks.get(key)
+
+    def offer(self, key: tuple, block: np.ndarray) -> None:
+        with self._lock:
+            if key not in self._blocks and self.used + block.nbytes <= self.budget:
+                self._blocks[key] = block
+                self.used += block.nbytes
+
+    def drop(self, prefix) -> None:
+        """Forget every block of a chunk (it left the snapshot)."""
+        with self._lock:
+            for key in [k for k in self._blocks if k[0] == prefix]:
+                self.used -= self._blocks.pop(key).nbytes
+
+
+# -- per-chunk views -----------------------------------------------------------------------------------------
 def padded_rows(counts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Row index into the packed patch array for each (window, slot) and whether the slot is real.
 
@@ -60,7 +345,12 @@ def padded_rows(counts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]
 
 
 class ChunkScan:
-    """Lazily unpacked int8 views of one chunk, built once and shared by every search thread."""
+    """Block-wise access to one chunk's codes; only the compact first-stage table stays in memory.
+
+    `coarse` is the two-stage first pass: COARSE_SIZE vectors per window (see pooling.coarse_pool), unpacked
+    once into the kernel's dtype (512 B per window as int8, 2 KiB as float32). Everything else (all
+    patches, the 32 pooled vectors) is unpacked per block of windows while a search runs.
+    """
 
     def __init__(self, chunk: Chunk, codec: RotatedCodec, pooled_codec: RotatedCodec, num_patches: int):
         self.chunk = chunk
@@ -70,43 +360,107 @@ class ChunkScan:
         counts = np.diff(np.asarray(chunk.arrays["win_offsets"]))
         self.rows, self.real = padded_rows(counts, num_patches)
         self.pool_width = len(chunk.arrays["pooled"]) // max(chunk.num_windows, 1)
-        self._levels = None
-        self._pooled = None
+        self._coarse: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
 
-    def levels(self):
-        """(W, P, D) int8 level indices of every window (21 KiB per window at D=128: the exact-mode cache)."""
+    @property
+    def num_windows(self) -> int:
+        return self.chunk.num_windows
+
+    def window_levels(self, windows: np.ndarray) -> np.ndarray:
+        """(n * P, D) int8 level indices of some windows (padded to P rows each), unpacked now."""
+        packed = self.chunk.arrays["patches"]
+        rows = self.rows[np.asarray(windows, dtype=np.int64)].reshape(-1)
+        return self.codec.levels(packed[rows])
+
+    def pooled_levels(self, windows: np.ndarray) -> np.ndarray:
+        """(n * K, D) int8 levels of the pooled vectors of some windows."""
+        width = self.pool_width
+        rows = (np.asarray(windows, dtype=np.int64)[:, None] * width + np.arange(width)[None, :]).reshape(-1)
+        return self.pooled_codec.levels(self.chunk.arrays["pooled"][rows])
+
+    def coarse(self, kernel: Kernel) -> np.ndarray:
+        """(W * C, D) first-stage rows in the kernel's dtype, built once per chunk and kernel."""
         with self._lock:
-            if self._levels is None:
-                self._levels = self.window_levels(np.arange(self.chunk.num_windows))
-            return self._levels
+            table = self._coarse.get(kernel.name)
+            if table is None:
+                from .pooling import coarse_levels
 
-    def window_levels(self, windows: np.ndarray):
-        """(n, P, D) int8 for a subset of windows, unpacked on demand (two-stage re-ranking)."""
-        import torch
+                table = kernel.rows(coarse_levels(self.chunk, self.pooled_codec, self.pool_width))
+                self._coarse = {kernel.name: table}  # one table per chunk: a kernel change replaces it
+            return table
 
-        if self._levels is not None:
-            return self._levels[torch.from_numpy(np.asarray(windows, dtype=np.int64))]
-        packed = np.asarray(self.chunk.arrays["patches"])
-        rows = self.rows[windows].reshape(-1)
-        levels = self.codec.levels(packed[rows]).reshape(len(windows), self.num_patches, -1)
-        return torch.from_numpy(levels)
+    @property
+    def coarse_width(self) -> int:
+        from .pooling import COARSE_SIZE
 
-    def pooled(self):
-        """(W, K, D) int8 levels of the pooled vectors (the two-stage first pass)."""
-        import torch
+        return COARSE_SIZE
 
-        with self._lock:
-            if self._pooled is None:
-                levels = self.pooled_codec.levels(np.asarray(self.chunk.arrays["pooled"]))
-                self._pooled = torch.from_numpy(levels.reshape(self.chunk.num_windows, self.pool_width, -1))
-            return self._pooled
+    def resident_bytes(self) -> int:
+        return sum(table.nbytes for table in self._coarse.values())
+
+    # -- block loops ----------------------------------------------------------------------------------------
+    def exact_maxima(self, windows: np.ndarray, kernel: Kernel, queries, cache: BlockCache | None = None,
+                     block: int = BLOCK_WINDOWS) -> np.ndarray:
+        """(len(windows), Q) int32 MaxSim maxima over every patch, `block` windows at a time.
+
+        Blocks are aligned to the chunk (window // block), so a block unpacked once can be kept in `cache`
+        and reused by later searches; blocks not in the cache are unpacked for the windows asked only.
+        """
+        windows = np.asarray(windows, dtype=np.int64)
+        out = np.empty((len(windows), _columns(queries)), np.int32)
+        ids = windows // block
+        order = np.argsort(ids, kind="stable")
+        bounds = np.flatnonzero(np.diff(ids[order])) + 1
+        for where in np.split(order, bounds) if len(order) else []:
+            number = int(ids[where[0]])
+            key = (self.chunk.name, kernel.name, number)
+            cached = cache.get(key) if cache is not None else None
+            if cached is None and cache is not None and cache.used < cache.budget:
+                first = number * block
+                everything = np.arange(first, min(first + block, self.num_windows))
+                cached = kernel.rows(self.window_levels(everything))
+                cache.offer(key, cached)
+            if cached is not None:
+                local = windows[where] - number * block
+                rows = (local[:, None] * self.num_patches + np.arange(self.num_patches)[None, :]).reshape(-1)
+                whole = np.array_equal(local, np.arange(len(cached) // self.num_patches))
+                levels = cached if whole else cached[rows]
+            else:
+                levels = kernel.rows(self.window_levels(windows[where]))
+            out[where] = kernel.max_dots(levels, queries, self.num_patches)
+        return out
+
+    def pooled_maxima(self, windows: np.ndarray, kernel: Kernel, queries, block: int = 4 * BLOCK_WINDOWS):
+        """(len(windows), Q) int32 maxima over the 32 pooled vectors (the middle stage)."""
+        out = np.empty((len(windows), _columns(queries)), np.int32)
+        for start in range(0, len(windows), block):
+            part = windows[start:start + block]
+            out[start:start + len(part)] = kernel.max_dots(kernel.rows(self.pooled_levels(part)), queries,
+                                                           self.pool_width)
+        return out
+
+    def coarse_maxima(self, kernel: Kernel, queries, block: int = 16 * BLOCK_WINDOWS) -> np.ndarray:
+        """(W, Q) int32 maxima over every window's coarse vectors (the first stage, whole chunk)."""
+        table = self.coarse(kernel)
+        width = self.coarse_width
+        count = self.num_windows
+        out = np.empty((count, _columns(queries)), np.int32)
+        for start in range(0, count, block):
+            stop = min(start + block, count)
+            out[start:stop] = kernel.max_dots(table[start * width:stop * width], queries, width)
+        return out
 
 
-def symmetric_dots(levels, real, alpha, alpha_sum, top_level: int, block: int = BLOCK_WINDOWS):
-    """Motion-to-motion MaxSim in both directions, on integers.
+def _columns(queries) -> int:
+    return int(queries.shape[1])
 
-    levels (W, P, D) int8 stored level indices k, real (W, P) bool, alpha (D, A) int8 = 2k - top_level of
+
+def symmetric_dots(levels: np.ndarray, real: np.ndarray, alpha: np.ndarray, alpha_sum: np.ndarray,
+                   top_level: int, kernel: Kernel) -> tuple[np.ndarray, np.ndarray]:
+    """Motion-to-motion MaxSim in both directions, on integers, for one block of windows.
+
+    levels (W * P, D) int8 stored level indices k, real (W, P) bool, alpha (A, D) int8 = 2k - top_level of
     the example window's A valid patches (top_level = level_count - 1), alpha_sum (A,) int32. With a = alpha
     and b = 2k - top_level the integer dot of the two reconstructions is a.b = 2 (a.k) - top_level sum(a);
     one global factor (step/2)^2 turns it into a cosine, so maxima can be taken on the integers in both
@@ -116,19 +470,10 @@ def symmetric_dots(levels, real, alpha, alpha_sum, top_level: int, block: int = 
     forward = mean over the example's patches of the best stored patch, backward = mean over each stored
     window's real patches of the best example patch.
     """
-    import torch
-
-    count, patches, dim = levels.shape
-    forward = np.empty(count)
-    backward = np.empty(count)
-    real_t = torch.from_numpy(np.ascontiguousarray(real))
-    offset = (top_level * alpha_sum).to(torch.int32)
-    for start in range(0, count, block):
-        stop = min(start + block, count)
-        dots = int_matmul(levels[start:stop].reshape(-1, dim), alpha)
-        dots = (2 * dots - offset).view(stop - start, patches, -1)
-        forward[start:stop] = dots.amax(1).double().mean(1).numpy()
-        best_example = dots.amax(2).double()
-        mask = real_t[start:stop]
-        backward[start:stop] = ((best_example * mask).sum(1) / mask.sum(1)).numpy()
+    count, patches = real.shape
+    dots = kernel.dots(kernel.rows(levels), kernel.queries(alpha)).astype(np.int64)
+    dots = (2 * dots - top_level * alpha_sum.astype(np.int64)).reshape(count, patches, -1)
+    forward = dots.max(axis=1).astype(np.float64).mean(axis=1)
+    best_example = dots.max(axis=2).astype(np.float64)
+    backward = (best_example * real).sum(axis=1) / real.sum(axis=1)
     return forward, backward

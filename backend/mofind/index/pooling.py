@@ -51,3 +51,43 @@ def cluster_pool(patches: np.ndarray, valid: np.ndarray, size: int = POOL_SIZE,
             norms = np.linalg.norm(sums, axis=2, keepdims=True)
             centroids = np.where(norms > 1e-6, sums / np.maximum(norms, 1e-12), centroids)  # empty: keep
     return centroids.astype(np.float32)
+
+
+# -- the two-stage first pass: a few vectors per window, in one compact table --------------------------------
+COARSE_SIZE = 4
+
+
+def coarse_from_pooled(pooled: np.ndarray, size: int = COARSE_SIZE) -> np.ndarray:
+    """(W, K, D) pooled vectors (decoded, rotated space) -> (W, size, D) unit centroids of them.
+
+    Why a second level: at a million windows even 32 pooled vectors per window are 98 GFLOP per 12-token
+    query. Four centroids of the pooled vectors rank windows well enough to shortlist a few percent of the
+    library for the 32-vector stage (recall measured in bench/bench_index.py), at an eighth of the cost.
+    Computed from the stored codes, so a chunk written without the table gets the identical one at open.
+    """
+    pooled = np.asarray(pooled, dtype=np.float32)
+    pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
+    return cluster_pool(pooled, np.ones(pooled.shape[:2], bool), size=size)
+
+
+def coarse_codes(packed_pooled: np.ndarray, pooled_codec, width: int) -> np.ndarray:
+    """Packed pooled codes (W*K, bytes) -> packed coarse codes (W*COARSE_SIZE, bytes), same codec."""
+    count = len(packed_pooled) // max(width, 1)
+    if count == 0:
+        return np.zeros((0, pooled_codec.bytes_per_vector), np.uint8)
+    out = []
+    step = 4096  # windows per batch: bounded memory on large chunks
+    for start in range(0, count, step):
+        stop = min(start + step, count)
+        decoded = pooled_codec.decode(np.asarray(packed_pooled[start * width:stop * width]))
+        centroids = coarse_from_pooled(decoded.reshape(stop - start, width, -1))
+        out.append(pooled_codec.encode_rotated(centroids.reshape(-1, centroids.shape[-1])))
+    return np.concatenate(out)
+
+
+def coarse_levels(chunk, pooled_codec, width: int) -> np.ndarray:
+    """(W * COARSE_SIZE, D) int8 levels of a chunk's first-stage table (stored, or derived from `pooled`)."""
+    packed = chunk.arrays.get("coarse")
+    if packed is None or len(packed) != chunk.num_windows * COARSE_SIZE:
+        packed = coarse_codes(chunk.arrays["pooled"], pooled_codec, width)
+    return pooled_codec.levels(np.asarray(packed))

@@ -1,17 +1,24 @@
 """Text -> motion search over an index: MaxSim over every window, filters, one result per take.
 
 Modes (chosen by the caller, never silently by `k`):
-  * "exact": MaxSim of the query tokens against every stored patch of every window (integer kernel
-    over the 5-bit codes, see kernels.py). Needs the unpacked codes in memory (21 KiB per window).
-  * "two_stage": MaxSim against each window's 32 pooled vectors (pooling.py) shortlists `candidates`
-    windows (default: the larger of 400 and 5 % of the searched windows), which are then re-ranked with
-    exact MaxSim; the codes of only those windows are unpacked, so large libraries need no 21 KiB/window
-    cache. Its recall@10 against "exact" is measured in bench/bench_index.py.
+  * "exact": MaxSim of the query tokens against every stored patch of every window, streamed block by
+    block from the memory-mapped codes (kernels.py): no unpacked copy of the index is kept.
+  * "two_stage": a cascade. (1) MaxSim against each window's 4 coarse vectors (pooling.coarse_from_pooled),
+    held in one compact table per chunk, ranks every window; (2) the best `middle` windows per query
+    (default: 4x the candidates, at least 2 % of the windows) are scored against their 32 pooled vectors;
+    (3) the best `candidates` of those (default: see `default_candidates`) are re-ranked with exact MaxSim.
+    Stages 2 and 3 unpack only the windows they score, in fixed-size blocks. Its recall@10 against
+    "exact" is measured in bench/bench_index.py.
   * "auto" (default): "exact" up to AUTO_EXACT_MAX_WINDOWS live windows, "two_stage" above. The switch
     depends on the library size only (never on k), so a query ranks the same way every time.
 
+Which arithmetic computes the (identical, integer) MaxSim maxima is measured per machine when a searcher
+is opened (`kernels.choose_kernel`); `Searcher.kernel_info()` says which and why.
+
 Query encoding (`Encoder.encode_texts`) is separate from scoring (`search_tokens`), as in ColBERT,
-so batched queries and tests can bypass the text model.
+so batched queries and tests can bypass the text model. A subset of the windows (e.g. one shard's chunks,
+`Searcher.chunk_windows`) can be searched alone; `merge_hits` merges such partial results exactly, since a
+take never spans two chunks.
 """
 
 from __future__ import annotations
@@ -21,20 +28,31 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .kernels import ChunkScan, max_dots
+from .kernels import BLOCK_WINDOWS, BlockCache, ChunkScan, KernelChoice, choose_kernel
 from .linalg import matmul
+from .pooling import COARSE_SIZE
 from .store import IndexReader
 from .text_match import DEFAULT_NAMES_WEIGHT, annotate, fuse
 
 MODES = ("auto", "exact", "two_stage")
 AUTO_EXACT_MAX_WINDOWS = 5_000
 MIN_CANDIDATES = 400
+MAX_CANDIDATES = 4_000
 CANDIDATE_FRACTION = 0.05
+MIDDLE_FRACTION = 0.02
+MIDDLE_FACTOR = 4
+#: Unpacked code blocks a searcher may keep (kernels.BlockCache): a whole library up to ~12k windows as int8.
+DEFAULT_CACHE_BYTES = 256 << 20
 
 
 def default_candidates(windows: int) -> int:
-    """How many windows two-stage search re-ranks exactly: 5 % of them, at least 400."""
-    return max(MIN_CANDIDATES, int(windows * CANDIDATE_FRACTION))
+    """How many windows two-stage search re-ranks exactly: 5 % of them, at least 400, at most 4,000."""
+    return max(MIN_CANDIDATES, min(int(windows * CANDIDATE_FRACTION), MAX_CANDIDATES))
+
+
+def middle_candidates(windows: int, candidates: int) -> int:
+    """How many windows the 32-pooled-vector stage scores: 4x the exact candidates, at least 2 %."""
+    return min(windows, max(MIDDLE_FACTOR * candidates, int(windows * MIDDLE_FRACTION)))
 
 
 class SearchError(ValueError):
@@ -158,10 +176,44 @@ class _Snapshot:
 class Searcher:
     """Searches one index folder; `refresh()` picks up commits made since (cheap when nothing changed)."""
 
-    def __init__(self, reader: IndexReader, encoder=None):
+    def __init__(self, reader: IndexReader, encoder=None, device: str = "cpu",
+                 cache_bytes: int = DEFAULT_CACHE_BYTES):
         self.encoder = encoder
         self._lock = threading.Lock()
         self._snapshot = _Snapshot(reader, None)
+        self.cache = BlockCache(cache_bytes)
+        self.kernel_choice: KernelChoice = choose_kernel(reader.spec.dim, reader.spec.num_patches, device)
+        self.kernel = self.kernel_choice.kernel
+
+    def kernel_info(self) -> dict:
+        """Which MaxSim kernel runs and why (the calibration's timings), for `info` and the benchmarks."""
+        return self.kernel_choice.to_dict()
+
+    def resident_bytes(self) -> int:
+        """Memory this searcher keeps between requests: the first-stage tables built so far."""
+        return sum(scan.resident_bytes() for scan in self._snapshot.scans) + self.cache.used
+
+    def table_bytes_per_window(self) -> int:
+        """Bytes per window of the first-stage table once warm (COARSE_SIZE vectors in the kernel's dtype)."""
+        return COARSE_SIZE * self.reader.spec.dim * np.dtype(self.kernel.dtype).itemsize
+
+    def request_bytes(self, windows: int, queries: int = 1, rows: int = 32, mode: str = "auto",
+                      candidates: int | None = None) -> int:
+        """Upper bound of the working memory one search needs beyond the resident tables.
+
+        rows = query token rows in all (queries x tokens). Blocks are fixed-size, so only the per-window
+        score arrays grow with the library; a two-stage search adds its shortlists.
+        """
+        spec = self.reader.spec
+        item = np.dtype(self.kernel.dtype).itemsize
+        block = BLOCK_WINDOWS * spec.num_patches * (spec.dim * (1 + item) + 8 * rows)
+        coarse_block = 16 * BLOCK_WINDOWS * COARSE_SIZE * 8 * rows
+        per_window = windows * (4 * rows + 24 * queries + 16)
+        staged = 0
+        if self.resolve_mode(mode, self._snapshot) == "two_stage":
+            cands = candidates or default_candidates(windows)
+            staged = middle_candidates(windows, cands) * queries * 32
+        return int(block + coarse_block + per_window + staged + (1 << 20))
 
     @property
     def reader(self) -> IndexReader:
@@ -180,14 +232,18 @@ class Searcher:
             if reader is current.reader:
                 return False
             self._snapshot = _Snapshot(reader, current)
+            kept = {scan.chunk.name for scan in self._snapshot.scans}
+            for scan in current.scans:
+                if scan.chunk.name not in kept:
+                    self.cache.drop(scan.chunk.name)
             return True
 
     def warm(self, mode: str = "auto") -> None:
         """Unpack the codes a search in `mode` will need now, instead of during the first query."""
         snapshot = self._snapshot
-        mode = self.resolve_mode(mode, snapshot)
-        for scan in snapshot.scans:
-            scan.pooled() if mode == "two_stage" else scan.levels()
+        if self.resolve_mode(mode, snapshot) == "two_stage":
+            for scan in snapshot.scans:
+                scan.coarse(self.kernel)
 
     # -- public entry points ---------------------------------------------------------------------------
     def search(self, queries, k: int = 10, filters: Filters | dict | None = None, per_take: int = 1,
@@ -233,34 +289,47 @@ class Searcher:
         return results
 
     def score_windows(self, token_sets: list[np.ndarray], windows: np.ndarray, mode: str = "auto",
-                      candidates: int = MIN_CANDIDATES, snapshot: _Snapshot | None = None) -> np.ndarray:
+                      candidates: int = MIN_CANDIDATES, snapshot: _Snapshot | None = None,
+                      middle: int | None = None) -> np.ndarray:
         """(len(windows), len(token_sets)) MaxSim scores; windows are snapshot positions.
 
-        In two-stage mode the windows that were not shortlisted for a query score -inf for it.
+        In two-stage mode the windows that were not re-ranked exactly for a query score -inf for it.
         """
         snapshot = snapshot or self._snapshot
         mode = self.resolve_mode(mode, snapshot)
-        queries = _QueryBatch(token_sets, snapshot.reader)
-        if mode == "exact":
-            return queries.scores(self._scan(snapshot, windows, queries, pooled=False))
-        if len(windows) <= candidates:  # everything would be shortlisted: skip the first stage
-            return queries.scores(self._scan(snapshot, windows, queries, pooled=False, lazy=True))
-        first = queries.scores(self._scan(snapshot, windows, queries, pooled=True), pooled=True)
-        out = np.full_like(first, -np.inf)
-        shortlist = np.argpartition(-first, candidates - 1, axis=0)[:candidates]
+        queries = _QueryBatch(token_sets, snapshot.reader, self.kernel)
+        if mode == "exact" or len(windows) <= candidates:  # everything would be re-ranked: skip the cascade
+            return queries.scores(self._scan(snapshot, windows, queries, "exact"))
+        middle = min(len(windows), max(middle or middle_candidates(len(windows), candidates), candidates))
+        coarse = queries.scores(self._scan(snapshot, windows, queries, "coarse"), pooled=True)
+        shortlist = _top_rows(coarse, middle)  # (middle, Q) positions into `windows`
         union = np.unique(shortlist)
-        exact = queries.scores(self._scan(snapshot, windows[union], queries, pooled=False, lazy=True))
-        position = np.searchsorted(union, shortlist)
-        for q in range(first.shape[1]):
-            out[shortlist[:, q], q] = exact[position[:, q], q]
+        pooled = queries.scores(self._scan(snapshot, windows[union], queries, "pooled"), pooled=True)
+        second = pooled[np.searchsorted(union, shortlist), np.arange(pooled.shape[1])[None, :]]  # (middle, Q)
+        finalists = np.take_along_axis(shortlist, _top_rows(second, candidates), axis=0)  # (candidates, Q)
+        union = np.unique(finalists)
+        exact = queries.scores(self._scan(snapshot, windows[union], queries, "exact"))
+        out = np.full((len(windows), len(token_sets)), -np.inf)
+        position = np.searchsorted(union, finalists)
+        for q in range(out.shape[1]):
+            out[finalists[:, q], q] = exact[position[:, q], q]
         return out
 
     def first_stage_scores(self, token_sets: list[np.ndarray], windows: np.ndarray,
                            snapshot: _Snapshot | None = None) -> np.ndarray:
-        """MaxSim against each window's pooled vectors only: the cheap shortlist score of two-stage mode."""
+        """MaxSim against each window's 32 pooled vectors: the shortlist score of two-stage mode."""
         snapshot = snapshot or self._snapshot
-        queries = _QueryBatch(token_sets, snapshot.reader)
-        return queries.scores(self._scan(snapshot, windows, queries, pooled=True), pooled=True)
+        queries = _QueryBatch(token_sets, snapshot.reader, self.kernel)
+        coarse = queries.scores(self._scan(snapshot, windows, queries, "coarse"), pooled=True)
+        return coarse
+
+    def chunk_windows(self, chunk_names, snapshot: _Snapshot | None = None) -> np.ndarray:
+        """Snapshot positions of the live windows stored in the named chunks (one shard's part of the library)."""
+        snapshot = snapshot or self._snapshot
+        wanted = [c for c, scan in enumerate(snapshot.scans) if scan.chunk.name in set(chunk_names)]
+        if not wanted:
+            return np.zeros(0, np.int64)
+        return np.concatenate([snapshot.chunk_windows[c] for c in wanted])
 
     @staticmethod
     def resolve_mode(mode: str, snapshot: _Snapshot) -> str:
@@ -277,28 +346,24 @@ class Searcher:
         keep = filters.clip_mask(snapshot.clips)
         return np.flatnonzero(keep[snapshot.window_clip])
 
-    @staticmethod
-    def _scan(snapshot: _Snapshot, windows: np.ndarray, queries: "_QueryBatch", pooled: bool,
-              lazy: bool = False) -> np.ndarray:
-        """Integer maxima (len(windows), query rows) over the patches (or pooled vectors) of each window."""
-        import torch
-
+    def _scan(self, snapshot: _Snapshot, windows: np.ndarray, queries: "_QueryBatch", stage: str) -> np.ndarray:
+        """Integer maxima (len(windows), query rows) over each window's patches, pooled or coarse vectors."""
         out = np.empty((len(windows), queries.rows), np.int32)
+        if len(windows) == 0:
+            return out
         chunks = snapshot.window_chunk[windows]
-        q8 = queries.q8_torch
-        with torch.inference_mode():
-            for c in np.unique(chunks):
-                scan = snapshot.scans[c]
-                where = np.flatnonzero(chunks == c)
-                local = snapshot.window_index[windows[where]]
-                if lazy:
-                    out[where] = max_dots(scan.window_levels(local), q8).numpy()
-                    continue
-                levels = scan.pooled() if pooled else scan.levels()
-                if 2 * len(local) >= scan.chunk.num_windows:  # cheaper to score the whole chunk and pick
-                    out[where] = max_dots(levels, q8).numpy()[local]
-                else:
-                    out[where] = max_dots(levels[torch.from_numpy(local)], q8).numpy()
+        operand = queries.operand
+        order = np.argsort(chunks, kind="stable")
+        bounds = np.flatnonzero(np.diff(chunks[order])) + 1
+        for where in np.split(order, bounds):
+            scan = snapshot.scans[chunks[where[0]]]
+            local = snapshot.window_index[windows[where]]
+            if stage == "coarse":
+                out[where] = scan.coarse_maxima(self.kernel, operand)[local]
+            elif stage == "pooled":
+                out[where] = scan.pooled_maxima(local, self.kernel, operand)
+            else:
+                out[where] = scan.exact_maxima(local, self.kernel, operand, self.cache)
         return out
 
     @staticmethod
@@ -343,16 +408,14 @@ def _hit(snapshot: _Snapshot, position: int, score: float) -> Hit:
 class _QueryBatch:
     """Several queries' tokens stacked as one int8 matrix, and the affine map back to mean cosines."""
 
-    def __init__(self, token_sets: list[np.ndarray], reader: IndexReader):
-        import torch
-
+    def __init__(self, token_sets: list[np.ndarray], reader: IndexReader, kernel):
         tokens = np.concatenate([np.asarray(t, np.float32) for t in token_sets])
         self.quantized = reader.codec.quantize_queries(tokens)
         # both codecs share the rotation, so the int8 rows are the same: only the dequantisation differs
         self.pooled_quantized = replace(self.quantized, step=reader.pooled_codec.step,
                                         level_count=reader.pooled_codec.level_count)
         self.rows = len(tokens)
-        self.q8_torch = torch.from_numpy(np.ascontiguousarray(self.quantized.q8.T))
+        self.operand = kernel.queries(self.quantized.q8)
         lengths = [len(t) for t in token_sets]
         self.average = np.zeros((self.rows, len(token_sets)))
         start = 0
@@ -364,3 +427,25 @@ class _QueryBatch:
         """Integer maxima (n, rows) -> MaxSim (n, queries): cosine per token, averaged per query."""
         cosines = (self.pooled_quantized if pooled else self.quantized).to_scores(maxima)
         return matmul(cosines.astype(np.float64), self.average)
+
+
+def _top_rows(scores: np.ndarray, count: int) -> np.ndarray:
+    """(n, Q) scores -> (count, Q) row indices of each column's `count` best (in no particular order)."""
+    if count >= len(scores):
+        return np.arange(len(scores))[:, None].repeat(scores.shape[1], axis=1)
+    return np.argpartition(-scores, count - 1, axis=0)[:count]
+
+
+def merge_hits(parts: list[list[Hit]], k: int, per_take: int = 1) -> list[Hit]:
+    """Hits of disjoint parts of a library (e.g. shards by chunk) -> the hits one search of it all gives.
+
+    Each part must have been searched with the same k and per_take; takes never span parts, so a take's
+    best window and its per_take windows are all in one part, and ordering takes by their best score
+    reproduces the single search (ties: the earlier part first, as the single search's stable order).
+    """
+    takes: dict[str, list[Hit]] = {}
+    for hits in parts:
+        for hit in hits:
+            takes.setdefault(hit.clip_id, []).append(hit)
+    ranked = sorted(takes.values(), key=lambda group: -group[0].score)
+    return [hit for group in ranked[:k] for hit in group[:per_take]]

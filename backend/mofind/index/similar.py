@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .explain import choose_window
-from .kernels import symmetric_dots
+from .kernels import BLOCK_WINDOWS, symmetric_dots
 from .search import Filters, Hit, Searcher, _hit, default_candidates
 
 
@@ -21,8 +21,6 @@ def similar(searcher: Searcher, clip_id: str, k: int = 10, start_frame: int | No
 
     `start_frame` (source frames) picks the example window; by default the clip's first window.
     """
-    import torch
-
     if k < 1:
         raise ValueError("k must be at least 1")
     if not isinstance(filters, Filters):
@@ -33,8 +31,8 @@ def similar(searcher: Searcher, clip_id: str, k: int = 10, start_frame: int | No
     stored = example.chunk.window_packed(example.index)
     top_level = reader.codec.level_count - 1
     centred = 2 * reader.codec.levels(stored).astype(np.int32) - top_level  # odd integers, bin centres x 2/step
-    alpha = torch.from_numpy(np.ascontiguousarray(centred.T.astype(np.int8)))
-    alpha_sum = torch.from_numpy(centred.sum(1).astype(np.int32))
+    alpha = np.ascontiguousarray(centred.astype(np.int8))  # (A, D)
+    alpha_sum = centred.sum(1).astype(np.int32)
     allowed = searcher.allowed_windows(snapshot, filters)
     allowed = allowed[np.array([snapshot.clips[c]["clip_id"] != clip_id for c in snapshot.window_clip[allowed]],
                                dtype=bool)] if len(allowed) else allowed
@@ -51,14 +49,15 @@ def similar(searcher: Searcher, clip_id: str, k: int = 10, start_frame: int | No
         allowed = allowed[np.argpartition(-first, candidates - 1)[:candidates]]
     scores = np.empty(len(allowed))
     chunks = snapshot.window_chunk[allowed]
-    with torch.inference_mode():
-        for c in np.unique(chunks):
-            scan = snapshot.scans[c]
-            where = np.flatnonzero(chunks == c)
-            local = snapshot.window_index[allowed[where]]
-            forward, backward = symmetric_dots(scan.window_levels(local), scan.real[local], alpha, alpha_sum,
-                                               top_level)
-            scores[where] = (forward + backward) / 2.0
+    for c in np.unique(chunks):
+        scan = snapshot.scans[c]
+        where = np.flatnonzero(chunks == c)
+        local = snapshot.window_index[allowed[where]]
+        for start in range(0, len(local), BLOCK_WINDOWS):  # fixed-size blocks: bounded memory
+            part = local[start:start + BLOCK_WINDOWS]
+            forward, backward = symmetric_dots(scan.window_levels(part), scan.real[part], alpha, alpha_sum,
+                                               top_level, searcher.kernel)
+            scores[where[start:start + len(part)]] = (forward + backward) / 2.0
     scores *= (reader.codec.step / 2.0) ** 2
     return _best_takes(snapshot, allowed, scores, k)
 

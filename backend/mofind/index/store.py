@@ -28,7 +28,7 @@ from .lock import WriteLock
 from .manifest import (ChunkEntry, IndexFormatError, IndexNotFoundError, IndexSpec, IndexStoreError, Manifest,
                        MANIFEST_NAME)
 from .pooling import NAME as POOL_NAME
-from .pooling import cluster_pool
+from .pooling import COARSE_SIZE, coarse_codes, cluster_pool
 
 CODEC_FILE = "codec.safetensors"
 CHUNK_DIR = "chunks"
@@ -36,6 +36,8 @@ CHUNK_PREFIX = "chunk-"
 CHUNK_SUFFIX = ".safetensors"
 RECORDS_SUFFIX = ".clips.json"  # beside each chunk: its clip records, so --repair knows what a broken chunk held
 QUARANTINE_DIR = "quarantine"
+#: Windows per chunk that compaction aims for: ~128 MiB files, ~125 of them for a million windows.
+TARGET_CHUNK_WINDOWS = 8192
 
 
 def clip_id_for(source: str | Path, take: str = "") -> str:
@@ -290,6 +292,7 @@ class _PendingClip:
     record: ClipRecord
     packed: np.ndarray  # (n_valid_total, codec.bytes_per_vector) uint8
     pooled: np.ndarray  # (W*K, pooled_codec.bytes_per_vector) uint8
+    coarse: np.ndarray  # (W*COARSE_SIZE, pooled_codec.bytes_per_vector) uint8 (pooling.coarse_codes)
     counts: np.ndarray  # (W,) valid patches per window
     valid_bits: np.ndarray  # (W, ceil(P/8)) uint8
     source: np.ndarray  # (W, 2) int32
@@ -395,9 +398,10 @@ class IndexWriter:
             source.append((window.source_start, window.source_end))
             start.append(window.start)
         self._drop_pending(record.clip_id)
+        pooled = self.pooled_codec.encode(cluster_pool(np.stack(grids), np.stack(valids)).reshape(-1, spec.dim))
         self._pending.append(_PendingClip(
-            record=record, packed=self.codec.encode(np.concatenate(kept)),
-            pooled=self.pooled_codec.encode(cluster_pool(np.stack(grids), np.stack(valids)).reshape(-1, spec.dim)),
+            record=record, packed=self.codec.encode(np.concatenate(kept)), pooled=pooled,
+            coarse=coarse_codes(pooled, self.pooled_codec, len(pooled) // len(windows)),
             counts=np.asarray(counts, np.int64), valid_bits=np.stack(bits),
             source=np.asarray(source, np.int32).reshape(-1, 2), start=np.asarray(start, np.int32),
             thumbnail=thumbnail or b""))
@@ -434,7 +438,7 @@ class IndexWriter:
         from .labels import labels_from_name
 
         chunk, index = self._reader._locate(clip_id)
-        staged = _restage(chunk, index)
+        staged = _restage(chunk, index, self.pooled_codec)
         new_source = str(new_source)
         staged.record = replace(staged.record, clip_id=clip_id_for(new_source, staged.record.take), source=new_source,
                                 size=size,
@@ -501,33 +505,47 @@ class IndexWriter:
         self._reader = IndexReader.open(self.folder, previous=self._reader)
 
     # -- compaction --------------------------------------------------------------------------------------
-    def needs_compaction(self, max_chunks: int = 64, max_dead_fraction: float = 0.25) -> bool:
-        """Worth compacting: too many chunk files to open quickly, or a quarter of the stored clips are dead."""
+    def needs_compaction(self, max_small_chunks: int = 64, max_dead_fraction: float = 0.25) -> bool:
+        """Worth compacting: many small chunk files (slow to open), or a quarter of the stored clips are dead."""
         stored = sum(entry.clips for entry in self.manifest.chunks)
         dead = sum(len(ids) for ids in self.manifest.tombstones.values())
-        return len(self.manifest.chunks) > max_chunks or (stored > 0 and dead / stored > max_dead_fraction)
+        small = sum(entry.windows < TARGET_CHUNK_WINDOWS // 2 for entry in self.manifest.chunks)
+        return small > max_small_chunks or (stored > 0 and dead / stored > max_dead_fraction)
 
-    def compact(self, small_chunk_clips: int = 256) -> dict:
-        """Rewrite chunks that hold dead clips, merging them with small chunks; codes are copied bit-exact.
+    def compact(self, target_windows: int = TARGET_CHUNK_WINDOWS) -> dict:
+        """Rewrite chunks that hold dead clips, and merge small chunks into chunks of about `target_windows`.
 
-        Returns {"chunks_before", "chunks_after", "dropped_clips"}.
+        A chunk is "small" below half the target; small chunks are merged in commit order into new chunks
+        of at most `target_windows` windows each (a clip is never split), so a million-window index settles
+        at ~1e6 / target files however it was built, and no compaction rewrites the whole library into one
+        file. Codes are copied bit-exact. Returns {"chunks_before", "chunks_after", "dropped_clips"}.
         """
         self.commit()
         dead = {name for name, ids in self.manifest.tombstones.items() if ids}
         offline = {o.name for o in self._reader.offline}  # never rewrite (and so lose) what only --repair may fix
         victims = [e for e in self.manifest.chunks
-                   if e.name not in offline and (e.name in dead or e.clips < small_chunk_clips)]
+                   if e.name not in offline and (e.name in dead or e.windows < target_windows // 2)]
         before = len(self.manifest.chunks)
         dropped = sum(len(ids) for ids in self.manifest.tombstones.values())
         if not dead and len(victims) < 2:
             return {"chunks_before": before, "chunks_after": before, "dropped_clips": 0}
         victim_names = {e.name for e in victims}
-        survivors = [_restage(chunk, index)
-                     for chunk, index in self._reader.live() if chunk.name in victim_names]
+        groups: list[list[_PendingClip]] = [[]]
+        filled = 0
+        for chunk, index in self._reader.live():
+            if chunk.name not in victim_names:
+                continue
+            windows = len(chunk.clip_windows[index])
+            if groups[-1] and filled + windows > target_windows:
+                groups.append([])
+                filled = 0
+            groups[-1].append(_restage(chunk, index, self.pooled_codec))
+            filled += windows
         generation = self.manifest.generation + 1
         kept = [e for e in self.manifest.chunks if e.name not in victim_names]
-        if survivors:
-            kept.append(self._write_chunk(f"{CHUNK_PREFIX}{generation:06d}{CHUNK_SUFFIX}", _assemble(survivors)))
+        for number, group in enumerate(g for g in groups if g):
+            name = f"{CHUNK_PREFIX}{generation:06d}" + (f"-{number:03d}" if number else "") + CHUNK_SUFFIX
+            kept.append(self._write_chunk(name, _assemble(group)))
         self.manifest.chunks = kept
         self._publish(generation)
         for name in victim_names:  # readers that still map them keep working (POSIX unlink semantics)
@@ -552,16 +570,22 @@ class IndexWriter:
             self.close()
 
 
-def _restage(chunk: Chunk, index: int) -> _PendingClip:
+def _restage(chunk: Chunk, index: int, pooled_codec: RotatedCodec) -> _PendingClip:
     """A committed clip, as staged data again (for compaction)."""
     windows = chunk.clip_windows[index]
     arrays = chunk.arrays
     offsets = arrays["win_offsets"]
     k = len(arrays["pooled"]) // max(chunk.num_windows, 1)
     packed = np.concatenate([arrays["patches"][offsets[w]:offsets[w + 1]] for w in windows])
-    pooled = np.concatenate([arrays["pooled"][w * k:(w + 1) * k] for w in windows])
+    pooled = np.asarray(np.concatenate([arrays["pooled"][w * k:(w + 1) * k] for w in windows]))
+    stored = arrays.get("coarse")
+    if stored is not None and len(stored) == chunk.num_windows * COARSE_SIZE:
+        coarse = np.concatenate([stored[w * COARSE_SIZE:(w + 1) * COARSE_SIZE] for w in windows])
+    else:
+        coarse = coarse_codes(pooled, pooled_codec, k)
     return _PendingClip(
-        record=ClipRecord.from_dict(chunk.clips[index]), packed=np.asarray(packed), pooled=np.asarray(pooled),
+        record=ClipRecord.from_dict(chunk.clips[index]), packed=np.asarray(packed), pooled=pooled,
+        coarse=np.asarray(coarse),
         counts=np.asarray([offsets[w + 1] - offsets[w] for w in windows], np.int64),
         valid_bits=np.asarray(arrays["win_valid"][windows]), source=np.asarray(arrays["win_source"][windows]),
         start=np.asarray(arrays["win_start"][windows]), thumbnail=chunk.thumbnail(index) or b"")
@@ -573,6 +597,7 @@ def _assemble(items: list[_PendingClip]) -> tuple[dict, list[dict]]:
     arrays = {
         "patches": np.concatenate([item.packed for item in items]),
         "pooled": np.concatenate([item.pooled for item in items]),
+        "coarse": np.concatenate([item.coarse for item in items]),
         "win_offsets": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
         "win_valid": np.concatenate([item.valid_bits for item in items]),
         "win_clip": np.concatenate([np.full(len(item.counts), i, np.int32) for i, item in enumerate(items)]),

@@ -1,0 +1,186 @@
+"""Search at scale: every kernel gives the same integers, the kernel choice is measured and cached, memory
+stays bounded (no unpacked index kept), the first-stage table is the same stored or derived, compaction
+keeps chunk files at a sensible size, and shards of a library merge into exactly the single search."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mofind.index import kernels
+from mofind.index.chunk import Chunk, chunk_bytes
+from mofind.index.codec import RotatedCodec
+from mofind.index.manifest import IndexSpec
+from mofind.index.pooling import coarse_levels
+from mofind.index.search import Searcher, merge_hits
+from mofind.index.store import ClipRecord, IndexReader, IndexWriter, WindowEmbedding, clip_id_for
+
+ROWS, COLS, DIM = 4, 3, 32
+SPEC = IndexSpec(model_hash="m", model_name="test", dim=DIM, grid=(ROWS, COLS), frames_per_row=4,
+                 window_frames=16, stride_frames=8, fps=20.0, part_names=("a", "b", "c"))
+
+
+def unit(x):
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def add_clips(writer, count, rng, start=0, windows=3):
+    for i in range(start, start + count):
+        source = f"/lib/clip_{i:03d}.bvh"
+        record = ClipRecord(clip_id=clip_id_for(source), source=source, content_hash=str(i), size=1, mtime_ns=1,
+                            format="bvh", frame_range=(0, 90), source_fps=30.0, num_frames=60, duration=3.0,
+                            skeleton="bandai")
+        valid = np.ones(ROWS * COLS, bool)
+        valid[-COLS * (i % 2):] = i % 2 == 0  # every other clip has a padded last row
+        writer.add(record, [WindowEmbedding(8 * w, 12 * w, 12 * w + 24, unit(rng.standard_normal((ROWS * COLS, DIM))),
+                                            valid) for w in range(windows)])
+
+
+@pytest.mark.parametrize("name", kernels.CPU_KERNELS)
+def test_every_kernel_gives_the_reference_integer_maxima(name):
+    rng = np.random.default_rng(0)
+    levels = rng.integers(0, 32, (5 * 7, 64)).astype(np.int8)
+    q8 = rng.integers(-127, 128, (3, 64)).astype(np.int8)
+    reference = (levels.astype(np.int64) @ q8.T.astype(np.int64)).reshape(5, 7, 3).max(1)
+    kernel = kernels.make_kernel(name)
+    got = kernel.max_dots(kernel.rows(levels), kernel.queries(q8), 7)
+    np.testing.assert_array_equal(got, reference)
+
+
+def test_kernel_is_calibrated_once_per_machine_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOFIND_CACHE", str(tmp_path))
+    monkeypatch.delenv("MOFIND_KERNEL", raising=False)
+    kernels._cached_choice.cache_clear()
+    try:
+        first = kernels.choose_kernel(DIM, ROWS * COLS)
+        stored = json.loads((tmp_path / "kernel-calibration.json").read_text())
+        assert list(stored) == [kernels.machine_key(DIM, ROWS * COLS)]
+        assert first.kernel.name in kernels.CPU_KERNELS and not first.cached
+        assert set(kernels.CPU_KERNELS) <= set(first.timings_ms)
+        # the fastest exact kernel was chosen, and the reason names every timing
+        assert first.timings_ms[first.kernel.name] == min(first.timings_ms[n] for n in kernels.CPU_KERNELS)
+        assert all(name in first.reason for name in kernels.CPU_KERNELS)
+        kernels._cached_choice.cache_clear()
+        again = kernels.choose_kernel(DIM, ROWS * COLS)
+        assert again.cached and again.kernel.name == first.kernel.name
+    finally:
+        kernels._cached_choice.cache_clear()
+
+
+def test_forced_kernel_and_unknown_kernel(monkeypatch):
+    kernels._cached_choice.cache_clear()
+    monkeypatch.setenv("MOFIND_KERNEL", "fp32-numpy")
+    try:
+        assert kernels.choose_kernel(DIM, 12).kernel.name == "fp32-numpy"
+    finally:
+        kernels._cached_choice.cache_clear()
+    with pytest.raises(ValueError, match="unknown MaxSim kernel"):
+        kernels.make_kernel("int4")
+
+
+@pytest.fixture()
+def library(tmp_path):
+    rng = np.random.default_rng(3)
+    for part in range(4):  # four commits: four chunks
+        with IndexWriter(tmp_path, SPEC) as writer:
+            add_clips(writer, 15, rng, start=15 * part)
+    return IndexReader.open(tmp_path, SPEC)
+
+
+def test_all_kernels_rank_identically_and_exact_mode_keeps_nothing_unpacked(library, monkeypatch):
+    rng = np.random.default_rng(9)
+    queries = [unit(rng.standard_normal((5, DIM))) for _ in range(3)]
+    results = {}
+    for name in kernels.CPU_KERNELS:
+        monkeypatch.setenv("MOFIND_KERNEL", name)
+        kernels._cached_choice.cache_clear()
+        searcher = Searcher(library, cache_bytes=0)
+        assert searcher.kernel_info()["name"] == name
+        results[name] = [[(h.clip_id, h.start_frame, h.score) for h in hits]
+                         for hits in searcher.search_tokens(queries, k=7, mode="exact")]
+        assert searcher.resident_bytes() == 0  # exact mode streams blocks, it caches no unpacked codes
+        staged = searcher.search_tokens(queries, k=7, mode="two_stage", candidates=20)
+        assert searcher.resident_bytes() > 0  # the compact first-stage table only
+        assert all(len(hits) == 7 for hits in staged)
+    kernels._cached_choice.cache_clear()
+    first = results[kernels.CPU_KERNELS[0]]
+    assert all(found == first for found in results.values())
+
+
+def test_unpacked_block_cache_stays_within_its_budget_and_changes_no_result(library):
+    rng = np.random.default_rng(5)
+    queries = [unit(rng.standard_normal((5, DIM))) for _ in range(2)]
+    plain = Searcher(library, cache_bytes=0).search_tokens(queries, k=10, per_take=2, mode="exact")
+    block = 256 * ROWS * COLS * DIM  # one block of int8 levels, or of a chunk's 45 windows if smaller
+    for budget in (block, 10 * block):
+        searcher = Searcher(library, cache_bytes=budget)
+        for _ in range(2):  # the second search reads the blocks the first one kept
+            assert searcher.search_tokens(queries, k=10, per_take=2, mode="exact") == plain
+            assert 0 < searcher.cache.used <= budget
+
+
+def test_two_stage_cascade_finds_a_planted_window(library):
+    searcher = Searcher(library)
+    target = library.clips()[37].clip_id
+    ref = library.windows(target)[1]
+    patches, valid = library.window_patches(ref)
+    query = unit(patches[valid][:4] + 0.05)
+    hits = searcher.search_tokens([query], k=3, mode="two_stage", candidates=8)[0]
+    assert hits[0].clip_id == target and hits[0].start_frame == ref.source_start
+
+
+def test_first_stage_table_is_the_same_stored_or_derived(library, tmp_path):
+    chunk = library.chunks[0]
+    assert "coarse" in chunk.arrays
+    arrays = {name: np.asarray(array) for name, array in chunk.arrays.items() if name != "coarse"}
+    old = tmp_path / "old-chunk.safetensors"
+    old.write_bytes(chunk_bytes(arrays, chunk.clips))  # a chunk written before the table existed
+    legacy = Chunk.open(old)
+    assert "coarse" not in legacy.arrays
+    width = len(chunk.arrays["pooled"]) // chunk.num_windows
+    np.testing.assert_array_equal(coarse_levels(legacy, library.pooled_codec, width),
+                                  coarse_levels(chunk, library.pooled_codec, width))
+
+
+def test_shards_by_chunk_merge_into_the_single_search(library):
+    searcher = Searcher(library)
+    rng = np.random.default_rng(4)
+    query = unit(rng.standard_normal((6, DIM)))
+    whole = searcher.search_tokens([query], k=9, per_take=2, mode="exact")[0]
+    names = [chunk.name for chunk in library.chunks]
+    parts = []
+    for shard in (names[:1], names[1:3], names[3:]):
+        windows = searcher.chunk_windows(shard)
+        scores = searcher.score_windows([query], windows, mode="exact")
+        parts.append(searcher._top_takes(searcher.snapshot, windows, scores[:, 0], 9, 2))
+    merged = merge_hits(parts, k=9, per_take=2)
+    assert [(h.clip_id, h.start_frame, h.score) for h in merged] == \
+        [(h.clip_id, h.start_frame, h.score) for h in whole]
+
+
+def test_request_memory_estimate_grows_with_the_library_not_with_blocks(library):
+    searcher = Searcher(library)
+    small = searcher.request_bytes(1_000, mode="exact")
+    large = searcher.request_bytes(1_000_000, mode="exact")
+    assert small < large < small + 1_000_000 * 300  # per-window score arrays only, no unpacked codes
+
+
+def test_compaction_merges_small_chunks_into_bounded_files(tmp_path):
+    rng = np.random.default_rng(1)
+    for part in range(10):  # ten commits of 4 clips x 3 windows = 12 windows each
+        with IndexWriter(tmp_path, SPEC) as writer:
+            add_clips(writer, 4, rng, start=4 * part)
+    before = IndexReader.open(tmp_path, SPEC)
+    codes = {c: before.window_patches(before.windows(c)[0])[0] for c in before.clip_ids()}
+    with IndexWriter(tmp_path, SPEC) as writer:
+        stats = writer.compact(target_windows=42)
+    after = IndexReader.open(tmp_path, SPEC)
+    assert stats["chunks_before"] == 10 and stats["chunks_after"] == 3  # 120 windows in files of <= 42
+    assert all(entry.windows <= 42 for entry in after.manifest.chunks)
+    assert sorted(after.clip_ids()) == sorted(codes)
+    for clip_id, patches in codes.items():
+        np.testing.assert_array_equal(after.window_patches(after.windows(clip_id)[0])[0], patches)
+    with IndexWriter(tmp_path, SPEC) as writer:  # files near the target are left alone
+        assert writer.compact(target_windows=42)["chunks_after"] == 3
