@@ -541,11 +541,12 @@ class IndexWriter:
                 filled = 0
             groups[-1].append(_restage(chunk, index, self.pooled_codec))
             filled += windows
-        generation = self.manifest.generation + 1
+        generation = self.manifest.generation
         kept = [e for e in self.manifest.chunks if e.name not in victim_names]
-        for number, group in enumerate(g for g in groups if g):
-            name = f"{CHUNK_PREFIX}{generation:06d}" + (f"-{number:03d}" if number else "") + CHUNK_SUFFIX
-            kept.append(self._write_chunk(name, _assemble(group)))
+        for group in (g for g in groups if g):  # one generation number per new file: names stay unique
+            generation += 1
+            kept.append(self._write_chunk(f"{CHUNK_PREFIX}{generation:06d}{CHUNK_SUFFIX}", _assemble(group)))
+        generation = max(generation, self.manifest.generation + 1)
         self.manifest.chunks = kept
         self._publish(generation)
         for name in victim_names:  # readers that still map them keep working (POSIX unlink semantics)
