@@ -1,7 +1,9 @@
 """`make bench`: run every benchmark module and write one markdown table per stage.
 
 Each `bench/bench_<stage>.py` exposes `run() -> list[dict]` (rows of one table). Results go to
-`bench/results/<stage>.md` (ignored by git) and are printed. Speed targets live here, never in unit tests.
+`bench/results/<stage>.md` (committed: they are the measured record) and are printed. Speed targets live in
+the benchmarks, never in unit tests: a row with `"ok": False` is a missed target, and `make bench` exits
+non-zero when any target is missed or any stage fails (after running every stage).
 The add-on benchmark needs Blender's Python, so it runs in the bpy virtual environment as a subprocess.
 """
 
@@ -29,6 +31,11 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def missed(rows: list[dict]) -> list[dict]:
+    """Rows whose target was missed (`ok` is exactly False; "" means the row has no target)."""
+    return [row for row in rows if row.get("ok") is False]
+
+
 def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
@@ -50,7 +57,11 @@ def main() -> int:
             failures += 1
             _write(stage, f"FAILED: {type(exc).__name__}: {exc}\n")
             continue
-        _write(stage, markdown_table(rows) + f"\n_{time.perf_counter() - started:.0f} s_\n")
+        misses = missed(rows)
+        failures += bool(misses)
+        summary = "".join(f"\n**MISSED**: {row.get('measure')} ({row.get('setting', '')}): target "
+                          f"{row.get('target', '')}\n" for row in misses)
+        _write(stage, markdown_table(rows) + summary + f"\n_{time.perf_counter() - started:.0f} s_\n")
     if BPY_PYTHON.exists():
         proc = subprocess.run([str(BPY_PYTHON), "-m", "bench.bench_addon"], cwd=ROOT, capture_output=True, text=True)
         _write("addon", proc.stdout if proc.returncode == 0 else f"FAILED:\n{proc.stderr[-2000:]}\n")

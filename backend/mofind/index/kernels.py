@@ -89,6 +89,13 @@ class Int8Kernel(Kernel):
         with torch.inference_mode():
             return int_matmul(torch.from_numpy(rows), queries).numpy()
 
+    def max_dots(self, levels, queries, width):
+        import torch
+
+        with torch.inference_mode():
+            product = int_matmul(torch.from_numpy(levels), queries)
+            return product.view(-1, width, product.shape[-1]).amax(1).numpy()
+
 
 class TorchFloatKernel(Kernel):
     name = "fp32-torch"
@@ -104,6 +111,13 @@ class TorchFloatKernel(Kernel):
 
         with torch.inference_mode():
             return (torch.from_numpy(rows) @ queries).numpy().astype(np.int32)
+
+    def max_dots(self, levels, queries, width):
+        import torch
+
+        with torch.inference_mode():
+            product = torch.from_numpy(levels) @ queries
+            return product.view(-1, width, product.shape[-1]).amax(1).to(torch.int32).numpy()
 
 
 class NumpyFloatKernel(Kernel):
@@ -419,13 +433,12 @@ class ChunkScan:
             if cached is None and cache is not None and cache.used < cache.budget:
                 first = number * block
                 everything = np.arange(first, min(first + block, self.num_windows))
-                cached = kernel.rows(self.window_levels(everything))
+                cached = kernel.rows(self.window_levels(everything)).reshape(len(everything), self.num_patches, -1)
                 cache.offer(key, cached)
             if cached is not None:
                 local = windows[where] - number * block
-                rows = (local[:, None] * self.num_patches + np.arange(self.num_patches)[None, :]).reshape(-1)
-                whole = np.array_equal(local, np.arange(len(cached) // self.num_patches))
-                levels = cached if whole else cached[rows]
+                whole = len(local) == len(cached) and np.array_equal(local, np.arange(len(cached)))
+                levels = (cached if whole else cached[local]).reshape(len(local) * self.num_patches, -1)
             else:
                 levels = kernel.rows(self.window_levels(windows[where]))
             out[where] = kernel.max_dots(levels, queries, self.num_patches)

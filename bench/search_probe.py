@@ -1,0 +1,123 @@
+"""One searcher process, measured from the outside in: what `bench_index` runs per index size.
+
+Runs in its own process so that resident memory and peak memory per query are this search's alone (the
+parent has a model, other indexes, page cache of its own). Prints one JSON object:
+  kernel, windows, resident_bytes (RSS after opening + warming, minus RSS before opening),
+  peak_query_bytes (largest rise of the high-water mark above the warm RSS during one query),
+  latency_ms {mode: [per query]}, recall (two-stage top-10 takes vs exact, per query),
+  bandwidth_gbps (single-thread read bandwidth measured here), first_stage {ms, bytes}.
+
+    python -m bench.search_probe INDEX TOKENS.npz [--exact-repeats 5] [--recall]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "backend"))
+
+
+def status_kib(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def reset_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+    except OSError:
+        pass
+
+
+def read_bandwidth_gbps(megabytes: int = 512, repeats: int = 3) -> float:
+    """Single-thread streaming read rate: max over an int64 array far larger than the caches."""
+    data = np.ones(megabytes * (1 << 20) // 8, np.int64)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        data.max()
+        best = min(best, time.perf_counter() - started)
+    return data.nbytes / best / 1e9
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("index", type=Path)
+    parser.add_argument("tokens", type=Path)
+    parser.add_argument("--repeats", type=int, default=20, help="two-stage queries timed")
+    parser.add_argument("--exact-repeats", type=int, default=5)
+    parser.add_argument("--recall", action="store_true")
+    parser.add_argument("--cache-bytes", type=int, default=None)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)  # what `mofind serve` runs with
+    from mofind.index.search import DEFAULT_CACHE_BYTES, Searcher
+    from mofind.index.store import IndexReader
+
+    stored = np.load(args.tokens)
+    tokens = [stored[f"q{i}"] for i in range(len(stored.files))]
+    bandwidth = read_bandwidth_gbps()
+    base = status_kib("VmRSS")
+    opened = time.perf_counter()
+    reader = IndexReader.open(args.index)
+    searcher = Searcher(reader, cache_bytes=DEFAULT_CACHE_BYTES if args.cache_bytes is None else args.cache_bytes)
+    searcher.warm("two_stage")
+    open_s = time.perf_counter() - opened
+    windows = searcher.snapshot.num_windows
+    allowed = np.arange(windows)
+    # first stage alone, one query: what the kernel reads is the coarse table
+    first = []
+    for query in tokens[:5]:
+        started = time.perf_counter()
+        searcher.first_stage_scores([query], allowed)
+        first.append(time.perf_counter() - started)
+    table_bytes = sum(scan.resident_bytes() for scan in searcher.snapshot.scans)
+    warm = status_kib("VmRSS")
+    latency: dict[str, list[float]] = {"two_stage": [], "exact": []}
+    peak = 0
+    staged_hits = []
+    searcher.search_tokens([tokens[0]], k=10, mode="two_stage")
+    for query in tokens[:args.repeats]:
+        before = status_kib("VmRSS")
+        reset_peak()
+        started = time.perf_counter()
+        staged_hits.append(searcher.search_tokens([query], k=10, mode="two_stage")[0])
+        latency["two_stage"].append((time.perf_counter() - started) * 1000)
+        peak = max(peak, status_kib("VmHWM") - before)
+    rss_two_stage = status_kib("VmRSS")
+    for query in tokens[:args.exact_repeats]:
+        started = time.perf_counter()
+        searcher.search_tokens([query], k=10, mode="exact")
+        latency["exact"].append((time.perf_counter() - started) * 1000)
+    recall = []
+    if args.recall:
+        count = min(len(tokens), args.repeats)
+        scores = searcher.score_windows(tokens[:count], allowed, mode="exact")  # one pass for all queries
+        for q in range(count):
+            truth = {h.clip_id for h in searcher._top_takes(searcher.snapshot, allowed, scores[:, q], 10, 1)}
+            recall.append(len(truth & {h.clip_id for h in staged_hits[q]}) / 10)
+    print(json.dumps({
+        "kernel": searcher.kernel_info(), "windows": windows, "open_s": open_s,
+        "resident_bytes": (warm - base) * 1024, "rss_bytes": warm * 1024, "rss_after_two_stage": rss_two_stage * 1024,
+        "peak_query_bytes": peak * 1024, "latency_ms": latency, "recall": recall,
+        "bandwidth_gbps": bandwidth, "first_stage": {"ms": float(np.median(first) * 1000), "bytes": table_bytes},
+        "query_rows": [int(len(t)) for t in tokens[:args.repeats]],
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
