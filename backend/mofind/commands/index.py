@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster", metavar="ADDRESS", default=None,
                         help="parse and encode on this Ray cluster (HOST:PORT or 'auto'; needs the 'cluster' extra). "
                              "Every node must see the files and the index folder at the same paths")
+    parser.add_argument("--device", default="cpu",
+                        help="where the motion encoder runs: auto, cpu (default), cuda or cuda:N")
     parser.add_argument("--json", action="store_true", help="print the final report as JSON on stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -54,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from mofind.index.build import DEFAULT_COMMIT_EVERY, IndexWriteError, build_index, default_workers, encoder_threads
     from mofind.index.cluster import ClusterUnavailableError
     from mofind.index.encoders import ModelUnavailableError, load_encoder
+    from mofind.model.device import DeviceUnavailableError
     from mofind.index.manifest import IndexSpec, IndexStoreError
     from mofind.index.store import IndexWriter
     from mofind.paths import default_index_dir
@@ -76,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads or encoder_threads(workers))
     try:
         settings = load_settings()
-        encoder = load_encoder(args.model)
+        from mofind.model.device import resolve_device
+
+        encoder = load_encoder(args.model, device=resolve_device(args.device))
         report = None
         maintenance = {}
         if args.repair:
@@ -121,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"error": str(exc), "index": str(index_dir)}, indent=1))
         return 2
-    except (IndexStoreError, ModelUnavailableError, SettingsError, ClusterUnavailableError) as exc:
+    except (IndexStoreError, ModelUnavailableError, SettingsError, ClusterUnavailableError,
+            DeviceUnavailableError) as exc:
         print(f"mofind index: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

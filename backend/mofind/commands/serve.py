@@ -51,6 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --cluster: shard actors (default: one per node of the cluster)")
     parser.add_argument("--shard-timeout", type=float, default=60.0, metavar="S",
                         help="with --cluster: seconds a shard may take before a reply says it was not searched")
+    parser.add_argument("--max-memory", default=None, metavar="SIZE",
+                        help="memory the server may use in all, e.g. 6G (default: half this machine's memory); "
+                             "requests that would not fit in their share get TOO_LARGE")
+    parser.add_argument("--device", default="cpu",
+                        help="where the text encoder and the MaxSim kernel run: auto, cpu (default), cuda or cuda:N")
     parser.add_argument("--verbose", action="store_true", help="log every failed request with its traceback")
 
 
@@ -76,14 +81,24 @@ def run(args: argparse.Namespace) -> int:
         return 2
     roots = [*settings.library_roots, *args.library_root]
     index_dir = args.index or default_index_dir()
+    from mofind.model.device import DeviceUnavailableError, resolve_device
+    from mofind.server.memory import default_max_memory, parse_size
+
+    try:
+        max_memory = parse_size(args.max_memory) if args.max_memory is not None else default_max_memory()
+        device = resolve_device(args.device)
+    except ValueError as exc:  # DeviceUnavailableError too
+        print(f"mofind serve: {exc}", file=sys.stderr)
+        return 2
     import torch
 
     torch.set_num_threads(max(1, args.threads))
     try:
-        encoder = load_encoder(args.model)
+        encoder = load_encoder(args.model, device=device)
         backend = Backend(index_dir, encoder, job_workers=args.index_workers, model_dir=args.model,
                           library_roots=roots, motion_limits=settings.limits, settings_file=settings.path,
-                          searcher_factory=_cluster_searcher(args) if args.cluster else None)
+                          searcher_factory=_cluster_searcher(args) if args.cluster else None,
+                          max_memory=max_memory, workers=args.workers, device=device)
         server = Server(backend, args.bind, workers=args.workers, security=security)
     except (IndexStoreError, ModelUnavailableError, BindRefusedError, ClusterUnavailableError,
             ValueError) as exc:  # ValueError: model files
@@ -109,6 +124,9 @@ def run(args: argparse.Namespace) -> int:
           f"  clients may index: {backend.roots.describe()}"
           + ("" if roots else f" (allow a folder with --library-root DIR or library_roots in {settings.path})")
           + "\n"
+          f"  search kernel: {backend.searcher.kernel.name} on {device}; memory: --max-memory "
+          f"{max_memory / (1 << 30):.1f} GiB, {backend.memory.per_request(backend._resident()) / (1 << 20):,.0f} MiB "
+          f"per request\n"
           f"Index a folder:   {_mofind_command()} index /path/to/mocap --index {index_dir}\n"
           f"                  (or in Blender: sidebar MoFind > Bulk Index > Index Folder, while this server runs)\n"
           f"Connect Blender:  Edit > Preferences > Add-ons > MoFind > Backend address = {args.bind}\n"

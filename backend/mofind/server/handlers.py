@@ -30,6 +30,7 @@ from mofind.quality.assess import MatchQuality
 from mofind.index.text_match import DEFAULT_NAMES_WEIGHT, MAX_NAMES_WEIGHT
 
 from .jobs import JobManager, JobQueueFull
+from .memory import MemoryBudget, default_max_memory, rss_bytes
 from .protocol import (BAD_REQUEST, BUSY, CANCELLED, FORBIDDEN, INTERNAL, NOT_FOUND, PROTOCOL_VERSION, TOO_LARGE,
                        UNKNOWN_METHOD, FrameSet, Limits, Params, ProtocolError, error_reply, ok_reply, parse_request,
                        peek_id)
@@ -49,23 +50,42 @@ def open_or_create_index(index_dir: Path, spec: IndexSpec) -> IndexReader:
         return IndexReader.open(index_dir, spec)
 
 
+def _candidates(windows: int, k: int, per_take: int) -> int:
+    from mofind.index.search import default_candidates
+
+    return max(default_candidates(windows), 4 * k * per_take)
+
+
+def _motion_bytes(record) -> int:
+    """Upper bound of what loading a whole take costs: the text, per-frame channels, rotations and positions."""
+    frames = max(1, record.frame_range[1] - record.frame_range[0])
+    return int(4 * max(record.size, 0) + frames * max(record.joints, 22) * 256)
+
+
 class Backend:
     """Everything a request can touch: the index (read + background writes), the model, the limits."""
 
     def __init__(self, index_dir: str | Path, encoder, *, limits: Limits = Limits(), job_workers: int = 1,
                  commit_every: int = 64, model_dir: str | Path | None = None, library_roots=(), motion_limits=None,
-                 settings_file: str | Path | None = None, searcher_factory=None):
+                 settings_file: str | Path | None = None, searcher_factory=None, max_memory: int | None = None,
+                 workers: int = 4, device: str = "cpu"):
         """`model_dir`: where the encoder's vocabulary.json and calibration.json live (default: shipped model);
         `library_roots`: where clients may index; `motion_limits`: caps on the files indexing jobs parse;
         `searcher_factory(reader)`: the search backend (default `Searcher`; `mofind serve --cluster` passes the
-        Ray-sharded one, see mofind.index.cluster)."""
+        Ray-sharded one, see mofind.index.cluster); `max_memory` (bytes, default half the machine) is the
+        server's promise, and `workers` request threads share what the searcher does not keep (see memory.py);
+        `device`: where MaxSim runs."""
         self.index_dir = Path(index_dir)
         self.encoder = encoder
         self.limits = limits
         self.roots = LibraryRoots(library_roots)
         self.settings_file = str(settings_file) if settings_file else "mofind.toml in the MoFind config folder"
         self.spec = IndexSpec.from_encoder(encoder)
-        self.searcher = (searcher_factory or Searcher)(open_or_create_index(self.index_dir, self.spec))
+        max_memory = default_max_memory() if max_memory is None else int(max_memory)
+        self.memory = MemoryBudget(max_memory, workers=max(1, workers), baseline=rss_bytes())
+        reader = open_or_create_index(self.index_dir, self.spec)
+        self.searcher = searcher_factory(reader) if searcher_factory else \
+            Searcher(reader, device=device, cache_bytes=min(256 << 20, max_memory // 8))
         self._text_lock = threading.Lock()  # HF fast tokenizers are not safe to call from two threads at once
         self.quality = MatchQuality.for_model(encoder, model_dir, text_lock=self._text_lock, background=True)
         self.jobs = JobManager(self.index_dir, encoder, workers=job_workers, commit_every=commit_every,
@@ -188,7 +208,18 @@ class Backend:
             "window": {"frames": spec.window_frames, "stride": spec.stride_frames, "fps": spec.fps,
                        "frames_per_row": spec.frames_per_row},
             "search_modes": list(MODES), "limits": self.limits.to_dict(), "indexing": self.jobs.busy,
+            "kernel": self.searcher.kernel_info(), "memory": self.memory.to_dict(self._resident()),
         }, None
+
+    def _resident(self) -> int:
+        """What the searcher keeps between requests once warm: first-stage tables + the block cache's budget."""
+        searcher = self.searcher
+        return searcher.snapshot.num_windows * searcher.table_bytes_per_window() + searcher.cache.budget
+
+    def _fits(self, need: int, what: str) -> None:
+        refusal = self.memory.refusal(need, self._resident(), what)
+        if refusal is not None:
+            raise ProtocolError(TOO_LARGE, refusal)
 
     def search(self, params: dict):
         p = Params(params, ("query", "k", "filters", "per_take", "mode", "thumbnails", "names_weight"))
@@ -204,6 +235,9 @@ class Backend:
         tokens, _ = self._encode_query(query)
         searcher = self._current()
         snapshot = searcher.snapshot
+        self._fits(searcher.request_bytes(snapshot.num_windows, 1, len(tokens), mode,
+                                          candidates=_candidates(snapshot.num_windows, k, per_take)),
+                   f"this search (k={k}, per_take={per_take}, mode {mode})")
         hits = searcher.search_tokens([tokens], k=k, filters=filters, per_take=per_take, mode=mode, texts=[query],
                                       names_weight=names_weight)[0]
         quality = self.quality.assess(searcher, query, hits, filters=filters, mode=mode, snapshot=snapshot)
@@ -224,6 +258,9 @@ class Backend:
         searcher = self._current()
         if clip_id not in searcher.reader:
             raise self._clip_missing(clip_id)
+        windows = searcher.snapshot.num_windows
+        self._fits(searcher.request_bytes(windows, 1, self.spec.num_patches, mode, candidates=_candidates(windows, k, 1)),
+                   f"this similar search (k={k}, mode {mode})")
         hits = similar(searcher, clip_id, k=k, start_frame=start_frame, filters=filters, mode=mode)
         return self._hits_result(hits, want_thumbnails)
 
@@ -262,6 +299,7 @@ class Backend:
             raise ProtocolError(TOO_LARGE, f"{end - start} frames requested; at most {self.limits.max_motion_frames}"
                                            " per get_motion (ask for a frame range)")
         source = Path(record.source)
+        self._fits(_motion_bytes(record), f"loading {source.name} ({last - first} frames, {record.joints} joints)")
         try:
             stat = source.stat()
             if (stat.st_size, stat.st_mtime_ns) != (record.size, record.mtime_ns) and \

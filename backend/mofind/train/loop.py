@@ -124,9 +124,9 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    from mofind.model.device import resolve_device as resolve_name
+
+    return torch.device(resolve_name(name))
 
 
 def parameter_groups(model, config: TrainConfig) -> list[dict]:
