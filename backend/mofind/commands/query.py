@@ -5,6 +5,10 @@
 file's own frame numbers (end exclusive) and `fps` the source rate; `confidence` is the calibrated probability
 that the result is a right match and `quality` says whether the library holds a good match at all
 (`mofind.quality.assess`).
+
+When a `mofind serve` for the same index answers (`--server`, $MOFIND_SERVER or the default address), the
+query is sent to it (query_remote.py: imports only zmq and json, so the answer comes in well under a second);
+otherwise, or with `--no-server`, the model is loaded and the index searched in this process.
 """
 
 from __future__ import annotations
@@ -33,9 +37,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how much take names and labels count beside the motion (0 = motion only; default "
                              "0.25; see docs/user-guide.md)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--server", default=None, metavar="ADDRESS",
+                        help="ask this running `mofind serve` (default: $MOFIND_SERVER or tcp://127.0.0.1:5555 when it "
+                             "serves the same index; else search in-process)")
+    parser.add_argument("--no-server", action="store_true", help="always search in-process")
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.no_server and (args.model is None or args.server is not None):
+        answered = _run_remote(args)
+        if answered is not None:
+            return answered
+    return _run_local(args)
+
+
+def _filters(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name in ("min_duration", "max_duration", "path_prefix", "skeleton", "label")
+            if getattr(args, name) is not None}
+
+
+def _run_remote(args: argparse.Namespace) -> int | None:
+    """Ask a running server for the same index; None when there is none (the caller searches in-process)."""
+    from mofind.paths import default_index_dir
+
+    from .query_remote import RemoteError, RemoteUnavailable, search_remote, server_address
+
+    params = {"query": args.text, "k": args.k, "per_take": args.per_take, "mode": args.mode,
+              "filters": _filters(args), "thumbnails": False}
+    if args.names_weight is not None:
+        params["names_weight"] = args.names_weight
+    try:
+        result = search_remote(server_address(args.server), args.index or default_index_dir(), params,
+                               explicit=args.server is not None)
+    except RemoteUnavailable as exc:
+        if args.server is not None:
+            print(f"mofind query: {exc}", file=sys.stderr)
+            return 2
+        return None
+    except RemoteError as exc:
+        print(f"mofind query: {exc.message}", file=sys.stderr)
+        return 2
+    results = [{key: value for key, value in item.items() if key != "thumbnail"} for item in result["results"]]
+    _print(args, results, result.get("quality") or {})
+    return 0
+
+
+def _print(args: argparse.Namespace, results: list[dict], quality: dict) -> None:
+    if args.json:
+        print(json.dumps({"results": results, "quality": quality}, indent=1))
+        return
+    print(quality.get("message", ""))
+    if not results:
+        print("no results")
+    for rank, hit in enumerate(results, 1):
+        confidence = hit.get("confidence")
+        take = f" ({hit['take']})" if hit.get("take") else ""
+        print(f"{rank:3d}. {hit['score']:.4f}  confidence {confidence if confidence is None else f'{confidence:.2f}'}  "
+              f"{hit['source']}{take}  frames {hit['start_frame']}-{hit['end_frame']} @ {hit['fps']:g} fps  "
+              f"[{', '.join(hit['labels'])}]  matched: {', '.join(hit.get('matched') or [])}")
+
+
+def _run_local(args: argparse.Namespace) -> int:
     from mofind.index.encoders import ModelUnavailableError, load_encoder
     from mofind.index.manifest import IndexSpec, IndexStoreError
     from mofind.index.search import SearchError, Searcher
@@ -44,8 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from mofind.paths import default_index_dir
     from mofind.quality.assess import MatchQuality
 
-    filters = {name: getattr(args, name) for name in ("min_duration", "max_duration", "path_prefix", "skeleton",
-                                                      "label") if getattr(args, name) is not None}
+    filters = _filters(args)
     try:
         encoder = load_encoder(args.model)
         reader = IndexReader.open(args.index or default_index_dir(), IndexSpec.from_encoder(encoder))
@@ -60,15 +121,5 @@ def run(args: argparse.Namespace) -> int:
     except (IndexStoreError, ModelUnavailableError, SearchError, ValueError) as exc:  # ValueError: model files
         print(f"mofind query: {exc}", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps({"results": [hit.to_dict() for hit in hits], "quality": quality.to_dict()}, indent=1))
-        return 0
-    print(quality.message)
-    if not hits:
-        print("no results")
-    for rank, hit in enumerate(hits, 1):
-        take = f" ({hit.take})" if hit.take else ""
-        print(f"{rank:3d}. {hit.score:.4f}  confidence {hit.confidence:.2f}  {hit.source}{take}  frames "
-              f"{hit.start_frame}-{hit.end_frame} @ {hit.fps:g} fps  [{', '.join(hit.labels)}]  "
-              f"matched: {', '.join(hit.matched)}")
+    _print(args, [hit.to_dict() for hit in hits], quality.to_dict())
     return 0
