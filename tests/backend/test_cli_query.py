@@ -22,10 +22,12 @@ REQUIRED = {"clip_id": str, "source": str, "start_frame": int, "end_frame": int,
             "confidence": float}
 
 
-def mofind(*args, check=True, env_server=None):
+def mofind(*args, check=True, env_server=None, config=None):
     env = {**os.environ, "MOFIND_TEST_RANDOM_MODEL": "1", "PYTHONPATH": str(REPO / "backend")}
     if env_server:
         env["MOFIND_SERVER"] = env_server
+    if config:
+        env["MOFIND_CONFIG"] = str(config)
     return subprocess.run([sys.executable, "-m", "mofind.cli", *map(str, args)], env=env, capture_output=True,
                           text=True, timeout=300, check=check)
 
@@ -104,8 +106,9 @@ def test_query_errors_are_clear(tmp_path, indexed):
 
 
 def test_query_asks_a_running_server_for_the_same_index(indexed):
-    """A real `mofind serve` on the index: the CLI's answer comes from it (no torch imported) and equals the
-    in-process answer; a server for another index is not used; a named server that is down is an error."""
+    """A real `mofind serve` on the index (CurveZMQ keys required, as by default): the CLI enrols its own key
+    like the add-on, its answer comes from the server (no torch imported) and equals the in-process answer;
+    a server for another index is not used; a named server that is down is an error."""
     import socket
     import time
 
@@ -113,7 +116,9 @@ def test_query_asks_a_running_server_for_the_same_index(indexed):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         endpoint = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
-    env = {**os.environ, "MOFIND_TEST_RANDOM_MODEL": "1", "PYTHONPATH": str(REPO / "backend")}
+    config = index.parent / "config"
+    env = {**os.environ, "MOFIND_TEST_RANDOM_MODEL": "1", "PYTHONPATH": str(REPO / "backend"),
+           "MOFIND_CONFIG": str(config)}
     server = subprocess.Popen([sys.executable, "-m", "mofind.cli", "serve", "--index", str(index), "--bind", endpoint],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -121,20 +126,21 @@ def test_query_asks_a_running_server_for_the_same_index(indexed):
         while "listening on" not in server.stdout.readline():
             assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
         args = ("query", "a person waves the left hand", "--index", index, "-k", "4", "--json")
-        local = json.loads(mofind(*args, "--no-server").stdout)
+        local = json.loads(mofind(*args, "--no-server", config=config).stdout)
         remote = subprocess.run([sys.executable, "-X", "importtime", "-m", "mofind.cli", *map(str, args),
                                  "--server", endpoint], env=env, capture_output=True, text=True, timeout=120, check=True)
         imported = {line.split("|")[-1].strip() for line in remote.stderr.splitlines() if line.startswith("import time")}
         assert "zmq" in imported and not {"torch", "transformers", "numpy"} & imported  # the server answered
         assert json.loads(remote.stdout) == local
+        assert (config / "curve" / "clients" / "mofind-cli.key").is_file()  # enrolled once, like the add-on
         # the default address is found through MOFIND_SERVER, and only for the index it serves
-        found = mofind(*args, env_server=endpoint)
+        found = mofind(*args, env_server=endpoint, config=config)
         assert json.loads(found.stdout) == local
         other = mofind("query", "a person waves the left hand", "--index", index.parent / "elsewhere", "--json",
-                       env_server=endpoint, check=False)
+                       env_server=endpoint, config=config, check=False)
         assert other.returncode == 2 and "elsewhere" in other.stderr  # searched in-process: no such index
     finally:
         server.terminate()
         server.wait(60)
-    down = mofind(*args, "--server", endpoint, check=False)
+    down = mofind(*args, "--server", endpoint, config=config, check=False)
     assert down.returncode == 2 and "no answer" in down.stderr

@@ -13,7 +13,7 @@ from fixtures.synthetic import write_action_library
 from mofind.index.build import build_index
 from mofind.server.handlers import Backend
 from mofind.server.memory import MemoryBudget, default_max_memory, machine_memory, parse_size, rss_bytes
-from mofind.server.router import Server
+from mofind.server.router import Security, Server
 
 
 def call(sock, method, params=None):
@@ -36,7 +36,7 @@ def index(tmp_path_factory):
 
 def serve(folder, encoder, max_memory):
     backend = Backend(folder, encoder, max_memory=max_memory, workers=2)
-    server = Server(backend, "tcp://127.0.0.1:0", workers=2)
+    server = Server(backend, "tcp://127.0.0.1:0", workers=2, security=Security(insecure=True))
     endpoint = server.start()
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)

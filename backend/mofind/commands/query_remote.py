@@ -7,8 +7,12 @@ the in-process path (`query.run`).
 
 Which server: `--server ADDRESS`, else $MOFIND_SERVER, else the default `mofind serve` address. It is used
 only when it answers `info` within `PROBE_MS` and serves the same index folder (and, with `--model`, the same
-model name); otherwise the caller falls back to searching in-process. A server that requires CurveZMQ keys
-is reached with the client keys of the user's config folder when `mofind.server.keys` provides them.
+model name); otherwise the caller falls back to searching in-process.
+
+Keys: `mofind serve` requires CurveZMQ client keys by default (mofind.server.keys). On the same machine the
+CLI does what the Blender add-on does: it reads the server's public key from the user's config folder and
+enrols its own key pair (`curve/cli/mofind-cli.key*`, owner-only) in the allowed-clients folder, once. A server
+started with `--insecure` takes plain connections; the CLI tries keys first, then plain.
 """
 
 from __future__ import annotations
@@ -37,13 +41,26 @@ def search_remote(address: str, index: Path, params: dict, explicit: bool = Fals
     """
     if not explicit and not _listening(address):
         raise RemoteUnavailable(f"nothing listens on {address}")
+    keys = _client_keys()
+    attempts = [keys, None] if keys else [None]
+    for number, curve in enumerate(attempts):
+        try:
+            return _search(address, index, params, explicit, curve)
+        except RemoteUnavailable:
+            if number + 1 == len(attempts):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _search(address: str, index: Path, params: dict, explicit: bool, curve: dict | None) -> dict:
     import zmq
 
     context = zmq.Context.instance()
     sock = context.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     try:
-        _client_keys(sock)
+        for name, value in (curve or {}).items():
+            setattr(sock, name, value)
         sock.connect(address)
         info = _call(sock, "info", {}, 5_000 if explicit else PROBE_MS)
         served = (info.get("index") or {}).get("path")
@@ -98,12 +115,25 @@ def _same_folder(a: str, b: Path) -> bool:
         return False
 
 
-def _client_keys(sock) -> None:
-    """CurveZMQ client keys from the user's config folder, when this MoFind has them (issue 10 part 1)."""
+def _client_keys() -> dict | None:
+    """CurveZMQ socket options for the local server (enrolling the CLI's own key once); None without keys."""
     try:
-        from mofind.server import keys  # light: zmq.auth + paths only
+        from mofind.server.keys import KeySetupError, KeyStore, create_certificates, load_secret_certificate
     except ImportError:
-        return
-    configure = getattr(keys, "configure_client_socket", None)
-    if configure is not None:
-        configure(sock)
+        return None
+    store = KeyStore.default()
+    if not store.server_public_file.exists():
+        return None  # no server ever made keys here: it runs --insecure or elsewhere
+    try:
+        folder = store.root / "cli"
+        secret_file = folder / "mofind-cli.key_secret"
+        if not secret_file.exists():
+            create_certificates(folder, "mofind-cli")
+        public, secret = load_secret_certificate(secret_file)
+        enrolled = store.clients_dir / "mofind-cli.key"
+        if not enrolled.exists():
+            store.allow(public.decode("ascii"), "mofind-cli")
+        server = store.server_public_key().encode("ascii")
+    except (KeySetupError, OSError, ValueError):
+        return None
+    return {"curve_publickey": public, "curve_secretkey": secret, "curve_serverkey": server}
