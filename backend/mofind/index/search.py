@@ -39,8 +39,8 @@ AUTO_EXACT_MAX_WINDOWS = 5_000
 MIN_CANDIDATES = 400
 MAX_CANDIDATES = 4_000
 CANDIDATE_FRACTION = 0.05
-MIDDLE_FRACTION = 0.02
-MIDDLE_FACTOR = 4
+MIDDLE_FRACTION = 0.03
+MIDDLE_MIN_PER_CHUNK = 256
 #: Unpacked code blocks a searcher may keep (kernels.BlockCache): a whole library up to ~12k windows as int8.
 DEFAULT_CACHE_BYTES = 256 << 20
 
@@ -50,10 +50,9 @@ def default_candidates(windows: int) -> int:
     return max(MIN_CANDIDATES, min(int(windows * CANDIDATE_FRACTION), MAX_CANDIDATES))
 
 
-def middle_candidates(windows: int, candidates: int) -> int:
-    """How many windows the 32-pooled-vector stage scores: 4x the exact candidates, at least 2 %."""
-    return min(windows, max(MIDDLE_FACTOR * candidates, int(windows * MIDDLE_FRACTION)))
-
+def middle_per_chunk(windows: int) -> int:
+    """How many of a chunk's windows the 32-pooled-vector stage scores per query: 3 %, at least 256."""
+    return min(windows, max(MIDDLE_MIN_PER_CHUNK, -(-windows * 3 // 100)))
 
 class SearchError(ValueError):
     """A search request that cannot be answered as asked (empty query, bad filter, unknown mode)."""
@@ -211,8 +210,8 @@ class Searcher:
         per_window = windows * (4 * rows + 24 * queries + 16)
         staged = 0
         if self.resolve_mode(mode, self._snapshot) == "two_stage":
-            cands = candidates or default_candidates(windows)
-            staged = middle_candidates(windows, cands) * queries * 32
+            chunks = max(1, len(self._snapshot.scans))
+            staged = chunks * middle_per_chunk(max(1, windows // chunks)) * queries * 32
         return int(block + coarse_block + per_window + staged + (1 << 20))
 
     @property
@@ -289,39 +288,57 @@ class Searcher:
         return results
 
     def score_windows(self, token_sets: list[np.ndarray], windows: np.ndarray, mode: str = "auto",
-                      candidates: int = MIN_CANDIDATES, snapshot: _Snapshot | None = None,
-                      middle: int | None = None) -> np.ndarray:
+                      candidates: int = MIN_CANDIDATES, snapshot: _Snapshot | None = None) -> np.ndarray:
         """(len(windows), len(token_sets)) MaxSim scores; windows are snapshot positions.
 
-        In two-stage mode the windows that were not re-ranked exactly for a query score -inf for it.
+        Two-stage: `first_stage_scores`, then exact MaxSim of every window at or above the `candidates`-th
+        best first-stage score of its query (ties included); the others score -inf. Only windows at or
+        above a global cut are re-ranked, so a sharded search (cluster.py: first stage on every shard, the
+        cut over their union, exact re-rank where it is reached) gives exactly these scores.
         """
         snapshot = snapshot or self._snapshot
         mode = self.resolve_mode(mode, snapshot)
         queries = _QueryBatch(token_sets, snapshot.reader, self.kernel)
         if mode == "exact" or len(windows) <= candidates:  # everything would be re-ranked: skip the cascade
             return queries.scores(self._scan(snapshot, windows, queries, "exact"))
-        middle = min(len(windows), max(middle or middle_candidates(len(windows), candidates), candidates))
-        coarse = queries.scores(self._scan(snapshot, windows, queries, "coarse"), pooled=True)
-        shortlist = _top_rows(coarse, middle)  # (middle, Q) positions into `windows`
-        union = np.unique(shortlist)
-        pooled = queries.scores(self._scan(snapshot, windows[union], queries, "pooled"), pooled=True)
-        second = pooled[np.searchsorted(union, shortlist), np.arange(pooled.shape[1])[None, :]]  # (middle, Q)
-        finalists = np.take_along_axis(shortlist, _top_rows(second, candidates), axis=0)  # (candidates, Q)
-        union = np.unique(finalists)
+        first = self.first_stage_scores(token_sets, windows, snapshot, queries)
+        cut = -np.partition(-first, candidates - 1, axis=0)[candidates - 1]  # (Q,) the candidates-th best
+        picked = first >= cut[None, :]
+        union = np.flatnonzero(picked.any(axis=1))
         exact = queries.scores(self._scan(snapshot, windows[union], queries, "exact"))
         out = np.full((len(windows), len(token_sets)), -np.inf)
-        position = np.searchsorted(union, finalists)
         for q in range(out.shape[1]):
-            out[finalists[:, q], q] = exact[position[:, q], q]
+            rows = picked[union, q]
+            out[union[rows], q] = exact[rows, q]
         return out
 
     def first_stage_scores(self, token_sets: list[np.ndarray], windows: np.ndarray,
-                           snapshot: _Snapshot | None = None) -> np.ndarray:
-        """MaxSim against each window's 32 pooled vectors: the shortlist score of two-stage mode."""
+                           snapshot: _Snapshot | None = None, queries: "_QueryBatch | None" = None) -> np.ndarray:
+        """The shortlist score of two-stage mode: (len(windows), Q), -inf for windows the coarse pass dropped.
+
+        Per chunk, the coarse table (4 vectors per window) ranks the given windows of that chunk and the best
+        `middle_per_chunk` of them per query are scored against their 32 pooled vectors. The choice depends
+        on the chunk alone (never on the rest of the library), so any grouping of chunks into shards gives
+        every window the same first-stage score.
+        """
         snapshot = snapshot or self._snapshot
-        queries = _QueryBatch(token_sets, snapshot.reader, self.kernel)
+        queries = queries or _QueryBatch(token_sets, snapshot.reader, self.kernel)
         coarse = queries.scores(self._scan(snapshot, windows, queries, "coarse"), pooled=True)
-        return coarse
+        out = np.full(coarse.shape, -np.inf)
+        chunks = snapshot.window_chunk[windows]
+        chosen = np.zeros(coarse.shape, bool)
+        for c in np.unique(chunks):
+            where = np.flatnonzero(chunks == c)
+            keep = middle_per_chunk(len(where))
+            top = _top_rows(coarse[where], keep)  # (keep, Q) rows of `where`
+            for q in range(coarse.shape[1]):
+                chosen[where[top[:, q]], q] = True
+        union = np.flatnonzero(chosen.any(axis=1))
+        pooled = queries.scores(self._scan(snapshot, windows[union], queries, "pooled"), pooled=True)
+        for q in range(out.shape[1]):
+            rows = chosen[union, q]
+            out[union[rows], q] = pooled[rows, q]
+        return out
 
     def chunk_windows(self, chunk_names, snapshot: _Snapshot | None = None) -> np.ndarray:
         """Snapshot positions of the live windows stored in the named chunks (one shard's part of the library)."""
