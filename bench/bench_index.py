@@ -158,9 +158,11 @@ def _reflect(item, dims: np.ndarray, reader: IndexReader):
 
 
 # -- one size ----------------------------------------------------------------------------------------------
-def probe(index: Path, tokens_file: Path, exact_repeats: int, recall: bool, repeats: int) -> dict:
+def probe(index: Path, tokens_file: Path, exact_repeats: int, recall: bool, repeats: int,
+          recall_queries: int | None = None) -> dict:
     command = [sys.executable, "-m", "bench.search_probe", str(index), str(tokens_file), "--repeats", str(repeats),
-               "--exact-repeats", str(exact_repeats)] + (["--recall"] if recall else [])
+               "--exact-repeats", str(exact_repeats), "--recall-queries", str(recall_queries or repeats)] + \
+        (["--recall"] if recall else [])
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=os.environ | {
         "PYTHONPATH": str(ROOT / "backend")})
     if done.returncode != 0:
@@ -291,6 +293,7 @@ def run(files: int = 300, sizes=(10_000, 100_000, 1_000_000), query_count: int =
         template = work / "bandai"
         shutil.rmtree(template, ignore_errors=True)
         rows += bulk_index_rows(bandai_files(files), model, template)
+        _progress(rows)
         rows += sharded_rows()
         tokens_file = work / "tokens.npz"
         np.savez(tokens_file, **{f"q{i}": t for i, (t, _) in enumerate(model.encode_texts(texts))})
@@ -302,18 +305,27 @@ def run(files: int = 300, sizes=(10_000, 100_000, 1_000_000), query_count: int =
             reader = tile_index(template, folder, size)
             built = time.perf_counter() - started
             actual = reader.num_windows
-            found = probe(folder, tokens_file, exact_repeats=3 if actual > 200_000 else 10,
-                          recall=True, repeats=query_count)
-            rows += size_rows(actual, found, tiled=True, disk_bytes=reader.disk_bytes())
-            rows[-1]["note"] += f"; tiled in {built:.0f} s, {len(reader.chunks)} chunk files"
+            found = probe(folder, tokens_file, exact_repeats=1 if actual > 200_000 else 10,
+                          recall=True, repeats=query_count, recall_queries=10 if actual > 200_000 else query_count)
+            measured = size_rows(actual, found, tiled=True, disk_bytes=reader.disk_bytes())
+            measured[-1]["note"] += f"; tiled in {built:.0f} s, {len(reader.chunks)} chunk files"
             if size == 10_000:
-                rows += end_to_end_rows(folder, texts, 10_000)
+                measured += end_to_end_rows(folder, texts, 10_000)
+            rows += measured
+            _progress(measured)
             if size != max(sizes):
                 shutil.rmtree(folder, ignore_errors=True)
     finally:
         if keep is None:
             shutil.rmtree(work, ignore_errors=True)
     return rows
+
+
+def _progress(rows: list[dict]) -> None:
+    """Rows as they are measured, on stderr: a long run that is stopped still leaves its numbers."""
+    from bench.run_all import markdown_table
+
+    print(markdown_table(rows), file=sys.stderr, flush=True)
 
 
 def _cpu_name() -> str:

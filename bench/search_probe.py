@@ -58,6 +58,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=20, help="two-stage queries timed")
     parser.add_argument("--exact-repeats", type=int, default=5)
     parser.add_argument("--recall", action="store_true")
+    parser.add_argument("--recall-queries", type=int, default=None,
+                        help="queries whose exact ground truth is computed (one batched exact pass)")
     parser.add_argument("--cache-bytes", type=int, default=None)
     args = parser.parse_args()
 
@@ -104,7 +106,7 @@ def main() -> int:
         latency["exact"].append((time.perf_counter() - started) * 1000)
     recall = []
     if args.recall:
-        count = min(len(tokens), args.repeats)
+        count = min(len(tokens), args.repeats, args.recall_queries or args.repeats)
         scores = searcher.score_windows(tokens[:count], allowed, mode="exact")  # one pass for all queries
         for q in range(count):
             truth = {h.clip_id for h in searcher._top_takes(searcher.snapshot, allowed, scores[:, q], 10, 1)}

@@ -48,6 +48,7 @@ def similar(searcher: Searcher, clip_id: str, k: int = 10, start_frame: int | No
         first = searcher.first_stage_scores([pooled], allowed, snapshot)[:, 0]
         allowed = allowed[np.argpartition(-first, candidates - 1)[:candidates]]
     scores = np.empty(len(allowed))
+    kernel = getattr(searcher, "local", searcher).kernel  # a sharded searcher scores examples on its local copy
     chunks = snapshot.window_chunk[allowed]
     for c in np.unique(chunks):
         scan = snapshot.scans[c]
@@ -56,7 +57,7 @@ def similar(searcher: Searcher, clip_id: str, k: int = 10, start_frame: int | No
         for start in range(0, len(local), BLOCK_WINDOWS):  # fixed-size blocks: bounded memory
             part = local[start:start + BLOCK_WINDOWS]
             forward, backward = symmetric_dots(scan.window_levels(part), scan.real[part], alpha, alpha_sum,
-                                               top_level, searcher.kernel)
+                                               top_level, kernel)
             scores[where[start:start + len(part)]] = (forward + backward) / 2.0
     scores *= (reader.codec.step / 2.0) ** 2
     return _best_takes(snapshot, allowed, scores, k)

@@ -208,13 +208,28 @@ class Backend:
             "window": {"frames": spec.window_frames, "stride": spec.stride_frames, "fps": spec.fps,
                        "frames_per_row": spec.frames_per_row},
             "search_modes": list(MODES), "limits": self.limits.to_dict(), "indexing": self.jobs.busy,
-            "kernel": self.searcher.kernel_info(), "memory": self.memory.to_dict(self._resident()),
+            "kernel": self._kernel_info(), "memory": self.memory.to_dict(self._resident()),
         }, None
 
-    def _resident(self) -> int:
-        """What the searcher keeps between requests once warm: first-stage tables + the block cache's budget."""
+    def _kernel_info(self) -> dict | None:
+        """The MaxSim kernel of this node's searcher (a sharded searcher's shards report their own)."""
         searcher = self.searcher
+        searcher = searcher if hasattr(searcher, "kernel_info") else getattr(searcher, "local", None)
+        return searcher.kernel_info() if hasattr(searcher, "kernel_info") else None
+
+    def _resident(self) -> int:
+        """What the searcher keeps between requests once warm: first-stage tables + the block cache's budget.
+
+        A sharded searcher keeps its tables on the shard nodes: nothing here (0)."""
+        searcher = self.searcher
+        if not hasattr(searcher, "table_bytes_per_window"):
+            return 0
         return searcher.snapshot.num_windows * searcher.table_bytes_per_window() + searcher.cache.budget
+
+    def _request_bytes(self, searcher, *args, **kwargs) -> int:
+        """A search's memory estimate on this node (0 for a sharded searcher: the shards do the scoring)."""
+        estimate = getattr(searcher, "request_bytes", None)
+        return estimate(*args, **kwargs) if estimate is not None else 0
 
     def _fits(self, need: int, what: str) -> None:
         refusal = self.memory.refusal(need, self._resident(), what)
@@ -235,7 +250,7 @@ class Backend:
         tokens, _ = self._encode_query(query)
         searcher = self._current()
         snapshot = searcher.snapshot
-        self._fits(searcher.request_bytes(snapshot.num_windows, 1, len(tokens), mode,
+        self._fits(self._request_bytes(searcher, snapshot.num_windows, 1, len(tokens), mode,
                                           candidates=_candidates(snapshot.num_windows, k, per_take)),
                    f"this search (k={k}, per_take={per_take}, mode {mode})")
         hits = searcher.search_tokens([tokens], k=k, filters=filters, per_take=per_take, mode=mode, texts=[query],
@@ -259,7 +274,8 @@ class Backend:
         if clip_id not in searcher.reader:
             raise self._clip_missing(clip_id)
         windows = searcher.snapshot.num_windows
-        self._fits(searcher.request_bytes(windows, 1, self.spec.num_patches, mode, candidates=_candidates(windows, k, 1)),
+        self._fits(self._request_bytes(searcher, windows, 1, self.spec.num_patches, mode,
+                                       candidates=_candidates(windows, k, 1)),
                    f"this similar search (k={k}, mode {mode})")
         hits = similar(searcher, clip_id, k=k, start_frame=start_frame, filters=filters, mode=mode)
         return self._hits_result(hits, want_thumbnails)
