@@ -177,7 +177,7 @@ class ShardServer:
                 np.zeros((0, len(query.tokens)))
         else:
             allowed, first = cached
-        picked = first >= np.asarray(cuts, np.float64)[None, :]
+        picked = (first >= np.asarray(cuts, np.float64)[None, :]) & np.isfinite(first)  # as Searcher.score_windows
         union = np.flatnonzero(picked.any(axis=1))
         exact = self._exact(searcher, snapshot, query.tokens, allowed[union])
         out = []

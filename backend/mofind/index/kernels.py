@@ -418,30 +418,38 @@ class ChunkScan:
                      block: int = BLOCK_WINDOWS) -> np.ndarray:
         """(len(windows), Q) int32 MaxSim maxima over every patch, `block` windows at a time.
 
-        Blocks are aligned to the chunk (window // block), so a block unpacked once can be kept in `cache`
-        and reused by later searches; blocks not in the cache are unpacked for the windows asked only.
+        Blocks are aligned to the chunk (window // block). A block that is in `cache` is read from there; one
+        that this call scans for the most part (an exact scan) is unpacked whole and offered to the cache;
+        the scattered windows of a re-rank are gathered and unpacked `block` at a time, never whole blocks.
         """
         windows = np.asarray(windows, dtype=np.int64)
         out = np.empty((len(windows), _columns(queries)), np.int32)
         ids = windows // block
         order = np.argsort(ids, kind="stable")
         bounds = np.flatnonzero(np.diff(ids[order])) + 1
+        scattered = []
         for where in np.split(order, bounds) if len(order) else []:
             number = int(ids[where[0]])
             key = (self.chunk.name, kernel.name, number)
             cached = cache.get(key) if cache is not None else None
-            if cached is None and cache is not None and cache.used < cache.budget:
-                first = number * block
-                everything = np.arange(first, min(first + block, self.num_windows))
-                cached = kernel.rows(self.window_levels(everything)).reshape(len(everything), self.num_patches, -1)
+            first = number * block
+            size = min(first + block, self.num_windows) - first
+            if cached is None and cache is not None and cache.used < cache.budget and 2 * len(where) >= size:
+                everything = np.arange(first, first + size)
+                cached = kernel.rows(self.window_levels(everything)).reshape(size, self.num_patches, -1)
                 cache.offer(key, cached)
-            if cached is not None:
-                local = windows[where] - number * block
-                whole = len(local) == len(cached) and np.array_equal(local, np.arange(len(cached)))
-                levels = (cached if whole else cached[local]).reshape(len(local) * self.num_patches, -1)
-            else:
-                levels = kernel.rows(self.window_levels(windows[where]))
+            if cached is None:
+                scattered.append(where)
+                continue
+            local = windows[where] - first
+            whole = len(local) == len(cached) and np.array_equal(local, np.arange(len(cached)))
+            levels = (cached if whole else cached[local]).reshape(len(local) * self.num_patches, -1)
             out[where] = kernel.max_dots(levels, queries, self.num_patches)
+        if scattered:
+            rest = np.concatenate(scattered)
+            for start in range(0, len(rest), block):
+                part = rest[start:start + block]
+                out[part] = kernel.max_dots(kernel.rows(self.window_levels(windows[part])), queries, self.num_patches)
         return out
 
     def pooled_maxima(self, windows: np.ndarray, kernel: Kernel, queries, block: int = 4 * BLOCK_WINDOWS):

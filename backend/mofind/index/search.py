@@ -303,7 +303,7 @@ class Searcher:
             return queries.scores(self._scan(snapshot, windows, queries, "exact"))
         first = self.first_stage_scores(token_sets, windows, snapshot, queries)
         cut = -np.partition(-first, candidates - 1, axis=0)[candidates - 1]  # (Q,) the candidates-th best
-        picked = first >= cut[None, :]
+        picked = (first >= cut[None, :]) & np.isfinite(first)  # never the windows the coarse pass dropped
         union = np.flatnonzero(picked.any(axis=1))
         exact = queries.scores(self._scan(snapshot, windows[union], queries, "exact"))
         out = np.full((len(windows), len(token_sets)), -np.inf)
