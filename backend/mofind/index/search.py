@@ -327,8 +327,8 @@ class Searcher:
         out = np.full(coarse.shape, -np.inf)
         chunks = snapshot.window_chunk[windows]
         chosen = np.zeros(coarse.shape, bool)
-        for c in np.unique(chunks):
-            where = np.flatnonzero(chunks == c)
+        order = np.argsort(chunks, kind="stable")
+        for where in np.split(order, np.flatnonzero(np.diff(chunks[order])) + 1) if len(order) else []:
             keep = middle_per_chunk(len(where))
             top = _top_rows(coarse[where], keep)  # (keep, Q) rows of `where`
             for q in range(coarse.shape[1]):
