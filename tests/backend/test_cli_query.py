@@ -105,6 +105,7 @@ def test_query_errors_are_clear(tmp_path, indexed):
     assert result.returncode == 2 and "non-empty" in result.stderr
 
 
+@pytest.mark.slow
 def test_query_asks_a_running_server_for_the_same_index(indexed):
     """A real `mofind serve` on the index (CurveZMQ keys required, as by default): the CLI enrols its own key
     like the add-on, its answer comes from the server (no torch imported) and equals the in-process answer;
