@@ -106,7 +106,7 @@ def status_kib(pid: int, field: str) -> int:
 class Served:
     """`mofind serve` in its own process: keys made on first start, one client enrolled, one library root."""
 
-    def __init__(self, root: Path, index_workers: int = 1):
+    def __init__(self, root: Path, index_workers: int = 1, index: Path | None = None, extra: tuple = ()):
         self.root = root
         self.library = root / "library"
         self.config = root / "config"
@@ -114,8 +114,8 @@ class Served:
         root.mkdir(parents=True, exist_ok=True)
         self.log = open(root / "serve.log", "w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mofind.cli", "serve", "--index", str(root / "index"), "--bind", self.address,
-             "--library-root", str(self.library), "--index-workers", str(index_workers)],
+            [sys.executable, "-m", "mofind.cli", "serve", "--index", str(index or root / "index"), "--bind",
+             self.address, "--library-root", str(self.library), "--index-workers", str(index_workers), *extra],
             env=env_for(self.config), stdout=self.log, stderr=subprocess.STDOUT)
         self.store = KeyStore(self.config / "curve")
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -411,6 +411,38 @@ def test_a_15_mib_frame_is_dropped_before_it_is_buffered(served):
     assert peak_growth_mib < 10, f"peak RSS grew {peak_growth_mib:.1f} MiB for 15 MiB frames"
     with served.client() as client:
         assert client.call("ping")["ok"]
+
+
+def test_the_largest_requests_get_an_answer_or_too_large_within_a_tight_memory_budget(served, tmp_path):
+    with served.client() as client:
+        memory = client.call("info")["result"]["memory"]
+        clip_id = client.call("search", {"query": "walk", "k": 1})["result"]["results"][0]["clip_id"]
+    share = 256 << 10  # per request: far less than the largest requests would need
+    max_memory = memory["baseline_bytes"] + memory["resident_bytes"] + memory["workers"] * share
+    tight = Served(tmp_path / "tight", index=served.root / "index", extra=("--max-memory", str(max_memory)))
+    largest = [("search", {"query": "a person walks and waves", "k": 500, "per_take": 50, "mode": mode})
+               for mode in ("exact", "two_stage", "auto")]
+    largest += [("similar", {"clip_id": clip_id, "k": 500, "mode": "exact"}), ("get_motion", {"clip_id": clip_id})]
+    try:
+        pid = tight.process.pid
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        before = status_kib(pid, "VmRSS")
+        codes = Counter()
+        with tight.client() as client:
+            for method, params in largest * 4:
+                reply = client.call(method, params)
+                code = "OK" if reply["ok"] else reply["error"]["code"]
+                codes[code] += 1
+                assert code in ("OK", "TOO_LARGE"), reply
+                if code == "TOO_LARGE":
+                    assert "--max-memory" in reply["error"]["message"], reply
+            assert client.call("ping")["ok"]
+        growth_mib = (status_kib(pid, "VmHWM") - before) / 1024
+    finally:
+        tight.stop()
+    FIGURES["faults injected: largest requests under a tight --max-memory"] += sum(codes.values())
+    assert codes["TOO_LARGE"] >= 1, codes
+    assert growth_mib < 128, f"peak RSS grew {growth_mib:.0f} MiB"  # the refused ones allocated nothing
 
 
 # -- concurrency --------------------------------------------------------------------------------------------
