@@ -298,19 +298,7 @@ class ShardedSearcher:
         snapshot = self.snapshot
         self._gather("warm", [(snapshot.reader.generation, self.resolve_mode(mode, snapshot))] * self.count)
 
-    def search(self, queries, k: int = 10, filters=None, per_take: int = 1, mode: str = "auto",
-               candidates: int | None = None, names_weight: float = DEFAULT_NAMES_WEIGHT):
-        if self.encoder is None:
-            raise SearchError("this searcher has no text encoder")
-        single = isinstance(queries, str)
-        texts = [queries] if single else list(queries)
-        for text in texts:
-            if not isinstance(text, str) or not text.strip():
-                raise SearchError("a query must be a non-empty string")
-        tokens = [t for t, _ in self.encoder.encode_texts(texts)]
-        results = self.search_tokens(tokens, k=k, filters=filters, per_take=per_take, mode=mode,
-                                     candidates=candidates, texts=texts, names_weight=names_weight)
-        return results[0] if single else results
+    search = Searcher.search  # text in, hits out: the same encoding and checks; scattering is search_tokens
 
     def search_tokens(self, token_sets: list[np.ndarray], k: int = 10, filters: Filters | dict | None = None,
                       per_take: int = 1, mode: str = "auto", candidates: int | None = None,
