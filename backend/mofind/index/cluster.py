@@ -34,7 +34,7 @@ import numpy as np
 from .manifest import ChunkEntry
 from .search import Filters, Hit, SearchError, Searcher, default_candidates
 from .store import IndexReader
-from .text_match import DEFAULT_NAMES_WEIGHT, Fusion, annotate, library_text, pooled_query
+from .text_match import Fusion, annotate, library_text, pooled_query
 
 log = logging.getLogger(__name__)
 
