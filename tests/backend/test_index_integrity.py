@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import zmq
 
 from fixtures.synthetic import write_action_library
 from mofind.index.build import build_index
@@ -244,28 +243,11 @@ def test_random_byte_flips_never_give_a_traceback_or_a_wrong_answer(copy, encode
 # -- a live server -----------------------------------------------------------------------------------------
 def test_server_keeps_serving_when_a_chunk_is_replaced_under_it(copy, encoder, tmp_path):
     """`cp` of a short file over a memory-mapped chunk used to kill the server with SIGBUS."""
-    from fixtures.curve import make_keys
+    from fixtures.curve import make_keys, serving
     from mofind.server.handlers import Backend
-    from mofind.server.router import Server
 
     _, index = copy
-    keys = make_keys(tmp_path / "config")
-    backend = Backend(index, encoder)
-    server = Server(backend, "tcp://127.0.0.1:0", workers=2, security=keys.security)
-    endpoint = server.start()
-    context = zmq.Context()
-    socket = context.socket(zmq.DEALER)
-    socket.setsockopt(zmq.LINGER, 0)
-    for name, value in keys.client_options.items():
-        setattr(socket, name, value)
-    socket.connect(endpoint)
-
-    def call(method, params):
-        socket.send_multipart([json.dumps({"v": 1, "id": 1, "method": method, "params": params}).encode()])
-        assert socket.poll(60_000)
-        return json.loads(socket.recv_multipart()[0])
-
-    try:
+    with serving(Backend(index, encoder), make_keys(tmp_path / "config")) as call:
         first = call("search", {"query": QUERY, "k": 9, "thumbnails": False})
         assert first["ok"] and "meta" not in first and len(first["result"]["results"]) == 9
         victim = _chunks(index)[0]
@@ -278,12 +260,6 @@ def test_server_keeps_serving_when_a_chunk_is_replaced_under_it(copy, encoder, t
         assert len(reply["result"]["results"]) == 6
         info = call("info", {})["result"]
         assert info["index"]["offline"]["clips"] == 3 and info["index"]["clips"] == 6
-    finally:
-        socket.close(0)
-        server.stop()
-        server.join(30)
-        backend.stop()
-        context.term()
 
 
 # -- prune and move ----------------------------------------------------------------------------------------

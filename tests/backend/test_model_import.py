@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import zmq
 
 from fixtures.synthetic import write_action_library
 
@@ -72,7 +71,6 @@ def test_index_query_and_serve_use_the_imported_model(imported, tmp_path):
     from mofind.index.store import IndexReader
     from mofind.model.inference import Encoder
     from mofind.server.handlers import Backend
-    from mofind.server.router import Server
 
     library = tmp_path / "mocap"
     write_action_library(library, kinds=("bandai",), actions=("walk", "wave_left", "raise_both"), seconds=4.0)
@@ -91,37 +89,17 @@ def test_index_query_and_serve_use_the_imported_model(imported, tmp_path):
     refused = mofind("query", "a person waves", "--index", index, "-k", "3", check=False)  # shipped model
     assert refused.returncode == 2 and "model" in refused.stderr.lower()
 
-    from fixtures.curve import make_keys
+    from fixtures.curve import make_keys, serving
 
-    keys = make_keys(Path(index).parent / "config")
-    backend = Backend(index, encoder)
-    server = Server(backend, "tcp://127.0.0.1:0", workers=2, security=keys.security)
-    endpoint = server.start()
-    context = zmq.Context()
-    socket = context.socket(zmq.DEALER)
-    socket.setsockopt(zmq.LINGER, 0)
-    for name, value in keys.client_options.items():
-        setattr(socket, name, value)
-    socket.connect(endpoint)
+    with serving(Backend(index, encoder), make_keys(Path(index).parent / "config")) as call:
+        def result(method, params):
+            header = call(method, params)
+            assert header["ok"], header
+            return header["result"]
 
-    def call(method, params):
-        socket.send_multipart([json.dumps({"v": 1, "id": method, "method": method, "params": params}).encode()])
-        assert socket.poll(60_000), f"no reply to {method}"
-        header, *_ = socket.recv_multipart()
-        header = json.loads(header)
-        assert header["ok"], header
-        return header["result"]
-
-    try:
-        results = call("search", {"query": "a person waves", "k": 3, "thumbnails": False})["results"]
+        results = result("search", {"query": "a person waves", "k": 3, "thumbnails": False})["results"]
         assert [r["clip_id"] for r in results] == expected
-        explained = call("explain", {"query": "a person waves", "clip_id": expected[0]})
+        explained = result("explain", {"query": "a person waves", "clip_id": expected[0]})
         assert explained["grid"] == list(encoder.grid) and explained["tokens"]
-        similar = call("similar", {"clip_id": expected[0], "k": 2})["results"]
+        similar = result("similar", {"clip_id": expected[0], "k": 2})["results"]
         assert similar and expected[0] not in [r["clip_id"] for r in similar]
-    finally:
-        socket.close(0)
-        server.stop()
-        server.join(30)
-        backend.stop()
-        context.term()
