@@ -99,10 +99,9 @@ def run() -> list[dict]:
 
 
 def main() -> int:
-    from bench.run_all import markdown_table
+    from bench.run_all import print_stage
 
-    print(markdown_table(run()))
-    return 0
+    return print_stage(run)
 
 
 if __name__ == "__main__":

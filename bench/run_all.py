@@ -21,6 +21,12 @@ BACKEND_STAGES = ["io", "model", "index", "quality", "describe", "feet", "cluste
 BPY_PYTHON = ROOT / ".venv-bpy42" / "bin" / "python"
 
 
+def print_stage(run) -> int:
+    """`python -m bench.<stage>` on its own: run the stage and print its table (a missed target raises)."""
+    print(markdown_table(run()))
+    return 0
+
+
 def markdown_table(rows: list[dict]) -> str:
     if not rows:
         return "(no rows)\n"

@@ -125,13 +125,18 @@ class AllowedClients:
         return allowed
 
 
-def load_public_key(path: Path) -> str:
+def _read_certificate(path: Path) -> tuple[bytes, bytes | None]:
+    """(public, secret or None) of a ZeroMQ certificate file; a `KeySetupError` naming the file when unreadable."""
     import zmq.auth
 
     try:
-        public, _ = zmq.auth.load_certificate(str(path))
+        return zmq.auth.load_certificate(str(path))
     except (OSError, ValueError) as exc:
         raise KeySetupError(f"cannot read the key file {path}: {exc}") from None
+
+
+def load_public_key(path: Path) -> str:
+    public, _ = _read_certificate(path)
     if not public:
         raise KeySetupError(f"{path} holds no public key")
     return public.decode("ascii")
@@ -139,13 +144,8 @@ def load_public_key(path: Path) -> str:
 
 def load_secret_certificate(path: Path) -> tuple[bytes, bytes]:
     """(public, secret) from a secret certificate that only its owner can read."""
-    import zmq.auth
-
     check_private(Path(path))
-    try:
-        public, secret = zmq.auth.load_certificate(str(path))
-    except (OSError, ValueError) as exc:
-        raise KeySetupError(f"cannot read the key file {path}: {exc}") from None
+    public, secret = _read_certificate(path)
     if not secret:
         raise KeySetupError(f"{path} holds no secret key (use the .key_secret file)")
     return public, secret
