@@ -232,6 +232,13 @@ def jobs_seen(client: Client) -> int:
     return len(client.call("index_status")["result"]["jobs"])
 
 
+def test_serve_runs_torch_and_numpy_blas_on_its_thread_setting(served):
+    """`--threads` (default 1) bounds numpy's BLAS as well as torch: idle OpenBLAS threads spinning against
+    torch's made every search several times slower on a 2-core machine."""
+    with served.client() as client:
+        assert client.call("info")["result"]["threads"] == {"torch": 1, "blas": 1}
+
+
 # -- strangers ----------------------------------------------------------------------------------------------
 def test_strangers_get_no_reply_and_nothing_they_send_runs(served, tmp_path):
     victim = str(served.library)

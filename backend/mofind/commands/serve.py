@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=4, help="request worker threads")
     parser.add_argument("--index-workers", type=int, default=1, help="parsing processes for indexing jobs")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads per operation (default 1: queries are small, requests run in parallel "
+                        help="torch and numpy (BLAS) threads per operation (default 1: queries are small, requests run in parallel "
                              "worker threads, and multi-threaded torch stalls badly when Blender keeps a core busy)")
     parser.add_argument("--library-root", type=Path, action="append", default=[], metavar="DIR",
                         help="a folder clients may index and remove from (repeatable; adds to library_roots in "
@@ -92,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     import torch
 
+    from mofind.index.linalg import limit_blas_threads
+
     torch.set_num_threads(max(1, args.threads))
+    limit_blas_threads(args.threads)  # numpy's BLAS too: its idle threads would spin against torch's
     try:
         encoder = load_encoder(args.model, device=device)
         backend = Backend(index_dir, encoder, job_workers=args.index_workers, model_dir=args.model,

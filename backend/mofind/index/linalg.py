@@ -29,6 +29,25 @@ def single_blas_thread():
     return controller.limit(limits=1, user_api="blas") if controller is not None else nullcontext()
 
 
+def limit_blas_threads(count: int):
+    """Process-wide: numpy's BLAS uses at most `count` threads from now on (`mofind serve --threads`).
+
+    Every numpy product a server request makes (name fusion, match quality, kernels) then stays clear of the
+    contention above, not only the ones wrapped in `single_blas_thread`. Returns the threadpoolctl limiter
+    (None without threadpoolctl).
+    """
+    controller = _controller()
+    return controller.limit(limits=max(1, int(count)), user_api="blas") if controller is not None else None
+
+
+def blas_threads() -> int | None:
+    """Threads numpy's BLAS uses now (the largest over its libraries; None when threadpoolctl cannot tell)."""
+    controller = _controller()
+    counts = [info["num_threads"] for info in controller.info() if info.get("user_api") == "blas"] \
+        if controller is not None else []
+    return max(counts) if counts else None
+
+
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """`a @ b` with a single BLAS thread (see the module docstring)."""
     with single_blas_thread():

@@ -17,9 +17,11 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import mofind
 from mofind.index.explain import explain_tokens
+from mofind.index.linalg import blas_threads
 from mofind.index.lock import IndexLockedError
 from mofind.index.manifest import IndexNotFoundError, IndexSpec
 from mofind.index.roots import LibraryRoots
@@ -209,6 +211,7 @@ class Backend:
                        "frames_per_row": spec.frames_per_row},
             "search_modes": list(MODES), "limits": self.limits.to_dict(), "indexing": self.jobs.busy,
             "kernel": self._kernel_info(), "memory": self.memory.to_dict(self._resident()),
+            "threads": {"torch": torch.get_num_threads(), "blas": blas_threads()},
         }, None
 
     def _kernel_info(self) -> dict | None:
