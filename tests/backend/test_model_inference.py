@@ -91,6 +91,62 @@ def test_encode_texts_alone_equals_batched(encoder):
     assert batch[3][0].shape == (0, 128) and batch[3][1] == []
 
 
+def _hugging_face_tokens(encoder, captions: list[str]) -> list[np.ndarray]:
+    """Each caption's kept token embeddings through Hugging Face's own BertModel forward (the reference)."""
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for caption in captions:
+            ids = torch.tensor([encoder.tokenize(caption)])
+            tokens, valid = encoder.model.encode_text(ids, torch.ones_like(ids))
+            out.append(tokens[0, : valid.shape[1]][valid[0]].numpy())
+    return out
+
+
+def test_lean_text_forward_equals_hugging_face(encoder):
+    """The lean forward `encode_texts` runs gives Hugging Face's hidden states, one caption or a batch."""
+    import torch
+
+    from mofind.model.lean_bert import LeanBert
+
+    lean = LeanBert.of(encoder.model.text_encoder.text_model)
+    assert lean is not None
+    ids = torch.randint(1000, 30000, (3, 11), generator=torch.Generator().manual_seed(0))
+    ids[:, 0], ids[:, -1] = 101, 102  # [CLS] ... [SEP]
+    with torch.inference_mode():
+        expected = encoder.model.text_encoder(ids, torch.ones_like(ids))
+        got = lean(ids)
+        alone = lean(ids[1:2])
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(alone, expected[1:2], atol=1e-5, rtol=1e-4)
+    captions = ["a person kicks with the left leg", "waves", "someone sits down, then stands up and walks away"]
+    for (tokens, _), reference in zip(encoder.encode_texts(captions), _hugging_face_tokens(encoder, captions)):
+        np.testing.assert_allclose(tokens, reference, atol=1e-5)
+
+
+def test_lean_text_forward_follows_weight_updates():
+    """An in-place weight change (an optimiser step) rebuilds the lean forward's copy of the weights."""
+    import torch
+
+    encoder = Encoder.random("compact", seed=2)
+    caption = ["a person waves the right hand"]
+    before = encoder.encode_texts(caption)[0][0]
+    with torch.no_grad():
+        encoder.model.text_encoder.text_model.base_model.encoder.layer[0].intermediate.dense.weight.mul_(1.5)
+    after = encoder.encode_texts(caption)[0][0]
+    assert np.abs(after - before).max() > 1e-3
+    np.testing.assert_allclose(after, _hugging_face_tokens(encoder, caption)[0], atol=1e-5)
+
+
+def test_other_text_architectures_keep_the_hugging_face_forward():
+    from mofind.model.lean_bert import LeanBert
+
+    tiny = Encoder.random("official-tiny")  # DistilBERT
+    assert LeanBert.of(tiny.model.text_encoder.text_model) is None
+    assert tiny.encode_texts(["a person waves"])[0][0].shape == (3, tiny.dim)
+
+
 def test_bad_inputs_raise_clear_errors(encoder):
     with pytest.raises(ValueError, match="96 frames"):
         encoder.encode_motions([synthetic_joints(97)])

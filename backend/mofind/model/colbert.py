@@ -62,16 +62,17 @@ class MotionColBERT(nn.Module):
 
     # -- text --------------------------------------------------------------------------------------------
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
-                    official_batch_tokens: bool = False):
+                    official_batch_tokens: bool = False, backbone=None):
         """(B, L) padded ids -> (tokens (B, L-2, D) L2-normed, token_valid (B, L-2) bool).
 
         Positions 1..L-2 of the padded batch are kept. With `official_batch_tokens` the mask is simply
         attention_mask[:, 1:-1], which reproduces the official quirk (shorter captions keep their [SEP] as a scored
         token, so scores depend on the batch). Otherwise each caption's own [SEP] is masked too, which makes the
         result identical to tokenising every caption alone. A config with a `token_skiplist` also masks its
-        function words and punctuation (a caption made only of those keeps them all).
+        function words and punctuation (a caption made only of those keeps them all). `backbone(input_ids)`, when
+        given, computes the text encoder's hidden states instead (`lean_bert.LeanBert` for unpadded inference).
         """
-        states = self.text_encoder(input_ids, attention_mask)
+        states = backbone(input_ids) if backbone is not None else self.text_encoder(input_ids, attention_mask)
         tokens = F.normalize(self.text_projection(states[:, 1:-1]), dim=-1)
         valid = attention_mask[:, 1:-1].bool()
         if not official_batch_tokens and valid.shape[1] > 0:

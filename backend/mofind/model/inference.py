@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .config import ModelConfig
+from .lean_bert import LeanBert
 from .motion_input import identity_stats, joints_to_input
 
 
@@ -51,6 +52,7 @@ class Encoder:
         self.uses_patch_mask = config.patch_mask == "product"
         if model_hash is not None:
             self.__dict__["model_hash"] = model_hash
+        self._lean_text: LeanBert | None = None
 
     # -- construction ------------------------------------------------------------------------------------
     @classmethod
@@ -131,6 +133,14 @@ class Encoder:
         return out
 
     # -- texts -------------------------------------------------------------------------------------------
+    def _text_backbone(self) -> LeanBert | None:
+        """The lean forward of the text backbone (built on first use, rebuilt when the weights changed), or None
+        for architectures it does not cover: captions are batched unpadded, which is what it needs."""
+        lean = self._lean_text
+        if lean is None or not lean.current():
+            lean = self._lean_text = LeanBert.of(self.model.text_encoder.text_model)
+        return lean
+
     def tokenize(self, text: str) -> list[int]:
         ids = self.tokenizer(text, truncation=True, max_length=self.config.text.max_length)["input_ids"]
         return list(ids)
@@ -155,7 +165,7 @@ class Encoder:
                 chunk = indices[start:start + self.batch_size]
                 input_ids = torch.tensor([ids[i] for i in chunk], dtype=torch.long, device=self.device)
                 mask = torch.ones_like(input_ids)
-                tokens, valid = self.model.encode_text(input_ids, mask)
+                tokens, valid = self.model.encode_text(input_ids, mask, backbone=self._text_backbone())
                 tokens, valid = tokens.float().cpu().numpy(), valid.cpu().numpy()
                 for row, index in enumerate(chunk):
                     words = self.tokenizer.convert_ids_to_tokens(ids[index][1:-1])
