@@ -14,7 +14,8 @@ Each size is measured in a fresh process (bench/search_probe.py): resident memor
 per query, p50/p99 latency (exact and two-stage, pre-encoded queries, 1 torch thread as `mofind serve`),
 recall@10 of two-stage against exact, and the first-stage kernel's time against the memory-bandwidth limit
 of the bytes it reads (the bandwidth is measured in that process, in the same run). The 10k end-to-end
-latency runs a real `mofind serve` and a ZeroMQ client (text encoding + search + transport).
+latency runs a real `mofind serve` and a ZeroMQ client (text encoding + search + transport); the text encoding
+alone is timed too, so the end-to-end figure splits into encoding, pre-encoded search and the rest.
 Targets (2-core CPU): see TARGETS; a missed target makes `make bench` exit non-zero.
 
     python -m bench.bench_index [--files 300] [--sizes 10000,100000,1000000] [--queries 20]
@@ -213,6 +214,34 @@ def size_rows(size: int, found: dict, tiled: bool, disk_bytes: int) -> list[dict
 
 
 # -- end to end through a real server -------------------------------------------------------------------------
+def encoding_rows(model, texts: list[str]) -> list[dict]:
+    """Text encoding alone, one query at a time on one thread (torch and BLAS) as `mofind serve` runs it: the
+    end-to-end row's first share (the pre-encoded two-stage row is the second)."""
+    import torch
+
+    from mofind.index.linalg import limit_blas_threads
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    limiter = limit_blas_threads(1)
+    try:
+        model.encode_texts([texts[0]])
+        times = []
+        for text in texts:
+            started = time.perf_counter()
+            model.encode_texts([text])
+            times.append((time.perf_counter() - started) * 1000)
+    finally:
+        if limiter is not None:
+            limiter.restore_original_limits()
+        torch.set_num_threads(threads)  # after: the restore also resets OpenMP to what it was inside
+    p50, p99 = _ms(times)
+    return [{"measure": "text encoding alone (one query at a time, 1 thread)", "setting": f"{len(texts)} queries",
+             "p50_ms": round(p50, 1), "p99_ms": round(p99, 1),
+             "note": "the shipped model's text tower as `mofind serve` runs it; part of every end-to-end search"}]
+
+
+# -- end to end through a real server -------------------------------------------------------------------------
 def end_to_end_rows(index: Path, texts: list[str], size: int) -> list[dict]:
     """`mofind serve` on `index`, a ZeroMQ DEALER client, one search at a time: text encoding + search + wire."""
     import zmq
@@ -297,6 +326,7 @@ def run(files: int = 300, sizes=(10_000, 100_000, 1_000_000), query_count: int =
         rows += sharded_rows()
         tokens_file = work / "tokens.npz"
         np.savez(tokens_file, **{f"q{i}": t for i, (t, _) in enumerate(model.encode_texts(texts))})
+        rows += encoding_rows(model, texts)
         del model
         for size in sizes:
             folder = work / f"tiled-{size}"
