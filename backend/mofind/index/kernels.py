@@ -344,17 +344,19 @@ class BlockCache:
 
 
 # -- per-chunk views -----------------------------------------------------------------------------------------
-def padded_rows(counts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+def padded_rows(starts: np.ndarray, counts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Row index into the packed patch array for each (window, slot) and whether the slot is real.
 
-    >>> rows, real = padded_rows(np.array([2, 3]), 3)
+    Computed per block from the windows' first rows and patch counts (never kept for a whole chunk:
+    that was 1.5 KB per window, most of a searcher's memory at a million windows).
+
+    >>> rows, real = padded_rows(np.array([0, 2]), np.array([2, 3]), 3)
     >>> rows.tolist(), real.tolist()
     ([[0, 1, 0], [2, 3, 4]], [[True, True, False], [True, True, True]])
     """
-    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     slot = np.arange(width)[None, :]
-    real = slot < counts[:, None]
-    rows = offsets[:, None] + np.where(real, slot, 0)
+    real = slot < np.asarray(counts)[:, None]
+    rows = np.asarray(starts, dtype=np.int64)[:, None] + np.where(real, slot, 0)
     return rows, real
 
 
@@ -371,8 +373,8 @@ class ChunkScan:
         self.codec = codec
         self.pooled_codec = pooled_codec
         self.num_patches = num_patches
-        counts = np.diff(np.asarray(chunk.arrays["win_offsets"]))
-        self.rows, self.real = padded_rows(counts, num_patches)
+        self.offsets = np.asarray(chunk.arrays["win_offsets"])  # (W + 1,) int64, memory-mapped
+        self.patches = np.asarray(chunk.arrays["patches"])  # a plain ndarray view: cheaper to gather from
         self.pool_width = len(chunk.arrays["pooled"]) // max(chunk.num_windows, 1)
         self._coarse: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
@@ -381,17 +383,29 @@ class ChunkScan:
     def num_windows(self) -> int:
         return self.chunk.num_windows
 
+    def padded(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rows (n, P), real (n, P)) of some windows: see `padded_rows`."""
+        windows = np.asarray(windows, dtype=np.int64)
+        starts = self.offsets[windows]
+        return padded_rows(starts, self.offsets[windows + 1] - starts, self.num_patches)
+
+    def real(self, windows: np.ndarray) -> np.ndarray:
+        """(n, P) bool: which slots of some windows hold a stored patch (the others repeat the first)."""
+        return self.padded(windows)[1]
+
     def window_levels(self, windows: np.ndarray) -> np.ndarray:
         """(n * P, D) int8 level indices of some windows (padded to P rows each), unpacked now."""
-        packed = self.chunk.arrays["patches"]
-        rows = self.rows[np.asarray(windows, dtype=np.int64)].reshape(-1)
-        return self.codec.levels(packed[rows])
+        rows = self.padded(windows)[0].reshape(-1)
+        return self.codec.levels(np.take(self.patches, rows, axis=0))
 
     def pooled_levels(self, windows: np.ndarray) -> np.ndarray:
         """(n * K, D) int8 levels of the pooled vectors of some windows."""
-        width = self.pool_width
-        rows = (np.asarray(windows, dtype=np.int64)[:, None] * width + np.arange(width)[None, :]).reshape(-1)
-        return self.pooled_codec.levels(self.chunk.arrays["pooled"][rows])
+        pooled = np.asarray(self.chunk.arrays["pooled"])
+        if len(windows) == 0:
+            return np.zeros((0, self.pooled_codec.dim), np.int8)
+        per_window = pooled.reshape(self.num_windows, -1)  # a window's K vectors are contiguous
+        picked = np.take(per_window, np.asarray(windows, dtype=np.int64), axis=0)
+        return self.pooled_codec.levels(picked.reshape(-1, pooled.shape[1]))
 
     def coarse(self, kernel: Kernel) -> np.ndarray:
         """(W * C, D) first-stage rows in the kernel's dtype, built once per chunk and kernel."""

@@ -56,7 +56,7 @@ def similar(searcher: Searcher, clip_id: str, k: int = 10, start_frame: int | No
         local = snapshot.window_index[allowed[where]]
         for start in range(0, len(local), BLOCK_WINDOWS):  # fixed-size blocks: bounded memory
             part = local[start:start + BLOCK_WINDOWS]
-            forward, backward = symmetric_dots(scan.window_levels(part), scan.real[part], alpha, alpha_sum,
+            forward, backward = symmetric_dots(scan.window_levels(part), scan.real(part), alpha, alpha_sum,
                                                top_level, kernel)
             scores[where[start:start + len(part)]] = (forward + backward) / 2.0
     scores *= (reader.codec.step / 2.0) ** 2
