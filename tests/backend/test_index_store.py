@@ -341,3 +341,15 @@ def test_module_doctests(module):
 
     result = doctest.testmod(importlib.import_module(f"mofind.index.{module}"))
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("bits", [4, 5])
+def test_levels_unpack_every_byte_value_in_every_position(bits):
+    codec = RotatedCodec.create(128, bits=bits)
+    values = np.arange(256, dtype=np.uint8)
+    packed = np.stack([np.roll(values, shift)[:codec.bytes_per_vector] for shift in range(256)] * 20)  # > one slice
+    half = codec.dim // 2
+    reference = np.concatenate([packed[:, :half] & 15, packed[:, :half] >> 4], axis=1)
+    if bits == 5:
+        reference |= np.unpackbits(packed[:, half:], axis=1, count=codec.dim) << 4
+    np.testing.assert_array_equal(codec.levels(packed), reference.astype(np.int8))

@@ -160,6 +160,38 @@ def test_shards_by_chunk_merge_into_the_single_search(library):
         [(h.clip_id, h.start_frame, h.score) for h in whole]
 
 
+def test_coarse_scores_are_the_integer_maxima_through_the_query_map(library):
+    from mofind.index.search import _QueryBatch
+
+    searcher = Searcher(library)
+    rng = np.random.default_rng(8)
+    batch = _QueryBatch([unit(rng.standard_normal((n, DIM))) for n in (3, 6)], library, searcher.kernel)
+    snapshot = searcher.snapshot
+    every = np.arange(snapshot.num_windows)
+    reference = batch.scores(searcher._scan(snapshot, every, batch, "coarse"), pooled=True)
+    np.testing.assert_allclose(searcher.coarse_scores(snapshot, every, batch), reference, atol=1e-5)
+    some = every[::3][::-1]  # a subset, out of order, across chunks
+    np.testing.assert_allclose(searcher.coarse_scores(snapshot, some, batch), reference[some], atol=1e-5)
+
+
+def test_padded_rows_per_block_and_released_pages_change_no_result(library):
+    searcher = Searcher(library, cache_bytes=0)
+    scan = searcher.snapshot.scans[0]
+    counts = np.diff(np.asarray(scan.chunk.arrays["win_offsets"]))
+    windows = np.arange(scan.num_windows)[::-1]
+    np.testing.assert_array_equal(scan.real(windows).sum(1), counts[windows])
+    rows = scan.padded(windows)[0]
+    starts = np.asarray(scan.chunk.arrays["win_offsets"])[windows]
+    assert np.all((rows >= starts[:, None]) & (rows < (starts + counts[windows])[:, None]))
+    rng = np.random.default_rng(6)
+    queries = [unit(rng.standard_normal((4, DIM)))]
+    before = searcher.search_tokens(queries, k=10, mode="exact")
+    for chunk in library.chunks:  # what every exact scan does after reading a chunk's codes
+        chunk.release("patches")
+        chunk.release("pooled")
+    assert searcher.search_tokens(queries, k=10, mode="exact") == before
+
+
 def test_request_memory_estimate_grows_with_the_library_not_with_blocks(library):
     searcher = Searcher(library)
     small = searcher.request_bytes(1_000, mode="exact")

@@ -28,6 +28,7 @@ under its memory map before touching it (touching a truncated mapping would kill
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import struct
 from dataclasses import dataclass
@@ -209,6 +210,19 @@ class Chunk:
         order = np.argsort(self.arrays["win_clip"], kind="stable")
         bounds = np.searchsorted(self.arrays["win_clip"][order], np.arange(len(self.clips) + 1))
         return [order[bounds[i]:bounds[i + 1]] for i in range(len(self.clips))]
+
+    def release(self, name: str) -> None:
+        """Drop this process's mapped pages of one array; the OS page cache keeps them, so the next read is
+        a minor fault, not a disk read. Why: every page a search touches stays in the process's resident
+        set until unmapped, so scattered re-ranks over a large index would grow the RSS query after query
+        toward the index size (measured in bench/bench_index.py)."""
+        mapping = getattr(self.arrays.get(name), "_mmap", None)  # np.memmap's own mmap object
+        if mapping is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        try:
+            mapping.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            pass  # a closed or unsupported mapping: the pages just stay resident
 
     def valid_mask(self, window: int, num_patches: int) -> np.ndarray:
         return np.unpackbits(self.arrays["win_valid"][window], count=num_patches).astype(bool)

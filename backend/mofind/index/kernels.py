@@ -464,6 +464,7 @@ class ChunkScan:
             for start in range(0, len(rest), block):
                 part = rest[start:start + block]
                 out[part] = kernel.max_dots(kernel.rows(self.window_levels(windows[part])), queries, self.num_patches)
+        self.chunk.release("patches")  # what was read is unpacked (or cached): keep the resident set bounded
         return out
 
     def pooled_maxima(self, windows: np.ndarray, kernel: Kernel, queries, block: int = 4 * BLOCK_WINDOWS):
@@ -473,6 +474,20 @@ class ChunkScan:
             part = windows[start:start + block]
             out[start:start + len(part)] = kernel.max_dots(kernel.rows(self.pooled_levels(part)), queries,
                                                            self.pool_width)
+        return out
+
+    def coarse_scores(self, kernel: Kernel, queries, weights: np.ndarray, bias: np.ndarray,
+                      block: int = 16 * BLOCK_WINDOWS) -> np.ndarray:
+        """(W, Q) float32 first-stage scores: per block, the integer maxima times the queries' affine map."""
+        table = self.coarse(kernel)
+        width = self.coarse_width
+        count = self.num_windows
+        out = np.empty((count, weights.shape[1]), np.float32)
+        for start in range(0, count, block):
+            stop = min(start + block, count)
+            maxima = kernel.max_dots(table[start * width:stop * width], queries, width)
+            np.matmul(maxima.astype(np.float32), weights, out=out[start:stop])
+        out += bias
         return out
 
     def coarse_maxima(self, kernel: Kernel, queries, block: int = 16 * BLOCK_WINDOWS) -> np.ndarray:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .kernels import BLOCK_WINDOWS, BlockCache, ChunkScan, KernelChoice, choose_kernel
-from .linalg import matmul
+from .linalg import matmul, single_blas_thread
 from .pooling import COARSE_SIZE
 from .store import IndexReader
 from .text_match import DEFAULT_NAMES_WEIGHT, annotate, fuse
@@ -51,8 +51,8 @@ def default_candidates(windows: int) -> int:
 
 
 def middle_per_chunk(windows: int) -> int:
-    """How many of a chunk's windows the 32-pooled-vector stage scores per query: 3 %, at least 256."""
-    return min(windows, max(MIDDLE_MIN_PER_CHUNK, -(-windows * 3 // 100)))
+    """How many of a chunk's windows the 32-pooled-vector stage scores per query: MIDDLE_FRACTION, at least 256."""
+    return min(windows, max(MIDDLE_MIN_PER_CHUNK, int(np.ceil(windows * MIDDLE_FRACTION))))
 
 class SearchError(ValueError):
     """A search request that cannot be answered as asked (empty query, bad filter, unknown mode)."""
@@ -323,7 +323,7 @@ class Searcher:
         """
         snapshot = snapshot or self._snapshot
         queries = queries or _QueryBatch(token_sets, snapshot.reader, self.kernel)
-        coarse = queries.scores(self._scan(snapshot, windows, queries, "coarse"), pooled=True)
+        coarse = self.coarse_scores(snapshot, windows, queries)
         out = np.full(coarse.shape, -np.inf)
         chunks = snapshot.window_chunk[windows]
         chosen = np.zeros(coarse.shape, bool)
@@ -338,6 +338,27 @@ class Searcher:
         for q in range(out.shape[1]):
             rows = chosen[union, q]
             out[union[rows], q] = pooled[rows, q]
+        return out
+
+    def coarse_scores(self, snapshot: _Snapshot, windows: np.ndarray, queries: "_QueryBatch") -> np.ndarray:
+        """(len(windows), Q) float32 coarse-table MaxSim: the first stage's kernel over every given window.
+
+        Per chunk and block, the integer maxima go straight through one float32 product with the queries'
+        affine map (`_QueryBatch.linear`): no (W, rows) integer or float64 copy of the whole library.
+        """
+        weights, bias = queries.linear(pooled=True)
+        out = np.empty((len(windows), weights.shape[1]), np.float32)
+        if len(windows) == 0:
+            return out
+        chunks = snapshot.window_chunk[windows]
+        order = np.argsort(chunks, kind="stable")
+        with single_blas_thread():
+            for where in np.split(order, np.flatnonzero(np.diff(chunks[order])) + 1):
+                scan = snapshot.scans[chunks[where[0]]]
+                local = snapshot.window_index[windows[where]]
+                scores = scan.coarse_scores(self.kernel, queries.operand, weights, bias)
+                whole = len(local) == len(scores) and bool(np.all(local == np.arange(len(scores))))
+                out[where] = scores if whole else scores[local]
         return out
 
     def chunk_windows(self, chunk_names, snapshot: _Snapshot | None = None) -> np.ndarray:
@@ -439,6 +460,15 @@ class _QueryBatch:
         for q, length in enumerate(lengths):
             self.average[start:start + length, q] = 1.0 / length
             start += length
+
+    def linear(self, pooled: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(weights (rows, Q), bias (Q,)) float32 with `scores(m) == m @ weights + bias` (to float32 rounding)."""
+        quantized = self.pooled_quantized if pooled else self.quantized
+        factor = (quantized.scale * quantized.step / 2.0).astype(np.float64)  # per row: cosine per integer unit
+        offset = (quantized.level_count - 1) * quantized.row_sum.astype(np.float64)
+        weights = 2.0 * factor[:, None] * self.average
+        bias = -(offset * factor) @ self.average
+        return weights.astype(np.float32), bias.astype(np.float32)
 
     def scores(self, maxima: np.ndarray, pooled: bool = False) -> np.ndarray:
         """Integer maxima (n, rows) -> MaxSim (n, queries): cosine per token, averaged per query."""
