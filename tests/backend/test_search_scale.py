@@ -52,6 +52,7 @@ def test_every_kernel_gives_the_reference_integer_maxima(name):
 def test_kernel_is_calibrated_once_per_machine_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("MOFIND_CACHE", str(tmp_path))
     monkeypatch.delenv("MOFIND_KERNEL", raising=False)
+    monkeypatch.delenv("MOFIND_FIRST_STAGE", raising=False)
     kernels._cached_choice.cache_clear()
     try:
         first = kernels.choose_kernel(DIM, ROWS * COLS)
@@ -62,9 +63,13 @@ def test_kernel_is_calibrated_once_per_machine_and_cached(tmp_path, monkeypatch)
         # the fastest exact kernel was chosen, and the reason names every timing
         assert first.timings_ms[first.kernel.name] == min(first.timings_ms[n] for n in kernels.CPU_KERNELS)
         assert all(name in first.reason for name in kernels.CPU_KERNELS)
+        # the first stage's table too: the faster of the measured exact ones, kept with the kernel
+        tables = {n.removeprefix("first stage "): ms for n, ms in first.timings_ms.items() if n.startswith("first stage")}
+        assert kernels.KERNEL_TABLE in tables and first.table == min(tables, key=tables.get)
+        assert stored[kernels.machine_key(DIM, ROWS * COLS)]["first_stage"]["table"] == first.table
         kernels._cached_choice.cache_clear()
         again = kernels.choose_kernel(DIM, ROWS * COLS)
-        assert again.cached and again.kernel.name == first.kernel.name
+        assert again.cached and again.kernel.name == first.kernel.name and again.table == first.table
     finally:
         kernels._cached_choice.cache_clear()
 
@@ -172,6 +177,29 @@ def test_coarse_scores_are_the_integer_maxima_through_the_query_map(library):
     np.testing.assert_allclose(searcher.coarse_scores(snapshot, every, batch), reference, atol=1e-5)
     some = every[::3][::-1]  # a subset, out of order, across chunks
     np.testing.assert_allclose(searcher.coarse_scores(snapshot, some, batch), reference[some], atol=1e-5)
+
+
+def test_prepacked_first_stage_table_gives_the_same_scores_and_hits(library, monkeypatch):
+    if not kernels.PackedTable.available():
+        pytest.skip("this torch has no oneDNN quantized linear (the kernel's own table is used)")
+    from mofind.index.search import _QueryBatch
+
+    rng = np.random.default_rng(12)
+    queries = [unit(rng.standard_normal((n, DIM))) for n in (2, 5, 9)]
+    found = {}
+    for table in (kernels.KERNEL_TABLE, kernels.PACKED_TABLE):
+        monkeypatch.setenv("MOFIND_FIRST_STAGE", table)
+        kernels._cached_choice.cache_clear()
+        searcher = Searcher(library)
+        assert searcher.kernel_info()["first_stage"]["table"] == table
+        snapshot = searcher.snapshot
+        batch = _QueryBatch(queries, library, searcher.kernel)
+        found[table] = (searcher.coarse_scores(snapshot, np.arange(snapshot.num_windows), batch),
+                        searcher.search_tokens(queries, k=6, per_take=2, mode="two_stage", candidates=12))
+    kernels._cached_choice.cache_clear()
+    plain, packed = found[kernels.KERNEL_TABLE], found[kernels.PACKED_TABLE]
+    np.testing.assert_array_equal(packed[0], plain[0])
+    assert packed[1] == plain[1]
 
 
 def test_padded_rows_per_block_and_released_pages_change_no_result(library):

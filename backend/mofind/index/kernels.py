@@ -42,9 +42,15 @@ from .codec import RotatedCodec
 from .linalg import single_blas_thread
 
 BLOCK_WINDOWS = 256
+#: Patch-code bytes a chunk may read through its memory map before its mapped pages are released
+#: (`Chunk.release`): bounds what re-ranks leave resident (~0.5 GB over the 123 chunks of a million windows)
+#: while costing one madvise per chunk every ~10 two-stage queries instead of every query (~9 ms each at 1 M).
+RELEASE_BYTES = 4 << 20
 CPU_KERNELS = ("int8", "fp32-torch", "fp32-numpy")
 INEXACT_KERNELS = ("bf16-torch",)  # timed for the report, never used: output rounding changes scores
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2
+KERNEL_TABLE = "kernel"  # the first stage multiplies its table with the MaxSim kernel, block by block
+PACKED_TABLE = "onednn-u8s8"  # ... or with oneDNN's prepacked u8 x s8 inner product (see PackedTable)
 
 
 # -- kernels -------------------------------------------------------------------------------------------------
@@ -196,10 +202,13 @@ class KernelChoice:
     reason: str
     timings_ms: dict[str, float] = field(default_factory=dict)
     cached: bool = False
+    table: str = KERNEL_TABLE  # the first stage's coarse table: KERNEL_TABLE or PACKED_TABLE (see CoarseTable)
+    table_reason: str = "the MaxSim kernel"
 
     def to_dict(self) -> dict:
         return {"name": self.kernel.name, "reason": self.reason,
-                "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}, "cached": self.cached}
+                "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}, "cached": self.cached,
+                "first_stage": {"table": self.table, "reason": self.table_reason}}
 
 
 def machine_key(dim: int, patches: int) -> str:
@@ -261,6 +270,42 @@ def calibrate(codec: RotatedCodec, patches: int, queries: int = 8, block: int = 
     return timings
 
 
+def calibrate_table(kernel: Kernel, dim: int, queries: int = 6, rows: int = 16 * BLOCK_WINDOWS * 4,
+                    repeats: int = 5) -> dict[str, float]:
+    """ms per first-stage block (`rows` coarse rows x `queries` query rows) for each table that is exact here."""
+    rng = np.random.default_rng(1)
+    levels = rng.integers(0, 16, (rows, dim)).astype(np.int8)
+    q8 = rng.integers(-127, 128, (queries, dim)).astype(np.int8)
+    width = 4
+    reference = (levels.astype(np.int64) @ q8.T.astype(np.int64)).reshape(-1, width, queries).max(1)
+    operand = kernel.queries(q8)
+    table = kernel.rows(levels)
+    timings = {KERNEL_TABLE: _time(lambda: kernel.max_dots(table, operand, width), repeats)}
+    if PackedTable.available():
+        try:
+            packed = PackedTable(levels, width, rows // width)
+            shifted = PackedTable.queries(q8)
+            if np.array_equal(packed.maxima(shifted), reference.astype(np.float32)):  # exact here, or never used
+                timings[PACKED_TABLE] = _time(lambda: packed.maxima(shifted), repeats)
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    return timings
+
+
+def _choose_table(kernel: Kernel, dim: int) -> tuple[str, str, dict[str, float]]:
+    forced = os.environ.get("MOFIND_FIRST_STAGE")
+    if forced in (KERNEL_TABLE, PACKED_TABLE):
+        if forced == PACKED_TABLE and not PackedTable.available():
+            raise ValueError("MOFIND_FIRST_STAGE=onednn-u8s8 but this torch has no oneDNN quantized linear")
+        return forced, "forced by MOFIND_FIRST_STAGE", {}
+    if isinstance(kernel, CudaKernel):
+        return KERNEL_TABLE, "the MaxSim kernel (on the GPU)", {}
+    timings = calibrate_table(kernel, dim)
+    name = min(timings, key=timings.get)
+    ranked = ", ".join(f"{n} {ms:.2f} ms" for n, ms in sorted(timings.items(), key=lambda item: item[1]))
+    return name, f"fastest exact first-stage table measured on this machine ({ranked})", timings
+
+
 _choice_lock = threading.Lock()
 
 
@@ -270,15 +315,22 @@ def _cached_choice(key: str, dim: int, patches: int, device: str) -> KernelChoic
         return KernelChoice(make_kernel(device), f"--device {device}: float32 on the GPU")
     forced = os.environ.get("MOFIND_KERNEL")
     if forced:
-        return KernelChoice(make_kernel(forced), "forced by MOFIND_KERNEL")
+        kernel = make_kernel(forced)
+        table, table_reason, _ = _choose_table(kernel, dim)
+        return KernelChoice(kernel, "forced by MOFIND_KERNEL", table=table, table_reason=table_reason)
     path = _calibration_file()
     try:
         stored = json.loads(path.read_text()).get(key)
     except (OSError, ValueError, AttributeError):
         stored = None
-    if isinstance(stored, dict) and stored.get("name") in CPU_KERNELS:
+    if isinstance(stored, dict) and stored.get("name") in CPU_KERNELS and not os.environ.get("MOFIND_FIRST_STAGE"):
+        stage = stored.get("first_stage") or {}
+        table = stage.get("table") if stage.get("table") in (KERNEL_TABLE, PACKED_TABLE) else KERNEL_TABLE
+        if table == PACKED_TABLE and not PackedTable.available():
+            table = KERNEL_TABLE
         return KernelChoice(make_kernel(stored["name"]), stored.get("reason", "cached calibration"),
-                            dict(stored.get("timings_ms", {})), cached=True)
+                            dict(stored.get("timings_ms", {})), cached=True, table=table,
+                            table_reason=stage.get("reason", "cached calibration"))
     codec = RotatedCodec.create(dim)
     timings = calibrate(codec, patches)
     exact = {name: ms for name, ms in timings.items() if name in CPU_KERNELS}
@@ -286,7 +338,10 @@ def _cached_choice(key: str, dim: int, patches: int, device: str) -> KernelChoic
     ranked = ", ".join(f"{n} {ms:.2f} ms" for n, ms in sorted(timings.items(), key=lambda item: item[1]))
     reason = (f"fastest exact kernel measured on this machine (unpack + multiply + max, {BLOCK_WINDOWS // 2} "
               f"windows): {ranked}" + ("; bf16 is never used (it rounds scores)" if "bf16-torch" in timings else ""))
-    choice = KernelChoice(make_kernel(name), reason, timings)
+    kernel = make_kernel(name)
+    table, table_reason, table_timings = _choose_table(kernel, dim)
+    choice = KernelChoice(kernel, reason, timings | {f"first stage {n}": ms for n, ms in table_timings.items()},
+                          table=table, table_reason=table_reason)
     try:
         data = json.loads(path.read_text()) if path.exists() else {}
         if not isinstance(data, dict):
@@ -309,6 +364,65 @@ def choose_kernel(dim: int, patches: int, device: str = "cpu") -> KernelChoice:
     with _choice_lock:
         key = machine_key(dim, patches) if not device.startswith("cuda") else device
         return _cached_choice(key, dim, patches, device)
+
+
+# -- the first stage's table -----------------------------------------------------------------------------------
+class PackedTable:
+    """A chunk's coarse rows prepacked once for oneDNN's u8 x s8 inner product (the op torch's x86 int8
+    inference uses: `torch.ops.onednn.qlinear_prepack` / `qlinear_pointwise`), with float32 output.
+
+    Why: for this tall, thin product (millions of table rows, a handful of query rows) `torch._int_mm` re-packs
+    the table on every call; prepacked, the first stage ran ~1.5x faster at a million windows and came within
+    ~2x of reading the table at memory bandwidth (bench/bench_index.py). Exact: the queries are shifted to
+    uint8 (q + 128, zero point 128), scales are 1, and every sum stays below 2**24, so the float32 outputs are
+    the integer dot products. Rows are stored plane-major per block (coarse vector c of every window, then
+    c + 1), so the max over a window's vectors is an element-wise max of contiguous planes.
+    """
+
+    def __init__(self, levels: np.ndarray, width: int, block: int = 16 * BLOCK_WINDOWS):
+        import torch
+
+        dim = levels.shape[1]
+        self.width = width
+        self.count = len(levels) // width
+        self.nbytes = int(levels.nbytes)
+        self.blocks = []
+        for start in range(0, self.count, block):
+            stop = min(start + block, self.count)
+            planes = np.ascontiguousarray(levels[start * width:stop * width].reshape(stop - start, width, dim)
+                                          .transpose(1, 0, 2)).reshape(-1, dim)
+            self.blocks.append((stop - start, torch.ops.onednn.qlinear_prepack(torch.from_numpy(planes), [8, dim])))
+
+    @staticmethod
+    def available() -> bool:
+        try:
+            import torch
+
+            return bool(torch.backends.mkldnn.is_available()) and hasattr(torch.ops.onednn, "qlinear_pointwise")
+        except (ImportError, AttributeError, RuntimeError):
+            return False
+
+    @staticmethod
+    def queries(q8: np.ndarray):
+        """(L, D) int8 query rows -> the uint8 operand (zero point 128)."""
+        import torch
+
+        return torch.from_numpy((np.asarray(q8, np.int16) + 128).astype(np.uint8))
+
+    def maxima(self, shifted) -> np.ndarray:
+        """(W, L) float32 holding integers: per window, the best of its coarse rows for every query row."""
+        import torch
+
+        out = np.empty((self.count, shifted.shape[0]), np.float32)
+        one, zero = torch.ones(1), torch.zeros(1, dtype=torch.int64)
+        start = 0
+        with torch.inference_mode():
+            for count, packed in self.blocks:
+                dots = torch.ops.onednn.qlinear_pointwise(shifted, 1.0, 128, packed, one, zero, None, 1.0, 0,
+                                                          torch.float32, "none", [], "")
+                out[start:start + count] = dots.view(-1, self.width, count).amax(1).T.numpy()  # (L, count).T
+                start += count
+        return out
 
 
 # -- a bounded cache of unpacked blocks ----------------------------------------------------------------------
@@ -376,7 +490,8 @@ class ChunkScan:
         self.offsets = np.asarray(chunk.arrays["win_offsets"])  # (W + 1,) int64, memory-mapped
         self.patches = np.asarray(chunk.arrays["patches"])  # a plain ndarray view: cheaper to gather from
         self.pool_width = len(chunk.arrays["pooled"]) // max(chunk.num_windows, 1)
-        self._coarse: dict[str, np.ndarray] = {}
+        self._coarse: dict = {}
+        self._mapped = 0  # bytes of patch codes read through the mapping since its pages were last released
         self._lock = threading.Lock()
 
     @property
@@ -407,15 +522,18 @@ class ChunkScan:
         picked = np.take(per_window, np.asarray(windows, dtype=np.int64), axis=0)
         return self.pooled_codec.levels(picked.reshape(-1, pooled.shape[1]))
 
-    def coarse(self, kernel: Kernel) -> np.ndarray:
-        """(W * C, D) first-stage rows in the kernel's dtype, built once per chunk and kernel."""
+    def coarse(self, kernel: Kernel, packed: bool = False):
+        """The first-stage table, built once per chunk and kernel: (W * C, D) rows in the kernel's dtype, or
+        with `packed` a `PackedTable`."""
+        key = (kernel.name, packed)
         with self._lock:
-            table = self._coarse.get(kernel.name)
+            table = self._coarse.get(key)
             if table is None:
                 from .pooling import coarse_levels
 
-                table = kernel.rows(coarse_levels(self.chunk, self.pooled_codec, self.pool_width))
-                self._coarse = {kernel.name: table}  # one table per chunk: a kernel change replaces it
+                levels = coarse_levels(self.chunk, self.pooled_codec, self.pool_width)
+                table = PackedTable(levels, self.coarse_width) if packed else kernel.rows(levels)
+                self._coarse = {key: table}  # one table per chunk: a kernel change replaces it
             return table
 
     @property
@@ -464,7 +582,10 @@ class ChunkScan:
             for start in range(0, len(rest), block):
                 part = rest[start:start + block]
                 out[part] = kernel.max_dots(kernel.rows(self.window_levels(windows[part])), queries, self.num_patches)
-        self.chunk.release("patches")  # what was read is unpacked (or cached): keep the resident set bounded
+        self._mapped += len(windows) * self.num_patches * self.patches.shape[1]
+        if self._mapped >= RELEASE_BYTES:  # keep the pages a search touched from piling up in the resident set
+            self.chunk.release("patches")
+            self._mapped = 0
         return out
 
     def pooled_maxima(self, windows: np.ndarray, kernel: Kernel, queries, block: int = 4 * BLOCK_WINDOWS):
@@ -477,16 +598,20 @@ class ChunkScan:
         return out
 
     def coarse_scores(self, kernel: Kernel, queries, weights: np.ndarray, bias: np.ndarray,
-                      block: int = 16 * BLOCK_WINDOWS) -> np.ndarray:
-        """(W, Q) float32 first-stage scores: per block, the integer maxima times the queries' affine map."""
-        table = self.coarse(kernel)
-        width = self.coarse_width
+                      block: int = 16 * BLOCK_WINDOWS, shifted=None) -> np.ndarray:
+        """(W, Q) float32 first-stage scores: per block, the integer maxima times the queries' affine map.
+
+        With `shifted` (PackedTable.queries) the table is the prepacked one; the scores are identical."""
         count = self.num_windows
         out = np.empty((count, weights.shape[1]), np.float32)
-        for start in range(0, count, block):
+        packed = self.coarse(kernel, packed=True).maxima(shifted) if shifted is not None else None
+        table = self.coarse(kernel) if shifted is None else None
+        width = self.coarse_width
+        for start in range(0, count, block):  # the same float32 products either way: identical scores
             stop = min(start + block, count)
-            maxima = kernel.max_dots(table[start * width:stop * width], queries, width)
-            np.matmul(maxima.astype(np.float32), weights, out=out[start:stop])
+            maxima = packed[start:stop] if packed is not None else \
+                kernel.max_dots(table[start * width:stop * width], queries, width).astype(np.float32)
+            np.matmul(maxima, weights, out=out[start:stop])
         out += bias
         return out
 
