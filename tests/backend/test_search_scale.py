@@ -202,6 +202,27 @@ def test_prepacked_first_stage_table_gives_the_same_scores_and_hits(library, mon
     assert packed[1] == plain[1]
 
 
+def test_a_search_spread_over_threads_gives_the_same_hits(library):
+    from mofind.index import search
+
+    rng = np.random.default_rng(13)
+    queries = [unit(rng.standard_normal((n, DIM))) for n in (3, 7)]
+    found = {}
+    for threads in (1, 2, 3):
+        searcher = Searcher(library, threads=threads)
+        assert searcher.threads == threads
+        found[threads] = [searcher.search_tokens(queries, k=8, per_take=2, mode=mode, candidates=15)
+                          for mode in ("exact", "two_stage")]
+    assert found[2] == found[1] and found[3] == found[1]
+    assert Searcher(library).request_bytes(1000) < Searcher(library, threads=2).request_bytes(1000) or \
+        Searcher(library).threads == 2  # one block in flight per thread
+    try:
+        search.set_default_search_threads(1)  # what `mofind serve --search-threads 1` does
+        assert Searcher(library).threads == 1
+    finally:
+        search._default_threads[0] = 0
+
+
 def test_padded_rows_per_block_and_released_pages_change_no_result(library):
     searcher = Searcher(library, cache_bytes=0)
     scan = searcher.snapshot.scans[0]

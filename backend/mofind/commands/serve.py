@@ -31,6 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch and numpy (BLAS) threads per operation (default 1: queries are small, requests run in parallel "
                              "worker threads, and multi-threaded torch stalls badly when Blender keeps a core busy)")
+    parser.add_argument("--search-threads", type=int, default=None, metavar="N",
+                        help="threads one search spreads the index's chunks over (default: 2, or 1 on a one-core "
+                             "machine). Each chunk is scored on one thread, so a busy core only slows its share; "
+                             "results are identical for any N")
     parser.add_argument("--library-root", type=Path, action="append", default=[], metavar="DIR",
                         help="a folder clients may index and remove from (repeatable; adds to library_roots in "
                              "mofind.toml). Without any, clients cannot index by path")
@@ -95,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
     from mofind.index.linalg import limit_blas_threads
 
     torch.set_num_threads(max(1, args.threads))
+    if args.search_threads is not None:
+        from mofind.index.search import set_default_search_threads
+
+        set_default_search_threads(args.search_threads)
     limit_blas_threads(args.threads)  # numpy's BLAS too: its idle threads would spin against torch's
     try:
         encoder = load_encoder(args.model, device=device)

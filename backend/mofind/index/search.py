@@ -4,11 +4,15 @@ Modes (chosen by the caller, never silently by `k`):
   * "exact": MaxSim of the query tokens against every stored patch of every window, streamed block by
     block from the memory-mapped codes (kernels.py): no unpacked copy of the index is kept.
   * "two_stage": a cascade. (1) MaxSim against each window's 4 coarse vectors (pooling.coarse_from_pooled),
-    held in one compact table per chunk, ranks every window; (2) the best `middle` windows per query
-    (default: 4x the candidates, at least 2 % of the windows) are scored against their 32 pooled vectors;
+    held in one compact table per chunk, ranks every window; (2) per chunk, the best `middle_per_chunk`
+    windows per query (MIDDLE_FRACTION = 5 %, at least 256) are scored against their 32 pooled vectors;
     (3) the best `candidates` of those (default: see `default_candidates`) are re-ranked with exact MaxSim.
     Stages 2 and 3 unpack only the windows they score, in fixed-size blocks. Its recall@10 against
-    "exact" is measured in bench/bench_index.py.
+    "exact" is measured in bench/bench_index.py. Why 5 %: on the benchmark's tiled 1 M-window library a
+    replay of the cascade (stage scores of every window, 10 queries) kept 0.86 / 0.91 / 0.95 of the exact
+    top-10 takes with 3 / 5 / 10 % (0.95 also with every window in stage 2: there the 4,000-candidate cut
+    is the limit), at +~25 / +~110 ms of one core for 5 / 10 % over 3 %.
+  * The stages run per chunk, spread over `threads` threads (default 2, `mofind serve --search-threads`).
   * "auto" (default): "exact" up to AUTO_EXACT_MAX_WINDOWS live windows, "two_stage" above. The switch
     depends on the library size only (never on k), so a query ranks the same way every time.
 
@@ -23,8 +27,11 @@ take never spans two chunks.
 
 from __future__ import annotations
 
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -39,8 +46,10 @@ AUTO_EXACT_MAX_WINDOWS = 5_000
 MIN_CANDIDATES = 400
 MAX_CANDIDATES = 4_000
 CANDIDATE_FRACTION = 0.05
-MIDDLE_FRACTION = 0.03
+MIDDLE_FRACTION = 0.05
 MIDDLE_MIN_PER_CHUNK = 256
+#: Threads a search spreads its chunks over by default (`mofind serve --search-threads`).
+SEARCH_THREADS = 2
 #: Unpacked code blocks a searcher may keep (kernels.BlockCache): a whole library up to ~12k windows as int8.
 DEFAULT_CACHE_BYTES = 256 << 20
 
@@ -53,6 +62,25 @@ def default_candidates(windows: int) -> int:
 def middle_per_chunk(windows: int) -> int:
     """How many of a chunk's windows the 32-pooled-vector stage scores per query: MIDDLE_FRACTION, at least 256."""
     return min(windows, max(MIDDLE_MIN_PER_CHUNK, int(np.ceil(windows * MIDDLE_FRACTION))))
+
+def default_search_threads() -> int:
+    """Threads one search spreads its chunks over: 2 where there are 2 cores or more (see `_each_chunk`)."""
+    return _default_threads[0] or max(1, min(SEARCH_THREADS, os.cpu_count() or 1))
+
+
+def set_default_search_threads(threads: int) -> None:
+    """`mofind serve --search-threads`: the thread count of searchers opened from now on."""
+    _default_threads[0] = max(1, int(threads))
+
+
+_default_threads = [0]  # 0: SEARCH_THREADS, capped by the cores
+
+
+@lru_cache(maxsize=4)
+def _chunk_pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per process (not per searcher): concurrent requests queue on the same cores."""
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mofind-search")
+
 
 class SearchError(ValueError):
     """A search request that cannot be answered as asked (empty query, bad filter, unknown mode)."""
@@ -176,8 +204,9 @@ class Searcher:
     """Searches one index folder; `refresh()` picks up commits made since (cheap when nothing changed)."""
 
     def __init__(self, reader: IndexReader, encoder=None, device: str = "cpu",
-                 cache_bytes: int = DEFAULT_CACHE_BYTES):
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, threads: int | None = None):
         self.encoder = encoder
+        self.threads = default_search_threads() if threads is None else max(1, int(threads))
         self._lock = threading.Lock()
         self._snapshot = _Snapshot(reader, None)
         self.cache = BlockCache(cache_bytes)
@@ -205,8 +234,9 @@ class Searcher:
         """
         spec = self.reader.spec
         item = np.dtype(self.kernel.dtype).itemsize
-        block = BLOCK_WINDOWS * spec.num_patches * (spec.dim * (1 + item) + 8 * rows)
-        coarse_block = 16 * BLOCK_WINDOWS * COARSE_SIZE * 8 * rows
+        # one block in flight per search thread
+        block = self.threads * BLOCK_WINDOWS * spec.num_patches * (spec.dim * (1 + item) + 8 * rows)
+        coarse_block = self.threads * 16 * BLOCK_WINDOWS * COARSE_SIZE * 8 * rows
         per_window = windows * (4 * rows + 24 * queries + 16)
         staged = 0
         if self.resolve_mode(mode, self._snapshot) == "two_stage":
@@ -350,15 +380,34 @@ class Searcher:
         out = np.empty((len(windows), weights.shape[1]), np.float32)
         if len(windows) == 0:
             return out
+        chunks = snapshot.window_chunk[windows]
+
+        def one(where):
+            scan = snapshot.scans[chunks[where[0]]]
+            local = snapshot.window_index[windows[where]]
+            scores = scan.coarse_scores(self.kernel, queries.operand, weights, bias, shifted=shifted)
+            whole = len(local) == len(scores) and bool(np.all(local == np.arange(len(scores))))
+            out[where] = scores if whole else scores[local]
+
         with single_blas_thread():
-            chunks = snapshot.window_chunk[windows]
-            for where in _by_chunk(chunks):
-                scan = snapshot.scans[chunks[where[0]]]
-                local = snapshot.window_index[windows[where]]
-                scores = scan.coarse_scores(self.kernel, queries.operand, weights, bias, shifted=shifted)
-                whole = len(local) == len(scores) and bool(np.all(local == np.arange(len(scores))))
-                out[where] = scores if whole else scores[local]
+            self._each_chunk(_by_chunk(chunks), one)
         return out
+
+    def _each_chunk(self, groups: list, work) -> None:
+        """Run `work(where)` for every chunk's group of positions, on `self.threads` threads.
+
+        Why threads over chunks (not torch's intra-op threads, which `mofind serve --threads` keeps at 1):
+        every chunk is independent and writes its own rows, the heavy steps (numpy gathers and unpacking,
+        torch/oneDNN products) release the GIL, and a thread that finds its core busy (Blender, another
+        request) just takes fewer chunks: no barrier waits on a stalled OpenMP thread. Results are identical
+        for any thread count: each chunk is computed the same way.
+        """
+        if self.threads <= 1 or len(groups) < 2:
+            for where in groups:
+                work(where)
+            return
+        for _ in _chunk_pool(self.threads).map(work, groups):
+            pass  # re-raises the first error of any chunk
 
     def chunk_windows(self, chunk_names, snapshot: _Snapshot | None = None) -> np.ndarray:
         """Snapshot positions of the live windows stored in the named chunks (one shard's part of the library)."""
@@ -390,7 +439,8 @@ class Searcher:
             return out
         chunks = snapshot.window_chunk[windows]
         operand = queries.operand
-        for where in _by_chunk(chunks):
+
+        def one(where):
             scan = snapshot.scans[chunks[where[0]]]
             local = snapshot.window_index[windows[where]]
             if stage == "coarse":
@@ -399,6 +449,8 @@ class Searcher:
                 out[where] = scan.pooled_maxima(local, self.kernel, operand)
             else:
                 out[where] = scan.exact_maxima(local, self.kernel, operand, self.cache)
+
+        self._each_chunk(_by_chunk(chunks), one)
         return out
 
     @staticmethod
