@@ -210,7 +210,7 @@ def test_a_search_spread_over_threads_gives_the_same_hits(library):
     found = {}
     for threads in (1, 2, 3):
         searcher = Searcher(library, threads=threads)
-        assert searcher.threads == threads
+        assert searcher.threads == threads and searcher.kernel_info()["search_threads"] == threads
         found[threads] = [searcher.search_tokens(queries, k=8, per_take=2, mode=mode, candidates=15)
                           for mode in ("exact", "two_stage")]
     assert found[2] == found[1] and found[3] == found[1]

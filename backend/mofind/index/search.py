@@ -214,8 +214,9 @@ class Searcher:
         self.kernel = self.kernel_choice.kernel
 
     def kernel_info(self) -> dict:
-        """Which MaxSim kernel runs and why (the calibration's timings), for `info` and the benchmarks."""
-        return self.kernel_choice.to_dict()
+        """Which MaxSim kernel runs and why (the calibration's timings), and the threads a search spreads its
+        chunks over, for `info` and the benchmarks."""
+        return self.kernel_choice.to_dict() | {"search_threads": self.threads}
 
     def resident_bytes(self) -> int:
         """Memory this searcher keeps between requests: the first-stage tables built so far."""
