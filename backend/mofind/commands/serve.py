@@ -29,8 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=4, help="request worker threads")
     parser.add_argument("--index-workers", type=int, default=1, help="parsing processes for indexing jobs")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch and numpy (BLAS) threads per operation (default 1: queries are small, requests run in parallel "
-                             "worker threads, and multi-threaded torch stalls badly when Blender keeps a core busy)")
+                        help="torch and numpy (BLAS) threads per operation (default 1: queries are small, requests "
+                             "run in parallel worker threads, and multi-threaded torch stalls badly when Blender keeps "
+                             "a core busy)")
     parser.add_argument("--search-threads", type=int, default=None, metavar="N",
                         help="threads one search spreads the index's chunks over (default: 2, or 1 on a one-core "
                              "machine). Each chunk is scored on one thread, so a busy core only slows its share; "
