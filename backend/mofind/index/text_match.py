@@ -90,13 +90,13 @@ def content_stems(text: str) -> set[str]:
 class LibraryText:
     """Per snapshot: every clip's stored text vectors and word stems, laid out for fast scoring."""
 
-    vectors: np.ndarray  # (clips, S, D) float32, zero rows where a source is absent
+    vectors: np.ndarray  # (S, clips, D) float32, zero rows where a source is absent (one contiguous matrix a source)
     present: np.ndarray  # (clips, S) bool
     postings: list[dict[str, np.ndarray]]  # per source: stem -> clip indices holding it
 
     @classmethod
     def of(cls, clips: list[dict], dim: int) -> "LibraryText":
-        vectors = np.zeros((len(clips), len(SOURCES), dim), np.float32)
+        vectors = np.zeros((len(SOURCES), len(clips), dim), np.float32)
         present = np.zeros((len(clips), len(SOURCES)), bool)
         postings: list[dict[str, list[int]]] = [{} for _ in SOURCES]
         for i, clip in enumerate(clips):
@@ -109,7 +109,7 @@ class LibraryText:
                 if source in stored:
                     vector = decode_vector(stored[source])
                     if vector.shape == (dim,):
-                        vectors[i, s] = vector
+                        vectors[s, i] = vector
                 for word in content_stems(text[source]):
                     postings[s].setdefault(word, []).append(i)
         return cls(vectors, present, [{w: np.asarray(ids) for w, ids in p.items()} for p in postings])
@@ -124,14 +124,17 @@ class LibraryText:
         if self.empty:
             return out
         words = content_stems(query_text)
+        query_vector = np.asarray(query_vector, np.float32)
         for s in range(len(SOURCES)):
+            if not self.present[:, s].any():
+                continue  # e.g. no take has labels: nothing to score (a strided product cost 0.4 ms a source)
             counts = np.zeros(len(out))
             for word in words:
                 hits = self.postings[s].get(word)
                 if hits is not None:
                     counts[hits] += 1
             keywords = counts / max(len(words), 1)
-            cosine = self.vectors[:, s] @ np.asarray(query_vector, np.float32)
+            cosine = self.vectors[s] @ query_vector
             semantic = np.clip((cosine - SEMANTIC_FLOOR) / (1.0 - SEMANTIC_FLOOR), 0.0, 1.0)
             out[:, s] = np.where(self.present[:, s], np.maximum(keywords, semantic), 0.0)
         return out
