@@ -66,7 +66,7 @@ def main() -> int:
 
     import torch
 
-    torch.set_num_threads(1)  # what `mofind serve` runs with
+    torch.set_num_threads(1)  # what `mofind serve` runs with (and its default search threads: Searcher's default)
     from mofind.index.search import DEFAULT_CACHE_BYTES, Searcher
     from mofind.index.store import IndexReader
 
