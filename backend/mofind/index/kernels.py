@@ -348,6 +348,8 @@ def _cached_choice(key: str, dim: int, patches: int, device: str) -> KernelChoic
             data = {}
     except (OSError, ValueError):
         data = {}
+    if os.environ.get("MOFIND_FIRST_STAGE"):
+        return choice  # a forced first-stage table is this process's choice, not a measurement to remember
     data[key] = choice.to_dict() | {"machine": platform.processor() or platform.machine(),
                                     "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     try:

@@ -12,7 +12,7 @@ Modes (chosen by the caller, never silently by `k`):
     replay of the cascade (stage scores of every window, 10 queries) kept 0.86 / 0.91 / 0.95 of the exact
     top-10 takes with 3 / 5 / 10 % (0.95 also with every window in stage 2: there the 4,000-candidate cut
     is the limit), at +~25 / +~110 ms of one core for 5 / 10 % over 3 %.
-  * The stages run per chunk, spread over `threads` threads (default 2, `mofind serve --search-threads`).
+  * The stages run per chunk, on `threads` threads (default 1; `mofind serve --search-threads`).
   * "auto" (default): "exact" up to AUTO_EXACT_MAX_WINDOWS live windows, "two_stage" above. The switch
     depends on the library size only (never on k), so a query ranks the same way every time.
 
@@ -48,8 +48,11 @@ MAX_CANDIDATES = 4_000
 CANDIDATE_FRACTION = 0.05
 MIDDLE_FRACTION = 0.05
 MIDDLE_MIN_PER_CHUNK = 256
-#: Threads a search spreads its chunks over by default (`mofind serve --search-threads`).
-SEARCH_THREADS = 2
+#: Threads a search spreads its chunks over by default (`mofind serve --search-threads`). 1: on this project's
+#: shared 2-core machine (load ~5) 2 threads were no faster for two-stage search (100k: 86 -> 106 ms of CPU,
+#: 115 -> 149 ms wall) and 1.5x slower for exact scans (GIL hand-offs between descheduled threads); they
+#: only pay off where a core is idle.
+SEARCH_THREADS = 1
 #: Unpacked code blocks a searcher may keep (kernels.BlockCache): a whole library up to ~12k windows as int8.
 DEFAULT_CACHE_BYTES = 256 << 20
 
@@ -64,7 +67,7 @@ def middle_per_chunk(windows: int) -> int:
     return min(windows, max(MIDDLE_MIN_PER_CHUNK, int(np.ceil(windows * MIDDLE_FRACTION))))
 
 def default_search_threads() -> int:
-    """Threads one search spreads its chunks over: 2 where there are 2 cores or more (see `_each_chunk`)."""
+    """Threads one search spreads its chunks over: SEARCH_THREADS unless set, at most the cores (see `_each_chunk`)."""
     return _default_threads[0] or max(1, min(SEARCH_THREADS, os.cpu_count() or 1))
 
 
