@@ -62,6 +62,7 @@ def main() -> int:
     parser.add_argument("--recall-queries", type=int, default=None,
                         help="queries whose exact ground truth is computed (one batched exact pass)")
     parser.add_argument("--cache-bytes", type=int, default=None)
+    parser.add_argument("--search-threads", type=int, default=None, help="default: as `mofind serve` (Searcher's)")
     args = parser.parse_args()
 
     import torch
@@ -76,7 +77,8 @@ def main() -> int:
     base = status_kib("VmRSS")
     opened = time.perf_counter()
     reader = IndexReader.open(args.index)
-    searcher = Searcher(reader, cache_bytes=DEFAULT_CACHE_BYTES if args.cache_bytes is None else args.cache_bytes)
+    searcher = Searcher(reader, cache_bytes=DEFAULT_CACHE_BYTES if args.cache_bytes is None else args.cache_bytes,
+                        threads=args.search_threads)
     searcher.warm("two_stage")
     open_s = time.perf_counter() - opened
     windows = searcher.snapshot.num_windows
