@@ -77,7 +77,8 @@ def test_a_request_over_its_share_gets_too_large_and_the_server_keeps_serving(in
         assert info["memory"]["max_bytes"] == backend.memory.max_bytes
         per_request = info["memory"]["per_request_bytes"]
         reply = call(sock, "search", {"query": "a person walks", "k": 500, "per_take": 50, "mode": "exact"})
-        need = backend.searcher.request_bytes(backend.searcher.snapshot.num_windows, 1, 8, "exact")
+        rows = len(encoder.encode_texts(["a person walks"])[0][0])  # the server estimates with the query's own rows
+        need = backend.searcher.request_bytes(backend.searcher.snapshot.num_windows, 1, rows, "exact")
         if need > per_request:
             assert reply["ok"] is False and reply["error"]["code"] == "TOO_LARGE"
             assert "--max-memory" in reply["error"]["message"]
