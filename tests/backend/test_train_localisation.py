@@ -59,6 +59,30 @@ def test_part_loss_is_low_when_the_token_matches_its_part_and_ignores_unsupervis
                                  (rows, cols), 14.0)) > 1.0
 
 
+def test_part_hinge_is_zero_once_the_best_patch_is_on_a_target_part_by_the_margin():
+    rows, cols, dim = 1, len(PART_NAMES), 2
+    left, right = PART_NAMES.index("l_elbow"), PART_NAMES.index("r_elbow")
+    patches = torch.zeros(1, cols, dim)
+    patches[0, :, 1] = 1.0  # every part: orthogonal to the token
+    token = torch.tensor([[[1.0, 0.0]]])
+    targets = torch.zeros(1, 1, cols, dtype=torch.bool)
+    targets[0, 0, left] = True
+    valid = torch.ones(1, cols, dtype=torch.bool)
+    ones = torch.ones(1, 1, dtype=torch.bool)
+
+    def hinge(on_left: float, on_right: float) -> float:
+        patches[0, left] = torch.tensor([on_left, (1 - on_left ** 2) ** 0.5])
+        patches[0, right] = torch.tensor([on_right, (1 - on_right ** 2) ** 0.5])
+        return float(token_part_loss(token, ones, patches, valid, targets, (rows, cols), 14.0, margin=0.1))
+
+    assert hinge(0.9, 0.5) == 0.0  # right by more than the margin: nothing left to pull
+    assert hinge(0.55, 0.5) == pytest.approx(0.05, abs=1e-5)  # right, but inside the margin
+    assert hinge(0.5, 0.9) == pytest.approx(0.5, abs=1e-5)  # wrong part wins: the gap plus the margin
+    # the cross-entropy form keeps a loss even when the answer is right (why the hinge exists)
+    assert hinge(0.9, 0.5) == 0.0
+    assert float(token_part_loss(token, ones, patches, valid, targets, (rows, cols), 14.0)) > 0.0
+
+
 def _skip_model():
     config = dict(TINY_MODEL, token_skiplist=FUNCTION_WORDS)
     trainer = Trainer(_config(model=config), [None] * 16, None, STATS, "/nonexistent-unused", progress=False)

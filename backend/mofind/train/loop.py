@@ -57,10 +57,13 @@ class TrainConfig:
         corpus: items per epoch of each source of `--data all` (`mofind.train.corpus.CorpusShares` fields).
         part_weight: weight of the token->body-part loss (`objectives.token_part_loss`) on tokens of phrases
             whose body parts are known (0 disables it).
+        part_margin: None = that loss as a cross-entropy over parts; a number = a hinge with this cosine margin.
         train_logit_scale: also learn the temperature (the official model keeps it at ln(1/0.07)).
         precision: "fp32" or "bf16" (autocast on CPU or CUDA).
         save_every_steps: also save the resumable state every n steps inside an epoch (0 = only per epoch).
         max_steps_per_epoch: cut epochs short (smoke tests, quick experiments).
+        keep_epoch_models: also write every epoch's weights to run_dir/epochs/N (so a model can be chosen on
+            more than the selection score, e.g. explanation localisation, without retraining).
     """
 
     model: str | dict = "compact"
@@ -77,6 +80,7 @@ class TrainConfig:
     mlm_batch_share: float = 0.5
     mlm_texts: str | None = None
     part_weight: float = 0.0
+    part_margin: float | None = None
     corpus: dict = field(default_factory=dict)
     init_from: str | None = None
     threads: int = 0
@@ -88,6 +92,7 @@ class TrainConfig:
     save_every_steps: int = 0
     max_steps_per_epoch: int | None = None
     val_batch_size: int = 64
+    keep_epoch_models: bool = False
 
     def model_config(self) -> ModelConfig:
         return get_config(self.model) if isinstance(self.model, str) else ModelConfig.from_dict(self.model)
@@ -313,7 +318,8 @@ class Trainer:
             targets = batch.get("part_targets")
             if self.config.part_weight > 0 and targets is not None:
                 part = token_part_loss(tokens, token_valid, patches, patch_valid, targets.to(device),
-                                       self.model_config.motion.grid, scale)
+                                       self.model_config.motion.grid, scale,
+                                       margin=self.config.part_margin)
                 if part is not None:
                     out["part"] = part.float()
                     out["loss"] = out["loss"] + self.config.part_weight * out["part"]
@@ -415,19 +421,21 @@ class Trainer:
                 self._save_model()
         else:
             self._save_model()  # no validation split: ship the latest weights
+        if self.config.keep_epoch_models:
+            self._save_model(self.run_dir / "epochs" / str(epoch + 1))
         self.history.append(record)
         with open(self.run_dir / HISTORY_FILE, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
         self.epoch, self.step_in_epoch = epoch + 1, 0
         self.save_state()
 
-    def _save_model(self) -> None:
+    def _save_model(self, directory: Path | None = None) -> None:
         import shutil
 
         from mofind.model.checkpoint import save_shipped
         from mofind.model.vocabulary import VOCABULARY_FILE
 
-        directory = save_shipped(self.model, self.stats, self.run_dir / MODEL_DIR)
+        directory = save_shipped(self.model, self.stats, directory or self.run_dir / MODEL_DIR)
         self._update_vocabulary()
         if (self.run_dir / VOCABULARY_FILE).is_file():
             shutil.copyfile(self.run_dir / VOCABULARY_FILE, directory / VOCABULARY_FILE)

@@ -75,7 +75,7 @@ def mask_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, *, specia
 
 def token_part_loss(tokens: torch.Tensor, token_valid: torch.Tensor, patches: torch.Tensor,
                     patch_valid: torch.Tensor, targets: torch.Tensor, grid: tuple[int, int],
-                    scale: float | torch.Tensor) -> torch.Tensor | None:
+                    scale: float | torch.Tensor, margin: float | None = None) -> torch.Tensor | None:
     """Teach supervised caption tokens to match the body parts their phrase is about (the explanation target).
 
     For each caption b and its own motion b, a token's similarity to body part c is its best patch in column c
@@ -88,6 +88,10 @@ def token_part_loss(tokens: torch.Tensor, token_valid: torch.Tensor, patches: to
         patches (B, P, D), patch_valid (B, P): the paired motions, P = rows * cols, patch p = cols * row + col.
         targets (B, L, cols) bool: the body parts each token should match (all False = unsupervised token).
         scale: the logit scale (the contrastive temperature's inverse).
+        margin: None = the cross-entropy above; a cosine margin m = a hinge, max(0, m + best other part - best
+            target part): zero once the token's best patch is on a target part by m. Why both: the cross-entropy
+            keeps pulling after the explanation is already right and measurably cost retrieval (docs/model
+            card); the hinge asks for exactly what `explain` shows and nothing more.
 
     Returns the mean over supervised tokens, or None when the batch supervises none.
     """
@@ -98,8 +102,14 @@ def token_part_loss(tokens: torch.Tensor, token_valid: torch.Tensor, patches: to
     sims = torch.einsum("bld,bpd->blp", tokens, patches)
     sims = sims.masked_fill(~patch_valid[:, None, :], float("-inf"))
     part_sims = sims.reshape(*sims.shape[:2], rows, cols).amax(2)  # (B, L, cols)
-    logits = (part_sims * scale)[supervised].float()
     target = targets[supervised]
+    if margin is not None:
+        chosen = part_sims[supervised].float()
+        best_target = chosen.masked_fill(~target, float("-inf")).amax(-1)
+        best_other = chosen.masked_fill(target, float("-inf")).amax(-1)
+        best_other = torch.where(torch.isfinite(best_other), best_other, best_target - margin)
+        return torch.relu(margin + best_other - best_target).mean()
+    logits = (part_sims * scale)[supervised].float()
     positive = torch.logsumexp(logits.masked_fill(~target, float("-inf")), dim=-1)
     return (torch.logsumexp(logits, dim=-1) - positive).mean()
 
