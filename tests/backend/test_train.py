@@ -241,3 +241,32 @@ def test_masked_only_mlm_loss_equals_hugging_face_loss():
         ours = text.mlm_loss(corrupted, mask, labels)
         reference = text.text_model(input_ids=corrupted, attention_mask=mask, labels=labels).loss
     assert float(ours) == pytest.approx(float(reference), rel=1e-5)
+
+
+def test_distillation_is_zero_against_itself_and_pulls_a_drifted_student_back(tmp_path):
+    """A teacher (`distill_from`) equal to the student costs nothing; once the student drifts, the KL is positive;
+    items of sources outside `distill_sources` are never distilled."""
+    from mofind.model.checkpoint import save_shipped
+
+    train = SyntheticMotions(16, seed=0)
+    for item in train.items:
+        item["source"] = "bandai templates"
+    teacher = Trainer(_config(mlm_weight=0.0), train, None, STATS, tmp_path / "teacher", progress=False)
+    save_shipped(teacher.model, STATS, tmp_path / "teacher-model")
+    student = Trainer(_config(mlm_weight=0.0, distill_from=str(tmp_path / "teacher-model"), distill_weight=1.0,
+                              epochs=3), train, None, STATS, tmp_path / "student", progress=False)
+    student.model.load_state_dict(teacher.model.state_dict())
+    student.model.eval()
+    batch = student.collate([train[i] for i in range(8)])
+    with torch.no_grad():
+        assert float(student.losses(batch, torch.Generator().manual_seed(0))["distill"]) < 1e-4
+        for parameter in student.model.motion_encoder.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+        drifted = float(student.losses(batch, torch.Generator().manual_seed(0))["distill"])
+    assert drifted > 1e-3
+    # items from sources the teacher does not know are never distilled
+    for item in train.items:
+        item["source"] = "humanml3d captions"
+    other = student.collate([train[i] for i in range(8)])
+    with torch.no_grad():
+        assert "distill" not in student.losses(other, torch.Generator().manual_seed(0))

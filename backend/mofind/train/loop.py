@@ -58,6 +58,10 @@ class TrainConfig:
         part_weight: weight of the token->body-part loss (`objectives.token_part_loss`) on tokens of phrases
             whose body parts are known (0 disables it).
         part_margin: None = that loss as a cross-entropy over parts; a number = a hinge with this cosine margin.
+        distill_from: a shipped model folder kept frozen as a teacher ("learning without forgetting", Li & Hoiem
+            2016): on the items of `distill_sources` the batch's text->motion and motion->text distributions are
+            pulled toward the teacher's (KL, weight `distill_weight`), so adding the part loss and new corpora
+            does not forget what the teacher retrieves well. None = no teacher.
         train_logit_scale: also learn the temperature (the official model keeps it at ln(1/0.07)).
         precision: "fp32" or "bf16" (autocast on CPU or CUDA).
         save_every_steps: also save the resumable state every n steps inside an epoch (0 = only per epoch).
@@ -81,6 +85,9 @@ class TrainConfig:
     mlm_texts: str | None = None
     part_weight: float = 0.0
     part_margin: float | None = None
+    distill_from: str | None = None
+    distill_weight: float = 1.0
+    distill_sources: tuple[str, ...] = ("bandai templates",)
     corpus: dict = field(default_factory=dict)
     init_from: str | None = None
     threads: int = 0
@@ -182,6 +189,13 @@ class Trainer:
         self.model = (model or build_model(self.model_config, allow_download=allow_download)).to(self.device)
         if config.init_from and model is None:
             self._initialise_from(Path(config.init_from))
+        self.teacher = None
+        if config.distill_from:
+            from mofind.model.checkpoint import load_shipped
+
+            self.teacher = load_shipped(Path(config.distill_from)).model.to(self.device).eval()
+            for parameter in self.teacher.parameters():
+                parameter.requires_grad_(False)
         self.tokenizer = _tokenizer_for(self.model_config)
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, config))
         self.steps_per_epoch = self._steps_per_epoch()
@@ -287,6 +301,7 @@ class Trainer:
             "input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"],
             "captions": captions, "take_ids": [str(item["take_id"]) for item in items],
             "groups": [item.get("group") for item in items], "part_targets": part_targets,
+            "sources": [str(item.get("source", "")) for item in items],
         }
 
     def batches(self, epoch: int, skip: int):
@@ -323,6 +338,11 @@ class Trainer:
                 if part is not None:
                     out["part"] = part.float()
                     out["loss"] = out["loss"] + self.config.part_weight * out["part"]
+            if self.teacher is not None:
+                distill = self._distill_loss(batch, x, valid_len, ids, mask, logits)
+                if distill is not None:
+                    out["distill"] = distill
+                    out["loss"] = out["loss"] + self.config.distill_weight * distill
             if self.config.mlm_weight > 0:
                 rows = max(1, round(self.config.mlm_batch_share * len(ids)))
                 mlm_ids, mlm_mask = ids[:rows].cpu(), mask[:rows].cpu()
@@ -339,6 +359,24 @@ class Trainer:
                 out["mlm"] = mlm.float()
                 out["loss"] = out["loss"] + self.config.mlm_weight * out["mlm"]
         return out
+
+    def _distill_loss(self, batch, x, valid_len, ids, mask, logits) -> torch.Tensor | None:
+        """KL(teacher || student) of the in-batch softmax, both directions, over the items the teacher knows."""
+        keep = torch.tensor([source in self.config.distill_sources for source in batch.get("sources", [])],
+                            dtype=torch.bool, device=logits.device)
+        if int(keep.sum()) < 2:
+            return None
+        with torch.no_grad():
+            teacher = self.teacher
+            t_patches, t_valid = teacher.encode_motion(x[keep], valid_len[keep])
+            t_tokens, t_token_valid = teacher.encode_text(ids[keep], mask[keep])
+            target = (teacher.similarity(t_tokens, t_token_valid, t_patches, t_valid) * teacher.temperature_scale()).float()
+        student = logits[keep][:, keep].float()
+        loss = 0.0
+        for s_rows, t_rows in ((student, target), (student.T, target.T)):
+            loss = loss + torch.nn.functional.kl_div(torch.log_softmax(s_rows, -1), torch.log_softmax(t_rows, -1),
+                                                     log_target=True, reduction="batchmean")
+        return loss / 2
 
     def train_step(self, batch: dict) -> dict[str, float]:
         self.model.train()
