@@ -144,3 +144,24 @@ def test_labels_from_a_table_lift_takes_with_anonymous_names(tmp_path, libraries
     build_index([library], tmp_path / "index", encoder, workers=0)
     hits = Searcher(IndexReader.open(tmp_path / "index"), encoder).search("someone waves", k=3)
     assert Path(hits[0].source).name == f"{wave:04d}.bvh" and "label" in hits[0].matched
+
+
+def test_a_takes_text_score_does_not_depend_on_which_other_takes_are_scored_with_it():
+    """A shard scores a slice of the takes; each take must get the very same float score as in the whole library,
+    or ties between equally named takes break differently on a cluster (cluster.py promises equal results)."""
+    import numpy as np
+
+    from mofind.index.text_match import SOURCES, LibraryText, encode_vector
+
+    rng = np.random.default_rng(3)
+    query = rng.standard_normal(384).astype(np.float32)
+    query /= np.linalg.norm(query)
+    vectors = query + rng.uniform(0.3, 1.0, (600, 1)) * rng.standard_normal((600, 384)).astype(np.float32) / 20
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    clips = [{"text": {SOURCES[0]: f"take {i}"}, "text_vectors": {SOURCES[0]: encode_vector(v)}}
+             for i, v in enumerate(vectors)]
+    whole = LibraryText.of(clips, 384).scores("a person walks", query)
+    for start, stop in ((0, 5), (3, 600), (17, 37), (1, 2), (7, 517)):
+        part = LibraryText.of(clips[start:stop], 384).scores("a person walks", query)
+        assert np.array_equal(part, whole[start:stop]), (start, stop)
+    assert 0.0 < whole[:, 0].min() < whole[:, 0].max() < 1.0  # the semantic scores vary (not all clipped)

@@ -134,7 +134,10 @@ class LibraryText:
                 if hits is not None:
                     counts[hits] += 1
             keywords = counts / max(len(words), 1)
-            cosine = self.vectors[s] @ query_vector
+            # einsum, not BLAS: a BLAS product's float32 rounding of a row depends on where the row sits in the
+            # matrix, so a shard (a slice of the takes) would score a take differently from the whole library and
+            # break ties between equally named takes the other way (cluster.py must give the same results)
+            cosine = np.einsum("ij,j->i", self.vectors[s], query_vector)
             semantic = np.clip((cosine - SEMANTIC_FLOOR) / (1.0 - SEMANTIC_FLOOR), 0.0, 1.0)
             out[:, s] = np.where(self.present[:, s], np.maximum(keywords, semantic), 0.0)
         return out
