@@ -269,3 +269,44 @@ def test_compaction_merges_small_chunks_into_bounded_files(tmp_path):
         np.testing.assert_array_equal(after.window_patches(after.windows(clip_id)[0])[0], patches)
     with IndexWriter(tmp_path, SPEC) as writer:  # files near the target are left alone
         assert writer.compact(target_windows=42)["chunks_after"] == 3
+
+
+def test_rows_read_with_pread_equal_the_mapped_rows_and_a_cut_file_is_an_error(library, tmp_path):
+    import shutil
+
+    from mofind.index.chunk import ChunkFormatError
+
+    chunk = library.chunks[0]
+    patches = np.asarray(chunk.arrays["patches"])
+    offsets = np.asarray(chunk.arrays["win_offsets"])
+    windows = np.array([5, 0, 9, 2])
+    starts, counts = offsets[windows], offsets[windows + 1] - offsets[windows]
+    want = np.concatenate([patches[s:s + c] for s, c in zip(starts, counts)])
+    np.testing.assert_array_equal(chunk.read_rows("patches", starts, counts), want)
+    scan = Searcher(library).snapshot.scans[0]
+    np.testing.assert_array_equal(scan.window_levels(windows),
+                                  library.codec.levels(patches[scan.padded(windows)[0].reshape(-1)]))
+    copy = tmp_path / "cut.safetensors"
+    shutil.copyfile(chunk.path, copy)
+    cut = Chunk.open(copy)
+    last = int(offsets[-2])
+    with open(copy, "r+b") as handle:  # cut the file inside the last window's patch codes
+        handle.truncate(cut.arrays["patches"].offset + (last + 1) * patches.shape[1])
+    with pytest.raises(ChunkFormatError, match="cut short"):
+        cut.read_rows("patches", np.array([last]), np.array([int(offsets[-1]) - last]))
+
+
+def test_a_search_over_its_mapped_budget_releases_the_chunk_pages(library):
+    """The searcher drops the chunks' mapped pages once the process's file-backed memory passes its budget
+    (resident memory bounded however many queries run); within the budget it leaves them; results are unchanged."""
+    from mofind.index.search import mapped_file_bytes
+
+    if mapped_file_bytes() is None:
+        pytest.skip("no /proc/self/statm: mapped pages are not measured on this system")
+    rng = np.random.default_rng(8)
+    queries = [unit(rng.standard_normal((4, DIM)))]
+    roomy, tight = Searcher(library, mapped_budget=1 << 50), Searcher(library, mapped_budget=0)
+    want = roomy.search_tokens(queries, k=10, mode="two_stage", candidates=5)
+    assert roomy.bound_mapped_pages() is False
+    assert tight.search_tokens(queries, k=10, mode="two_stage", candidates=5) == want
+    assert tight.bound_mapped_pages() is True

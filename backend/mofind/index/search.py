@@ -53,6 +53,9 @@ MIDDLE_MIN_PER_CHUNK = 256
 #: 115 -> 149 ms wall) and 1.5x slower for exact scans (GIL hand-offs between descheduled threads); they
 #: only pay off where a core is idle.
 SEARCH_THREADS = 1
+#: File-backed pages (chunk codes read through their memory maps, plus the libraries' own) this process may keep
+#: resident after a search before the chunks' patch and pooled pages are released (`Searcher.bound_mapped_pages`).
+MAPPED_BUDGET_BYTES = 1 << 30
 #: Unpacked code blocks a searcher may keep (kernels.BlockCache): a whole library up to ~12k windows as int8.
 DEFAULT_CACHE_BYTES = 256 << 20
 
@@ -207,8 +210,10 @@ class Searcher:
     """Searches one index folder; `refresh()` picks up commits made since (cheap when nothing changed)."""
 
     def __init__(self, reader: IndexReader, encoder=None, device: str = "cpu",
-                 cache_bytes: int = DEFAULT_CACHE_BYTES, threads: int | None = None):
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, threads: int | None = None,
+                 mapped_budget: int = MAPPED_BUDGET_BYTES):
         self.encoder = encoder
+        self.mapped_budget = int(mapped_budget)
         self.threads = default_search_threads() if threads is None else max(1, int(threads))
         self._lock = threading.Lock()
         self._snapshot = _Snapshot(reader, None)
@@ -319,7 +324,22 @@ class Searcher:
                    for column, motion in zip(fused.T, scores.T)]
         for hits, fusion in zip(results, fusions):
             annotate(hits, fusion, snapshot)
+        self.bound_mapped_pages(snapshot)
         return results
+
+    def bound_mapped_pages(self, snapshot: _Snapshot | None = None) -> bool:
+        """Release every chunk's mapped patch and pooled pages once this process's file-backed resident memory
+        passes `mapped_budget`; True when it did. Why: the kernel maps up to 64 KB of cached pages around each
+        page a search touches (fault-around), so the middle stage and the re-rank of one two-stage query over a
+        million windows leave ~2 GB mapped, and the resident set grew 5 -> 8.7 GB of file pages over four
+        queries (bench/bench_index.py); released pages stay in the OS page cache (minor faults next time)."""
+        mapped = mapped_file_bytes()
+        if mapped is None or mapped <= self.mapped_budget:
+            return False
+        for scan in (snapshot or self._snapshot).scans:
+            scan.chunk.release("patches")
+            scan.chunk.release("pooled")
+        return True
 
     def score_windows(self, token_sets: list[np.ndarray], windows: np.ndarray, mode: str = "auto",
                       candidates: int = MIN_CANDIDATES, snapshot: _Snapshot | None = None) -> np.ndarray:
@@ -483,6 +503,20 @@ class Searcher:
                     hit.motion_score = float(motion[finite][member])
                 hits.append(hit)
         return hits
+
+
+def mapped_file_bytes() -> int | None:
+    """This process's resident file-backed (and shared) memory in bytes, from /proc/self/statm; None where
+    there is no /proc (then nothing is released: other systems account mapped files differently)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            shared_pages = int(handle.read().split()[2])
+    except (OSError, ValueError, IndexError):
+        return None
+    return shared_pages * _PAGE_SIZE
+
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def _hit(snapshot: _Snapshot, position: int, score: float) -> Hit:
