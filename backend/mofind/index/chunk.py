@@ -212,10 +212,10 @@ class Chunk:
         return [order[bounds[i]:bounds[i + 1]] for i in range(len(self.clips))]
 
     def read_rows(self, name: str, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        """Rows [start, start + count) of a 2-D array for each pair, concatenated, read with pread.
+        """Rows [start, start + count) of a 2-D array for each pair, concatenated, read with plain file reads (not the memory map).
 
         Why not the memory map: reads through it leave their pages (whole page-cache folios) mapped in this
-        process, so scattered reads grow its resident set; pread copies only the bytes asked for. A file cut
+        process, so scattered reads grow its resident set; a file read copies only the bytes asked for. A file cut
         short since it was opened raises ChunkFormatError here instead of SIGBUS."""
         array = self.arrays[name]
         starts = np.asarray(starts, dtype=np.int64)
@@ -227,17 +227,14 @@ class Chunk:
         total = int(counts.sum())
         out = np.empty((total,) + array.shape[1:], array.dtype)
         view = memoryview(out.reshape(-1).view(np.uint8))
-        descriptor = os.open(self.path, os.O_RDONLY)
-        try:
+        with open(self.path, "rb", buffering=0) as handle:  # seek + readinto: pread's effect on every OS
             at = 0
             for start, count in zip(starts.tolist(), counts.tolist()):
                 size = count * width
-                got = os.preadv(descriptor, [view[at:at + size]], array.offset + start * width)
-                if got != size:
+                handle.seek(array.offset + start * width)
+                if handle.readinto(view[at:at + size]) != size:
                     raise ChunkFormatError(f"{self.path}: {name} rows {start}..{start + count} are cut short on disk")
                 at += size
-        finally:
-            os.close(descriptor)
         return out
 
     def release(self, name: str) -> None:

@@ -513,7 +513,7 @@ class ChunkScan:
     def window_levels(self, windows: np.ndarray) -> np.ndarray:
         """(n * P, D) int8 level indices of some windows (padded to P rows each), unpacked now.
 
-        The codes are read with pread (`Chunk.read_rows`), not through the memory map: a page fault on the map
+        The codes are read with file reads (`Chunk.read_rows`), not through the memory map: a page fault on the map
         maps the whole page-cache folio around it (hundreds of KB per window measured at 1 M windows: 3.1 GB
         mapped by one query's re-rank of 4,000 windows), which would count in the server's resident memory."""
         windows = np.asarray(windows, dtype=np.int64)
