@@ -107,9 +107,13 @@ def bulk_index_rows(files: list[Path], model, index: Path) -> list[dict]:
 
 
 def sharded_rows() -> list[dict]:
-    """Hook for the Ray helper: sharded (2 and 4 nodes) vs single-process throughput, same files."""
-    return [{"measure": "bulk indexing, sharded vs single process", "setting": "Ray, 2 and 4 local nodes",
-             "value": "not measured", "note": "needs `mofind index --cluster` (issue 11 part 3)"}]
+    """Where the sharded (2 and 4 Ray nodes) against single-process numbers are, and what is not measured."""
+    return [{"measure": "search throughput, sharded vs single process", "setting": "Ray, 2 and 4 local nodes",
+             "value": "see bench_cluster", "note": "measured by bench/bench_cluster.py, the `cluster` stage of "
+                                                   "`make bench` (Ray processes in a loopback-only namespace)"},
+            {"measure": "bulk indexing, sharded vs single process", "setting": "Ray, 2 and 4 local nodes",
+             "value": "not measured", "note": "`mofind index --cluster` is tested for equal output "
+                                              "(tests/backend/test_cluster.py), not timed"}]
 
 
 # -- tiling ----------------------------------------------------------------------------------------------
