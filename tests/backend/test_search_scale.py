@@ -239,7 +239,7 @@ def test_padded_rows_per_block_and_released_pages_change_no_result(library):
     rng = np.random.default_rng(6)
     queries = [unit(rng.standard_normal((4, DIM)))]
     before = searcher.search_tokens(queries, k=10, mode="exact")
-    for chunk in library.chunks:  # what every exact scan does after reading a chunk's codes
+    for chunk in library.chunks:  # what Searcher.bound_mapped_pages does past its budget
         chunk.release("patches")
         chunk.release("pooled")
     assert searcher.search_tokens(queries, k=10, mode="exact") == before

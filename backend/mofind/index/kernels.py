@@ -42,10 +42,6 @@ from .codec import RotatedCodec
 from .linalg import single_blas_thread
 
 BLOCK_WINDOWS = 256
-#: Patch-code bytes a chunk may read through its memory map before its mapped pages are released
-#: (`Chunk.release`): bounds what re-ranks leave resident (~0.5 GB over the 123 chunks of a million windows)
-#: while costing one madvise per chunk every ~10 two-stage queries instead of every query (~9 ms each at 1 M).
-RELEASE_BYTES = 4 << 20
 CPU_KERNELS = ("int8", "fp32-torch", "fp32-numpy")
 INEXACT_KERNELS = ("bf16-torch",)  # timed for the report, never used: output rounding changes scores
 CALIBRATION_VERSION = 2
@@ -490,10 +486,8 @@ class ChunkScan:
         self.pooled_codec = pooled_codec
         self.num_patches = num_patches
         self.offsets = np.asarray(chunk.arrays["win_offsets"])  # (W + 1,) int64, memory-mapped
-        self.patches = np.asarray(chunk.arrays["patches"])  # a plain ndarray view: cheaper to gather from
         self.pool_width = len(chunk.arrays["pooled"]) // max(chunk.num_windows, 1)
         self._coarse: dict = {}
-        self._mapped = 0  # bytes of patch codes read through the mapping since its pages were last released
         self._lock = threading.Lock()
 
     @property
@@ -593,10 +587,6 @@ class ChunkScan:
             for start in range(0, len(rest), block):
                 part = rest[start:start + block]
                 out[part] = kernel.max_dots(kernel.rows(self.window_levels(windows[part])), queries, self.num_patches)
-        self._mapped += len(windows) * self.num_patches * self.patches.shape[1]
-        if self._mapped >= RELEASE_BYTES:  # keep the pages a search touched from piling up in the resident set
-            self.chunk.release("patches")
-            self._mapped = 0
         return out
 
     def pooled_maxima(self, windows: np.ndarray, kernel: Kernel, queries, block: int = 4 * BLOCK_WINDOWS):
