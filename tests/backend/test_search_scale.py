@@ -126,6 +126,23 @@ def test_unpacked_block_cache_stays_within_its_budget_and_changes_no_result(libr
             assert 0 < searcher.cache.used <= budget
 
 
+def test_warm_unpacks_a_library_that_fits_the_cache_and_the_re_rank_reads_it(library):
+    rng = np.random.default_rng(6)
+    queries = [unit(rng.standard_normal((4, DIM))) for _ in range(3)]
+    plain = Searcher(library, cache_bytes=0)
+    plain.warm("two_stage")
+    assert plain.cache.used == 0
+    expected = plain.search_tokens(queries, k=10, mode="two_stage", candidates=20)
+    whole = sum(scan.unpacked_bytes(plain.kernel) for scan in plain.snapshot.scans)
+    roomy = Searcher(library, cache_bytes=whole)
+    roomy.warm("two_stage")
+    assert roomy.cache.used == whole  # every block of every chunk, unpacked once
+    assert roomy.search_tokens(queries, k=10, mode="two_stage", candidates=20) == expected
+    tight = Searcher(library, cache_bytes=whole - 1)
+    tight.warm("two_stage")
+    assert tight.cache.used == 0  # a library that does not fit is left to the exact scans (first come, kept)
+
+
 def test_two_stage_cascade_finds_a_planted_window(library):
     searcher = Searcher(library)
     target = library.clips()[37].clip_id
