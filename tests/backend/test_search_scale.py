@@ -196,7 +196,7 @@ def test_coarse_scores_are_the_integer_maxima_through_the_query_map(library):
     np.testing.assert_allclose(searcher.coarse_scores(snapshot, some, batch), reference[some], atol=1e-5)
 
 
-def test_prepacked_first_stage_table_gives_the_same_scores_and_hits(library, monkeypatch, tmp_path):
+def test_every_first_stage_table_gives_the_same_scores_and_hits(library, monkeypatch, tmp_path):
     monkeypatch.setenv("MOFIND_CACHE", str(tmp_path))
     monkeypatch.delenv("MOFIND_KERNEL", raising=False)
     if not kernels.PackedTable.available():
@@ -206,7 +206,7 @@ def test_prepacked_first_stage_table_gives_the_same_scores_and_hits(library, mon
     rng = np.random.default_rng(12)
     queries = [unit(rng.standard_normal((n, DIM))) for n in (2, 5, 9)]
     found = {}
-    for table in (kernels.KERNEL_TABLE, kernels.PACKED_TABLE):
+    for table in (kernels.KERNEL_TABLE, *kernels.TABLES):
         monkeypatch.setenv("MOFIND_FIRST_STAGE", table)
         kernels._cached_choice.cache_clear()
         searcher = Searcher(library)
@@ -219,9 +219,10 @@ def test_prepacked_first_stage_table_gives_the_same_scores_and_hits(library, mon
     monkeypatch.delenv("MOFIND_FIRST_STAGE")
     assert "forced" not in kernels.choose_kernel(DIM, ROWS * COLS).table_reason  # a forced table is never cached
     kernels._cached_choice.cache_clear()
-    plain, packed = found[kernels.KERNEL_TABLE], found[kernels.PACKED_TABLE]
-    np.testing.assert_array_equal(packed[0], plain[0])
-    assert packed[1] == plain[1]
+    plain = found[kernels.KERNEL_TABLE]
+    for table in kernels.TABLES:
+        np.testing.assert_array_equal(found[table][0], plain[0])
+        assert found[table][1] == plain[1]
 
 
 def test_a_search_spread_over_threads_gives_the_same_hits(library):

@@ -46,9 +46,10 @@ from .linalg import single_blas_thread
 BLOCK_WINDOWS = 256
 CPU_KERNELS = ("int8", "onednn-u8s8", "fp32-torch", "fp32-numpy")
 INEXACT_KERNELS = ("bf16-torch",)  # timed for the report, never used: output rounding changes scores
-CALIBRATION_VERSION = 3
+CALIBRATION_VERSION = 4
 KERNEL_TABLE = "kernel"  # the first stage multiplies its table with the MaxSim kernel, block by block
 PACKED_TABLE = "onednn-u8s8"  # ... or with oneDNN's prepacked u8 x s8 inner product (see PackedTable)
+ROWS_TABLE = "onednn-u8-rows"  # ... or the same product with the table as u8 activations (see PlaneTable)
 
 
 # -- kernels -------------------------------------------------------------------------------------------------
@@ -175,6 +176,8 @@ class PackedQueries:
 
     weight: object
     shape: tuple[int, int]
+    scales: object = None  # ones(L), made once per query batch, not per product
+    zero_points: object = None
 
 
 class OneDnnU8S8Kernel(Kernel):
@@ -199,7 +202,8 @@ class OneDnnU8S8Kernel(Kernel):
         import torch
 
         q8 = np.ascontiguousarray(q8, dtype=np.int8)
-        return PackedQueries(torch.ops.onednn.qlinear_prepack(torch.from_numpy(q8), None), q8.shape[::-1])
+        return PackedQueries(torch.ops.onednn.qlinear_prepack(torch.from_numpy(q8), None), q8.shape[::-1],
+                             torch.ones(len(q8)), torch.zeros(len(q8), dtype=torch.int64))
 
     def rows(self, levels):
         return levels.view(np.uint8) if levels.dtype == np.int8 else levels.astype(np.uint8)
@@ -207,12 +211,10 @@ class OneDnnU8S8Kernel(Kernel):
     def _product(self, rows, queries):
         import torch
 
-        count = queries.shape[1]
-        weight = queries.weight
         with torch.inference_mode():
             return torch.ops.onednn.qlinear_pointwise(
-                torch.from_numpy(np.ascontiguousarray(rows).view(np.uint8)), 1.0, 0, weight, torch.ones(count),
-                torch.zeros(count, dtype=torch.int64), None, 1.0, 0, torch.float32, "none", [], "")
+                torch.from_numpy(np.ascontiguousarray(rows).view(np.uint8)), 1.0, 0, queries.weight, queries.scales,
+                queries.zero_points, None, 1.0, 0, torch.float32, "none", [], "")
 
     def dots(self, rows, queries):
         return self._product(rows, queries).to(dtype=__import__("torch").int32).numpy()
@@ -257,7 +259,7 @@ class KernelChoice:
     reason: str
     timings_ms: dict[str, float] = field(default_factory=dict)
     cached: bool = False
-    table: str = KERNEL_TABLE  # the first stage's coarse table: KERNEL_TABLE or PACKED_TABLE (see CoarseTable)
+    table: str = KERNEL_TABLE  # the first stage's coarse table: KERNEL_TABLE or a name in TABLES
     table_reason: str = "the MaxSim kernel"
 
     def to_dict(self) -> dict:
@@ -347,12 +349,14 @@ def calibrate_table(kernel: Kernel, dim: int, queries: int = 6, rows: int = 16 *
     operand = kernel.queries(q8)
     table = kernel.rows(levels)
     timings = {KERNEL_TABLE: _time(lambda: kernel.max_dots(table, operand, width), repeats)}
-    if PackedTable.available():
+    for name, kind in TABLES.items():
+        if not kind.available():
+            continue
         try:
-            packed = PackedTable(levels, width, rows // width)
-            shifted = PackedTable.queries(q8)
-            if np.array_equal(packed.maxima(shifted), reference.astype(np.float32)):  # exact here, or never used
-                timings[PACKED_TABLE] = _time(lambda: packed.maxima(shifted), repeats)
+            built = kind(levels, width, rows // width)
+            operand = kind.queries(q8)
+            if np.array_equal(built.maxima(operand), reference.astype(np.float32)):  # exact here, or never used
+                timings[name] = _time(lambda: built.maxima(operand), repeats)
         except (RuntimeError, TypeError, ValueError):
             pass
     return timings
@@ -360,9 +364,9 @@ def calibrate_table(kernel: Kernel, dim: int, queries: int = 6, rows: int = 16 *
 
 def _choose_table(kernel: Kernel, dim: int) -> tuple[str, str, dict[str, float]]:
     forced = os.environ.get("MOFIND_FIRST_STAGE")
-    if forced in (KERNEL_TABLE, PACKED_TABLE):
-        if forced == PACKED_TABLE and not PackedTable.available():
-            raise ValueError("MOFIND_FIRST_STAGE=onednn-u8s8 but this torch has no oneDNN quantized linear")
+    if forced == KERNEL_TABLE or forced in TABLES:
+        if forced in TABLES and not TABLES[forced].available():
+            raise ValueError(f"MOFIND_FIRST_STAGE={forced} but this torch has no oneDNN quantized linear")
         return forced, "forced by MOFIND_FIRST_STAGE", {}
     if isinstance(kernel, CudaKernel):
         return KERNEL_TABLE, "the MaxSim kernel (on the GPU)", {}
@@ -391,8 +395,8 @@ def _cached_choice(key: str, dim: int, patches: int, device: str) -> KernelChoic
         stored = None
     if isinstance(stored, dict) and stored.get("name") in CPU_KERNELS and not os.environ.get("MOFIND_FIRST_STAGE"):
         stage = stored.get("first_stage") or {}
-        table = stage.get("table") if stage.get("table") in (KERNEL_TABLE, PACKED_TABLE) else KERNEL_TABLE
-        if table == PACKED_TABLE and not PackedTable.available():
+        table = stage.get("table") if stage.get("table") in (KERNEL_TABLE, *TABLES) else KERNEL_TABLE
+        if table in TABLES and not TABLES[table].available():
             table = KERNEL_TABLE
         return KernelChoice(make_kernel(stored["name"]), stored.get("reason", "cached calibration"),
                             dict(stored.get("timings_ms", {})), cached=True, table=table,
@@ -493,6 +497,57 @@ class PackedTable:
         return out
 
 
+class PlaneTable:
+    """The first-stage table as uint8 activations of oneDNN's quantized inner product, the query rows as its
+    prepacked int8 weights (`OneDnnU8S8Kernel`): `PackedTable` with the roles swapped.
+
+    Why: the table is millions of rows and the query a handful, and oneDNN's inference kernels are built for
+    many activation rows against few output channels: the product ran at ~16 GB/s of table (65k windows,
+    4 query rows, Xeon with VNNI + AMX), against ~7 GB/s with the table as prepacked weights. Coarse levels are
+    0..15, already the u8 operand. Rows are plane-major per block (coarse vector c of every window of the
+    block, then c + 1), so the max over a window's vectors is an element-wise max of contiguous planes
+    (a max over the 4-row axis of a window-major output cost as much as the product). Blocks are large (a whole
+    chunk of ~8k windows is one product): each call costs ~0.1 ms of its own, as much as 16k rows of product.
+    """
+
+    available = staticmethod(OneDnnU8S8Kernel.available)
+
+    @staticmethod
+    def queries(q8: np.ndarray) -> PackedQueries:
+        """(L, D) int8 query rows -> the prepacked weights."""
+        return OneDnnU8S8Kernel().queries(q8)
+
+    def __init__(self, levels: np.ndarray, width: int, block: int = 64 * BLOCK_WINDOWS):
+        dim = levels.shape[1]
+        self.width = width
+        self.count = len(levels) // width
+        self.block = block
+        by_window = np.asarray(levels).view(np.uint8).reshape(self.count, width, dim)
+        self.planes = np.empty((self.count * width, dim), np.uint8)
+        for start in range(0, self.count, block):
+            stop = min(start + block, self.count)
+            self.planes[start * width:stop * width].reshape(width, stop - start, dim)[:] = \
+                by_window[start:stop].transpose(1, 0, 2)
+        self.nbytes = int(self.planes.nbytes)
+
+    def maxima(self, queries) -> np.ndarray:
+        """(W, L) float32 holding integers: per window, the best of its coarse rows for every query row."""
+        import torch
+
+        kernel = OneDnnU8S8Kernel()
+        out = np.empty((self.count, queries.shape[1]), np.float32)
+        for start in range(0, self.count, self.block):
+            stop = min(start + self.block, self.count)
+            dots = kernel._product(self.planes[start * self.width:stop * self.width], queries).numpy()
+            np.max(dots.reshape(self.width, stop - start, -1), axis=0, out=out[start:stop])
+        return out
+
+
+TABLES = {PACKED_TABLE: PackedTable, ROWS_TABLE: PlaneTable}
+"""The first-stage tables that are not the MaxSim kernel's own rows: name -> class (levels, width) with
+`available()`, `queries(q8)` and `maxima(operand)`."""
+
+
 # -- a bounded cache of unpacked blocks ----------------------------------------------------------------------
 class BlockCache:
     """Unpacked code blocks kept up to a fixed byte budget; first come, kept until the snapshot goes.
@@ -584,6 +639,8 @@ class ChunkScan:
         starts = self.offsets[windows]
         counts = self.offsets[windows + 1] - starts
         packed = self.chunk.read_rows("patches", starts, counts)  # the windows' rows, one after the other
+        if np.all(counts == self.num_patches):  # full windows (the usual case): already in padded order
+            return self.codec.levels(packed)
         local_starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         rows = padded_rows(local_starts, counts, self.num_patches)[0].reshape(-1)
         return self.codec.levels(np.take(packed, rows, axis=0))
@@ -597,19 +654,20 @@ class ChunkScan:
         picked = np.take(per_window, np.asarray(windows, dtype=np.int64), axis=0)
         return self.pooled_codec.levels(picked.reshape(-1, pooled.shape[1]))
 
-    def coarse(self, kernel: Kernel, packed: bool = False):
-        """The first-stage table, built once per chunk and kernel: (W * C, D) rows in the kernel's dtype, or
-        with `packed` a `PackedTable`."""
-        key = (kernel.name, packed)
+    def coarse(self, kernel: Kernel, table: str = KERNEL_TABLE):
+        """The first-stage table, built once per chunk and kernel: (W * C, D) rows in the kernel's dtype
+        (KERNEL_TABLE), or the named table of TABLES."""
+        key = (kernel.name, table)
         with self._lock:
-            table = self._coarse.get(key)
-            if table is None:
+            found = self._coarse.get(key)
+            if found is None:
                 from .pooling import coarse_levels
 
                 levels = coarse_levels(self.chunk, self.pooled_codec, self.pool_width)
-                table = PackedTable(levels, self.coarse_width) if packed else kernel.rows(levels)
-                self._coarse = {key: table}  # one table per chunk: a kernel change replaces it
-            return table
+                built = TABLES[table](levels, self.coarse_width) if table in TABLES else kernel.rows(levels)
+                self._coarse = {key: built}  # one table per chunk: a kernel change replaces it
+                return built
+            return found
 
     @property
     def coarse_width(self) -> int:
@@ -708,14 +766,15 @@ class ChunkScan:
         return out
 
     def coarse_scores(self, kernel: Kernel, queries, weights: np.ndarray, bias: np.ndarray,
-                      block: int = 16 * BLOCK_WINDOWS, shifted=None) -> np.ndarray:
+                      block: int = 16 * BLOCK_WINDOWS, table: str = KERNEL_TABLE, operand=None) -> np.ndarray:
         """(W, Q) float32 first-stage scores: per block, the integer maxima times the queries' affine map.
 
-        With `shifted` (PackedTable.queries) the table is the prepacked one; the scores are identical."""
+        With `table` one of TABLES and `operand` its `queries(q8)`, that table gives the maxima; the scores are
+        identical."""
         count = self.num_windows
         out = np.empty((count, weights.shape[1]), np.float32)
-        packed = self.coarse(kernel, packed=True).maxima(shifted) if shifted is not None else None
-        table = self.coarse(kernel) if shifted is None else None
+        packed = self.coarse(kernel, table).maxima(operand) if table in TABLES else None
+        table = self.coarse(kernel) if packed is None else None
         width = self.coarse_width
         for start in range(0, count, block):  # the same float32 products either way: identical scores
             stop = min(start + block, count)

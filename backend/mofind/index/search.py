@@ -35,7 +35,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .kernels import BLOCK_WINDOWS, PACKED_TABLE, BlockCache, ChunkScan, KernelChoice, PackedTable, choose_kernel
+from .kernels import BLOCK_WINDOWS, TABLES, BlockCache, ChunkScan, KernelChoice, choose_kernel
 from .linalg import matmul, single_blas_thread
 from .pooling import COARSE_SIZE
 from .store import IndexReader
@@ -285,7 +285,7 @@ class Searcher:
         snapshot = self._snapshot
         if self.resolve_mode(mode, snapshot) == "two_stage":
             for scan in snapshot.scans:
-                scan.coarse(self.kernel, packed=self.kernel_choice.table == PACKED_TABLE)
+                scan.coarse(self.kernel, self.kernel_choice.table)
         unpacked = sum(scan.unpacked_bytes(self.kernel) for scan in snapshot.scans)
         if self.cache.used + unpacked <= self.cache.budget:
             for scan in snapshot.scans:
@@ -408,7 +408,8 @@ class Searcher:
         affine map (`_QueryBatch.linear`): no (W, rows) integer or float64 copy of the whole library.
         """
         weights, bias = queries.linear(pooled=True)
-        shifted = PackedTable.queries(queries.quantized.q8) if self.kernel_choice.table == PACKED_TABLE else None
+        table = self.kernel_choice.table
+        operand = TABLES[table].queries(queries.quantized.q8) if table in TABLES else None
         out = np.empty((len(windows), weights.shape[1]), np.float32)
         if len(windows) == 0:
             return out
@@ -417,7 +418,7 @@ class Searcher:
         def one(where):
             scan = snapshot.scans[chunks[where[0]]]
             local = snapshot.window_index[windows[where]]
-            scores = scan.coarse_scores(self.kernel, queries.operand, weights, bias, shifted=shifted)
+            scores = scan.coarse_scores(self.kernel, queries.operand, weights, bias, table=table, operand=operand)
             whole = len(local) == len(scores) and bool(np.all(local == np.arange(len(scores))))
             out[where] = scores if whole else scores[local]
 
