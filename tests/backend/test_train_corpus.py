@@ -7,7 +7,12 @@ import json
 import pytest
 
 from mofind.model.vocabulary import build_vocabulary, merge_vocabularies, read_vocabulary, words_of
-from mofind.train.mix import MixedDataset, phrase_spans
+from pathlib import Path
+
+import torch
+
+from mofind.train.data import Segment
+from mofind.train.mix import MixedDataset, content_family, content_keys, grouped_order, phrase_spans
 
 
 class Counting:
@@ -39,6 +44,44 @@ def test_mixed_dataset_repeats_small_sources_with_new_draws_and_rotates_large_on
     assert mixed[0] != items[0]
     with pytest.raises(ValueError):
         MixedDataset([(Counting(0, "empty"), 3)])
+
+
+class Labelled:
+    """A labelled source: only its segments are read by `content_keys`."""
+
+    def __init__(self, contents):
+        self.segments = [Segment(f"t{i}", Path(f"t{i}.bvh"), labels=(("content", c), ("style", "s")))
+                         for i, c in enumerate(contents)]
+
+    def __len__(self):
+        return len(self.segments)
+
+
+def test_content_family_drops_the_side():
+    assert content_family("wave-left-hand") == content_family("wave-both-hands") == "wave-hand"
+    assert content_family("walk-turn-right") == "walk-turn"
+    assert content_family("run") == "run"
+
+
+def test_grouped_batches_keep_every_item_and_put_one_content_together():
+    contents = ["wave-left-hand", "walk", "run", "raise-up-right-hand", "walk-turn-left", "kick"] * 20
+    labelled, free = Labelled(contents), Counting(40, "free")
+    mixed = MixedDataset([(labelled, 120), (free, 40)])
+    keys = content_keys(mixed, epoch=0)
+    assert keys[:120] == [content_family(c) for c in contents] and keys[120:] == [None] * 40
+    assert content_keys(mixed, epoch=1)[:3] == keys[:3]  # 120 of 120: the rotation comes back to the start
+
+    order = torch.randperm(len(mixed), generator=torch.Generator().manual_seed(0)).tolist()
+    grouped = grouped_order(order, keys, batch_size=16, block=5, generator=torch.Generator().manual_seed(1))
+    for start in range(0, len(order), 80):  # each run of 5 batches holds the same items as before
+        assert sorted(grouped[start:start + 80]) == sorted(order[start:start + 80])
+
+    def families_per_batch(sequence):
+        return [len({keys[i] for i in sequence[b:b + 16] if keys[i]}) for b in range(0, len(sequence), 16)]
+
+    assert max(families_per_batch(grouped)) <= 3 < min(families_per_batch(order))
+    free_share = [sum(keys[i] is None for i in grouped[b:b + 16]) for b in range(0, len(grouped), 16)]
+    assert max(free_share) - min(free_share) <= 2  # unlabelled items are spread, not left at the end
 
 
 def test_phrase_spans_find_each_phrase_after_the_previous_one():

@@ -68,6 +68,9 @@ class TrainConfig:
         max_steps_per_epoch: cut epochs short (smoke tests, quick experiments).
         keep_epoch_models: also write every epoch's weights to run_dir/epochs/N (so a model can be chosen on
             more than the selection score, e.g. explanation localisation, without retraining).
+        grouped_batches: 0 = plain random batches; n > 1 = every run of n batches is re-dealt so that labelled
+            items of one content (e.g. every style of "wave the left hand") share a batch: in-batch negatives
+            then differ in style, the case a random batch of 64 rarely contains (`mix.content_keys`).
     """
 
     model: str | dict = "compact"
@@ -100,6 +103,7 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     val_batch_size: int = 64
     keep_epoch_models: bool = False
+    grouped_batches: int = 0
 
     def model_config(self) -> ModelConfig:
         return get_config(self.model) if isinstance(self.model, str) else ModelConfig.from_dict(self.model)
@@ -277,7 +281,13 @@ class Trainer:
 
     def epoch_order(self, epoch: int) -> list[int]:
         generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
-        return torch.randperm(len(self.train_data), generator=generator).tolist()
+        order = torch.randperm(len(self.train_data), generator=generator).tolist()
+        if self.config.grouped_batches > 1:
+            from .mix import content_keys, grouped_order
+
+            order = grouped_order(order, content_keys(self.train_data, epoch), self.config.batch_size,
+                                  self.config.grouped_batches, generator)
+        return order
 
     def collate(self, items: list[dict]) -> dict:
         frames = self.model_config.motion.frames

@@ -156,3 +156,51 @@ class MixedDataset:
 
     def describe_sources(self) -> list[str]:
         return [f"{getattr(d, 'source', None) or type(d).__name__}: {c} of {len(d)}" for d, c in self.sources]
+
+
+_SIDE_WORDS = frozenset({"left", "right", "both"})
+
+
+def content_family(content: str) -> str:
+    """A content label without its side ("wave-left-hand" and "wave-both-hands" -> "wave-hand"): the family
+    whose members a mirrored item can move between."""
+    words = [w[:-1] if w.endswith("s") and w[:-1] == "hand" else w for w in content.split("-")]
+    return "-".join(w for w in words if w not in _SIDE_WORDS)
+
+
+def content_keys(dataset, epoch: int) -> list[str | None]:
+    """Per item of a training dataset (a `MixedDataset` in `epoch`, or one labelled dataset) its content family,
+    None for items without a content label; reads labels only, no motion."""
+    if isinstance(dataset, MixedDataset):
+        keys: list[str | None] = []
+        for source, count in dataset.sources:
+            own = content_keys(source, epoch)
+            keys += [own[(k + epoch * count) % len(own)] if own else None for k in range(count)]
+        return keys
+    segments = getattr(dataset, "segments", None)
+    if segments is None:
+        return [None] * len(dataset)
+    return [content_family(s.label_dict["content"]) if s.labels and "content" in s.label_dict else None
+            for s in segments]
+
+
+def grouped_order(order: list[int], keys: Sequence[str | None], batch_size: int, block: int, generator) -> list[int]:
+    """Re-deal each run of `block` batches of `order` so that items with the same key sit in the same batch
+    (same items per run, so an epoch still sees every item once); unkeyed items fill the rest at random."""
+    import torch
+
+    out: list[int] = []
+    span = batch_size * block
+    for start in range(0, len(order), span):
+        run = order[start:start + span]
+        keyed = [i for i in run if keys[i] is not None]
+        loose = [i for i in run if keys[i] is None]
+        families = sorted({keys[i] for i in keyed})
+        rank = {f: r for f, r in zip(families, torch.randperm(len(families), generator=generator).tolist())}
+        keyed.sort(key=lambda i: rank[keys[i]])  # stable: random order within a family
+        batches = max(1, len(run) // batch_size)
+        for b in range(batches):
+            lo_k, hi_k = b * len(keyed) // batches, (b + 1) * len(keyed) // batches
+            lo_l, hi_l = b * len(loose) // batches, (b + 1) * len(loose) // batches
+            out += keyed[lo_k:hi_k] + loose[lo_l:hi_l]
+    return out
