@@ -270,3 +270,21 @@ def test_distillation_is_zero_against_itself_and_pulls_a_drifted_student_back(tm
     other = student.collate([train[i] for i in range(8)])
     with torch.no_grad():
         assert "distill" not in student.losses(other, torch.Generator().manual_seed(0))
+
+
+def test_logit_scale_overrides_the_starting_models_temperature(tmp_path):
+    """`logit_scale` replaces the temperature `init_from` brought (the contrastive logits scale with it); the
+    saved model keeps it."""
+    from mofind.model.checkpoint import save_shipped
+
+    train = SyntheticMotions(16, seed=0)
+    base = Trainer(_config(mlm_weight=0.0), train, None, STATS, tmp_path / "base", progress=False)
+    save_shipped(base.model, STATS, tmp_path / "base-model")
+    sharp = Trainer(_config(mlm_weight=0.0, init_from=str(tmp_path / "base-model"), logit_scale=float(np.log(40.0))),
+                    train, None, STATS, tmp_path / "sharp", progress=False)
+    kept = Trainer(_config(mlm_weight=0.0, init_from=str(tmp_path / "base-model")), train, None, STATS,
+                   tmp_path / "kept", progress=False)
+    assert float(kept.model.temperature_scale()) == pytest.approx(float(base.model.temperature_scale()))
+    assert float(sharp.model.temperature_scale()) == pytest.approx(40.0)
+    save_shipped(sharp.model, STATS, tmp_path / "sharp-model")
+    assert float(load_shipped(tmp_path / "sharp-model").model.temperature_scale()) == pytest.approx(40.0)

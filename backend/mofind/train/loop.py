@@ -63,6 +63,9 @@ class TrainConfig:
             pulled toward the teacher's (KL, weight `distill_weight`), so adding the part loss and new corpora
             does not forget what the teacher retrieves well. None = no teacher.
         train_logit_scale: also learn the temperature (the official model keeps it at ln(1/0.07)).
+        logit_scale: set the model's logit_scale (ln of the InfoNCE temperature multiplier) to this after
+            `init_from`; None = the model's own. MaxSim scores of two styles of one action differ by ~0.01-0.08, which
+            at exp(2.66) = 14.3 are logit gaps the softmax barely sees; search and calibration never use it.
         precision: "fp32" or "bf16" (autocast on CPU or CUDA).
         save_every_steps: also save the resumable state every n steps inside an epoch (0 = only per epoch).
         max_steps_per_epoch: cut epochs short (smoke tests, quick experiments).
@@ -95,6 +98,7 @@ class TrainConfig:
     init_from: str | None = None
     threads: int = 0
     train_logit_scale: bool = False
+    logit_scale: float | None = None
     precision: str = "fp32"
     seed: int = 0
     device: str = "auto"
@@ -193,6 +197,9 @@ class Trainer:
         self.model = (model or build_model(self.model_config, allow_download=allow_download)).to(self.device)
         if config.init_from and model is None:
             self._initialise_from(Path(config.init_from))
+        if config.logit_scale is not None:
+            with torch.no_grad():
+                self.model.logit_scale.fill_(float(config.logit_scale))
         self.teacher = None
         if config.distill_from:
             from mofind.model.checkpoint import load_shipped
