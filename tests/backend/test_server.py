@@ -133,6 +133,9 @@ def test_ping_info_and_search(served, client):
     info = header["result"]
     assert info["index"]["clips"] == len(IndexReader.open(backend.index_dir)) == 12
     assert info["grid"] == list(backend.spec.grid) and len(info["part_names"]) == backend.spec.grid[1]
+    assert info["warm"] is False  # this backend was started without `mofind serve`'s warming thread
+    backend.warm()
+    assert client.call("info")[0]["result"]["warm"] is True
     header, frames = client.call("search", {"query": QUERIES[0], "k": 5})
     results = header["result"]["results"]
     assert [(r["clip_id"], r["start_frame"], r["end_frame"]) for r in results] == expected_search(backend, QUERIES[0])

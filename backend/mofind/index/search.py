@@ -5,13 +5,14 @@ Modes (chosen by the caller, never silently by `k`):
     block from the memory-mapped codes (kernels.py): no unpacked copy of the index is kept.
   * "two_stage": a cascade. (1) MaxSim against each window's 4 coarse vectors (pooling.coarse_from_pooled),
     held in one compact table per chunk, ranks every window; (2) per chunk, the best `middle_per_chunk`
-    windows per query (MIDDLE_FRACTION = 5 %, at least 256) are scored against their 32 pooled vectors;
+    windows per query (MIDDLE_FRACTION = 10 %, at least 256) are scored against their 32 pooled vectors;
     (3) the best `candidates` of those (default: see `default_candidates`) are re-ranked with exact MaxSim.
     Stages 2 and 3 unpack only the windows they score, in fixed-size blocks. Its recall@10 against
-    "exact" is measured in bench/bench_index.py. Why 5 %: on the benchmark's tiled 1 M-window library a
-    replay of the cascade (stage scores of every window, 10 queries) kept 0.86 / 0.91 / 0.95 of the exact
-    top-10 takes with 3 / 5 / 10 % (0.95 also with every window in stage 2: there the 4,000-candidate cut
-    is the limit), at +~25 / +~110 ms of one core for 5 / 10 % over 3 %.
+    "exact" is measured in bench/bench_index.py. Why 10 %: the coarse table (4 centroids per window) is the
+    cascade's weak link, and more so for a model whose words match single body-part patches: with the shipped
+    model da8e2fd6 on the benchmark's tiled 100k-window library (10 queries, one thread, side by side) 5 / 10 /
+    15 % kept 0.80 / 0.89 / 0.94 of the exact top-10 takes at p50 91 / 99 / 106 ms (the previous model kept
+    0.91 at 1 M with 5 %, where the 4,000-candidate cut was the limit).
   * The stages run per chunk, on `threads` threads (default 1; `mofind serve --search-threads`).
   * "auto" (default): "exact" up to AUTO_EXACT_MAX_WINDOWS live windows, "two_stage" above. The switch
     depends on the library size only (never on k), so a query ranks the same way every time.
@@ -46,7 +47,7 @@ AUTO_EXACT_MAX_WINDOWS = 5_000
 MIN_CANDIDATES = 400
 MAX_CANDIDATES = 4_000
 CANDIDATE_FRACTION = 0.05
-MIDDLE_FRACTION = 0.05
+MIDDLE_FRACTION = 0.10
 MIDDLE_MIN_PER_CHUNK = 256
 #: Threads a search spreads its chunks over by default (`mofind serve --search-threads`). 1: on this project's
 #: shared 2-core machine (load ~5) 2 threads were no faster for two-stage search (100k: 86 -> 106 ms of CPU,

@@ -94,6 +94,7 @@ class Backend:
                                max_queued=limits.max_queued_jobs, max_failures_listed=limits.max_job_failures_listed,
                                limits=motion_limits, roots=self.roots)
         self._stopping = threading.Event()
+        self._warm = threading.Event()  # set once `warm` has run: searches now run at their steady speed
         self.methods = {
             "ping": self.ping, "info": self.info, "search": self.search, "similar": self.similar,
             "explain": self.explain, "get_motion": self.get_motion, "index_add": self.index_add,
@@ -135,11 +136,13 @@ class Backend:
 
     def warm(self) -> None:
         """Unpack the index codes and compute the null distribution now, instead of during the first search."""
-        self.searcher.warm()
         try:
+            self.searcher.warm()
             self.quality.null_model.distribution(self.searcher)
         except Exception:  # noqa: BLE001 - warming is an optimisation; the first search will say what fails
-            log.exception("warming the match-quality null distribution failed")
+            log.exception("warming the index codes or the match-quality null distribution failed")
+        finally:
+            self._warm.set()
 
     # -- helpers -----------------------------------------------------------------------------------------
     def _offline_summary(self) -> dict | None:
@@ -210,6 +213,7 @@ class Backend:
             "window": {"frames": spec.window_frames, "stride": spec.stride_frames, "fps": spec.fps,
                        "frames_per_row": spec.frames_per_row},
             "search_modes": list(MODES), "limits": self.limits.to_dict(), "indexing": self.jobs.busy,
+            "warm": self._warm.is_set(),
             "kernel": self._kernel_info(), "memory": self.memory.to_dict(self._resident()),
             "threads": {"torch": torch.get_num_threads(), "blas": blas_threads()},
         }, None
