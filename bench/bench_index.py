@@ -223,7 +223,7 @@ def size_rows(size: int, found: dict, tiled: bool, disk_bytes: int) -> list[dict
     return rows
 
 
-# -- end to end through a real server -------------------------------------------------------------------------
+# -- text encoding alone (the end-to-end row's first share) ---------------------------------------------------
 def encoding_rows(model, texts: list[str]) -> list[dict]:
     """Text encoding alone, one query at a time on one thread (torch and BLAS) as `mofind serve` runs it: the
     end-to-end row's first share (the pre-encoded two-stage row is the second)."""
@@ -275,13 +275,8 @@ def end_to_end_rows(index: Path, texts: list[str], size: int) -> list[dict]:
         warmed = _wait_warm(sock)
         times = []
         for number, text in enumerate([texts[0]] * 3 + texts):
-            header = {"v": 1, "id": str(number), "method": "search",
-                      "params": {"query": text, "k": 10, "thumbnails": False}}
             started = time.perf_counter()
-            sock.send_multipart([json.dumps(header).encode()])
-            if not sock.poll(60_000):
-                raise RuntimeError("the server did not answer within 60 s")
-            reply = json.loads(sock.recv_multipart()[0])
+            reply = _call(sock, "search", {"query": text, "k": 10, "thumbnails": False}, str(number))
             if not reply.get("ok"):
                 raise RuntimeError(f"search failed: {reply}")
             if number >= 3:
@@ -303,13 +298,18 @@ def _wait_warm(sock, timeout: float = 300.0) -> float:
     user meets after the first seconds; searches sent earlier share the cores with the warming thread."""
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
-        sock.send_multipart([json.dumps({"v": 1, "id": "warm", "method": "info", "params": {}}).encode()])
-        if not sock.poll(60_000):
-            raise RuntimeError("the server did not answer `info` within 60 s")
-        if json.loads(sock.recv_multipart()[0]).get("result", {}).get("warm"):
+        if _call(sock, "info", {}, "warm").get("result", {}).get("warm"):
             return time.perf_counter() - started
         time.sleep(0.2)
     raise RuntimeError(f"the server was not warm after {timeout:.0f} s")
+
+
+def _call(sock, method: str, params: dict, request_id: str) -> dict:
+    """One request on the DEALER socket, its reply header (60 s at most)."""
+    sock.send_multipart([json.dumps({"v": 1, "id": request_id, "method": method, "params": params}).encode()])
+    if not sock.poll(60_000):
+        raise RuntimeError(f"the server did not answer `{method}` within 60 s")
+    return json.loads(sock.recv_multipart()[0])
 
 
 def _wait_listening(server) -> None:

@@ -176,8 +176,8 @@ class PackedQueries:
 
     weight: object
     shape: tuple[int, int]
-    scales: object = None  # ones(L), made once per query batch, not per product
-    zero_points: object = None
+    scales: object  # ones(L) and zeros(L): made once per query batch, not per product
+    zero_points: object
 
 
 class OneDnnU8S8Kernel(Kernel):
@@ -217,7 +217,9 @@ class OneDnnU8S8Kernel(Kernel):
                 queries.zero_points, None, 1.0, 0, torch.float32, "none", [], "")
 
     def dots(self, rows, queries):
-        return self._product(rows, queries).to(dtype=__import__("torch").int32).numpy()
+        import torch
+
+        return self._product(rows, queries).to(torch.int32).numpy()
 
     def max_dots(self, levels, queries, width):
         import torch
@@ -532,8 +534,6 @@ class PlaneTable:
 
     def maxima(self, queries) -> np.ndarray:
         """(W, L) float32 holding integers: per window, the best of its coarse rows for every query row."""
-        import torch
-
         kernel = OneDnnU8S8Kernel()
         out = np.empty((self.count, queries.shape[1]), np.float32)
         for start in range(0, self.count, self.block):
@@ -678,21 +678,27 @@ class ChunkScan:
     def resident_bytes(self) -> int:
         return sum(table.nbytes for table in self._coarse.values())
 
-    def unpacked_bytes(self, kernel: Kernel) -> int:
-        """Bytes of this chunk's codes unpacked into the kernel's dtype (what `fill_cache` would keep)."""
-        return self.num_windows * self.num_patches * self.codec.dim * np.dtype(kernel.dtype).itemsize
+    def unpacked_bytes(self, kernel: Kernel, windows: int | None = None) -> int:
+        """Bytes of `windows` (default: all) of this chunk's windows unpacked into the kernel's dtype."""
+        count = self.num_windows if windows is None else windows
+        return count * self.num_patches * self.codec.dim * np.dtype(kernel.dtype).itemsize
+
+    def _cache_block(self, kernel: Kernel, cache: BlockCache, number: int, block: int) -> np.ndarray:
+        """Unpack block `number` whole and offer it to the cache; (size, P, D) in the kernel's dtype."""
+        first = number * block
+        size = min(first + block, self.num_windows) - first
+        levels = kernel.rows(self.window_levels(np.arange(first, first + size))).reshape(size, self.num_patches, -1)
+        cache.offer((self.chunk.name, kernel.name, number), levels)
+        return levels
 
     def fill_cache(self, kernel: Kernel, cache: BlockCache, block: int = BLOCK_WINDOWS) -> None:
         """Unpack every block of this chunk into `cache` (as far as its budget goes), as an exact scan would."""
         for number, first in enumerate(range(0, self.num_windows, block)):
-            key = (self.chunk.name, kernel.name, number)
-            if cache.get(key) is not None:
+            if cache.get((self.chunk.name, kernel.name, number)) is not None:
                 continue
-            size = min(first + block, self.num_windows) - first
-            if cache.used + size * self.num_patches * self.codec.dim * np.dtype(kernel.dtype).itemsize > cache.budget:
+            if cache.used + self.unpacked_bytes(kernel, min(block, self.num_windows - first)) > cache.budget:
                 return
-            levels = kernel.rows(self.window_levels(np.arange(first, first + size)))
-            cache.offer(key, levels.reshape(size, self.num_patches, -1))
+            self._cache_block(kernel, cache, number, block)
 
     # -- block loops ----------------------------------------------------------------------------------------
     def exact_maxima(self, windows: np.ndarray, kernel: Kernel, queries, cache: BlockCache | None = None,
@@ -716,9 +722,7 @@ class ChunkScan:
             first = number * block
             size = min(first + block, self.num_windows) - first
             if cached is None and cache is not None and cache.used < cache.budget and 2 * len(where) >= size:
-                everything = np.arange(first, first + size)
-                cached = kernel.rows(self.window_levels(everything)).reshape(size, self.num_patches, -1)
-                cache.offer(key, cached)
+                cached = self._cache_block(kernel, cache, number, block)
             if cached is None:
                 scattered.append(where)
                 continue
@@ -774,12 +778,12 @@ class ChunkScan:
         count = self.num_windows
         out = np.empty((count, weights.shape[1]), np.float32)
         packed = self.coarse(kernel, table).maxima(operand) if table in TABLES else None
-        table = self.coarse(kernel) if packed is None else None
+        rows = self.coarse(kernel) if packed is None else None
         width = self.coarse_width
         for start in range(0, count, block):  # the same float32 products either way: identical scores
             stop = min(start + block, count)
             maxima = packed[start:stop] if packed is not None else \
-                kernel.max_dots(table[start * width:stop * width], queries, width).astype(np.float32)
+                kernel.max_dots(rows[start * width:stop * width], queries, width).astype(np.float32)
             np.matmul(maxima, weights, out=out[start:stop])
         out += bias
         return out
