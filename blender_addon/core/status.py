@@ -21,6 +21,8 @@ def set_status(level: str, text: str, context=None) -> None:
     state = session(context)
     state.status = text
     state.status_level = level
+    if level == "OK" and _SHOWN.get("level") == "ERROR":
+        clear_status_bar()  # a request just worked: an error banner from an earlier one would now mislead
     if level in _LOG_LEVELS:
         log.log(_LOG_LEVELS[level], "MoFind: %s", text)
     redraw(context)
@@ -60,7 +62,7 @@ def report_in_status_bar(level: str, text: str) -> None:
     workspaces = _workspaces()
     for workspace in workspaces:
         workspace.status_text_set(draw)
-    _SHOWN["text"] = shown
+    _SHOWN.update(text=shown, level=level)
     if workspaces and not bpy.app.timers.is_registered(_clear_status_bar):
         bpy.app.timers.register(_clear_status_bar, first_interval=STATUS_BAR_SECONDS)
 
@@ -75,6 +77,7 @@ def _workspaces() -> list:
 
 def _clear_status_bar() -> None:
     """Give the status bar back to Blender's own hints (once per shown message)."""
+    _SHOWN.pop("level", None)
     if _SHOWN.pop("text", None) is not None:
         for workspace in _workspaces():
             workspace.status_text_set(None)

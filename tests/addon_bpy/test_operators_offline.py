@@ -31,3 +31,20 @@ def test_bad_input_is_cancelled_with_a_message(bpy, session, service, call, mess
 
 def test_ending_a_preview_that_is_not_running(bpy, session):
     assert bpy.ops.mofind.preview_end(keep=True) == {"CANCELLED"}
+
+
+def test_a_success_clears_an_earlier_error_banner_but_not_a_warning(bpy, addon, session):
+    """The status-bar banner of a failed request (e.g. a key-setup error) stays 15 s; once a later request works,
+    the banner would contradict the panel, so an OK status takes it down. A warning (numpy missing) stays."""
+    import sys
+
+    status = sys.modules[f"{addon.__name__}.core.status"]
+    status.report_in_status_bar("ERROR", "the backend expects a different key setup")
+    assert status._SHOWN["level"] == "ERROR"
+    status.set_status("OK", "10 clips for 'a person waves'")
+    assert status._SHOWN == {}
+    status.report_in_status_bar("WARNING", "numpy is missing")
+    status.set_status("OK", "10 clips for 'a person waves'")
+    assert status._SHOWN["level"] == "WARNING"
+    status.clear_status_bar()
+    assert status._SHOWN == {}
