@@ -70,6 +70,7 @@ def middle_per_chunk(windows: int) -> int:
     """How many of a chunk's windows the 32-pooled-vector stage scores per query: MIDDLE_FRACTION, at least 256."""
     return min(windows, max(MIDDLE_MIN_PER_CHUNK, int(np.ceil(windows * MIDDLE_FRACTION))))
 
+
 def default_search_threads() -> int:
     """Threads one search spreads its chunks over: SEARCH_THREADS unless set, at most the cores (see `_each_chunk`)."""
     return _default_threads[0] or max(1, min(SEARCH_THREADS, os.cpu_count() or 1))

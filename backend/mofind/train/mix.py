@@ -143,13 +143,19 @@ class MixedDataset:
     def __len__(self) -> int:
         return int(self._starts[-1])
 
-    def __getitem__(self, index: int) -> dict:
+    def locate(self, index: int, epoch: int | None = None) -> tuple[object, int, int]:
+        """(source dataset, item in it, repeat) that mixed item `index` reads in `epoch` (default: the current)."""
         if not 0 <= index < len(self):
             raise IndexError(index)
         which = int(np.searchsorted(self._starts, index, side="right") - 1)
         dataset, count = self.sources[which]
-        position = index - int(self._starts[which]) + self.epoch * count  # rotate through large sources
+        epoch = self.epoch if epoch is None else epoch
+        position = index - int(self._starts[which]) + epoch * count  # rotate through large sources
         repeat, item = divmod(position, len(dataset))
+        return dataset, item, repeat
+
+    def __getitem__(self, index: int) -> dict:
+        dataset, item, repeat = self.locate(index)
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(self.epoch * _REPEAT_STRIDE + repeat)
         return dataset[item]
@@ -164,19 +170,16 @@ _SIDE_WORDS = frozenset({"left", "right", "both"})
 def content_family(content: str) -> str:
     """A content label without its side ("wave-left-hand" and "wave-both-hands" -> "wave-hand"): the family
     whose members a mirrored item can move between."""
-    words = [w[:-1] if w.endswith("s") and w[:-1] == "hand" else w for w in content.split("-")]
-    return "-".join(w for w in words if w not in _SIDE_WORDS)
+    return "-".join("hand" if w == "hands" else w for w in content.split("-") if w not in _SIDE_WORDS)
 
 
 def content_keys(dataset, epoch: int) -> list[str | None]:
     """Per item of a training dataset (a `MixedDataset` in `epoch`, or one labelled dataset) its content family,
     None for items without a content label; reads labels only, no motion."""
     if isinstance(dataset, MixedDataset):
-        keys: list[str | None] = []
-        for source, count in dataset.sources:
-            own = content_keys(source, epoch)
-            keys += [own[(k + epoch * count) % len(own)] if own else None for k in range(count)]
-        return keys
+        own = {id(source): content_keys(source, epoch) for source, _ in dataset.sources}
+        located = (dataset.locate(i, epoch) for i in range(len(dataset)))
+        return [own[id(source)][item] for source, item, _ in located]
     segments = getattr(dataset, "segments", None)
     if segments is None:
         return [None] * len(dataset)
