@@ -650,9 +650,9 @@ class ChunkScan:
         pooled = np.asarray(self.chunk.arrays["pooled"])
         if len(windows) == 0:
             return np.zeros((0, self.pooled_codec.dim), np.int8)
-        per_window = pooled.reshape(self.num_windows, -1)  # a window's K vectors are contiguous
-        picked = np.take(per_window, np.asarray(windows, dtype=np.int64), axis=0)
-        return self.pooled_codec.levels(picked.reshape(-1, pooled.shape[1]))
+        # a window's K vectors are contiguous: unpacked where they lie in the memory map
+        return self.pooled_codec.gathered_levels(pooled, np.asarray(windows, np.int64) * self.pool_width,
+                                                 self.pool_width)
 
     def coarse(self, kernel: Kernel, table: str = KERNEL_TABLE):
         """The first-stage table, built once per chunk and kernel: (W * C, D) rows in the kernel's dtype
