@@ -74,6 +74,17 @@ def test_kernel_is_calibrated_once_per_machine_and_cached(tmp_path, monkeypatch)
         kernels._cached_choice.cache_clear()
 
 
+def test_an_instruction_set_override_is_calibrated_apart(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 (acting as a CPU without VNNI/AMX) must not reuse this CPU's calibration."""
+    for name in kernels.ISA_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    plain = kernels.machine_key(DIM, ROWS * COLS)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    limited = kernels.machine_key(DIM, ROWS * COLS)
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    assert len({plain, limited, kernels.machine_key(DIM, ROWS * COLS)}) == 3
+
+
 def test_forced_kernel_and_unknown_kernel(monkeypatch):
     kernels._cached_choice.cache_clear()
     monkeypatch.setenv("MOFIND_KERNEL", "fp32-numpy")

@@ -270,8 +270,15 @@ class KernelChoice:
                 "first_stage": {"table": self.table, "reason": self.table_reason}}
 
 
+#: Environment variables that change which instructions the math libraries use (and so which kernel is fastest):
+#: a calibration made without them is not valid with them (e.g. ONEDNN_MAX_CPU_ISA=AVX2 to act as an older CPU).
+ISA_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "OPENBLAS_CORETYPE",
+                 "ATEN_CPU_CAPABILITY", "NUMBA_CPU_NAME")
+
+
 def machine_key(dim: int, patches: int) -> str:
-    """What makes a calibration valid: CPU model and flags, library versions, threads, the block shape."""
+    """What makes a calibration valid: CPU model and flags, the instruction-set overrides, library versions,
+    threads, the block shape."""
     import torch
 
     cpu = ""
@@ -284,7 +291,8 @@ def machine_key(dim: int, patches: int) -> str:
                     break
     except OSError:
         cpu = platform.processor()
-    parts = [cpu or platform.machine(), torch.__version__, np.__version__, str(torch.get_num_threads()),
+    overrides = ",".join(f"{name}={os.environ[name]}" for name in ISA_VARIABLES if name in os.environ)
+    parts = [cpu or platform.machine(), overrides, torch.__version__, np.__version__, str(torch.get_num_threads()),
              str(dim), str(patches), str(CALIBRATION_VERSION)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
 
