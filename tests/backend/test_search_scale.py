@@ -201,7 +201,14 @@ def test_coarse_scores_are_the_integer_maxima_through_the_query_map(library):
     batch = _QueryBatch([unit(rng.standard_normal((n, DIM))) for n in (3, 6)], library, searcher.kernel)
     snapshot = searcher.snapshot
     every = np.arange(snapshot.num_windows)
-    reference = batch.scores(searcher._scan(snapshot, every, batch, "coarse"), pooled=True)
+    maxima = []  # by hand: each window's best coarse row for every query row, in integers
+    for scan in snapshot.scans:
+        levels = coarse_levels(scan.chunk, library.pooled_codec, scan.pool_width).astype(np.int64)
+        dots = levels @ batch.quantized.q8.astype(np.int64).T
+        maxima.append(dots.reshape(scan.num_windows, scan.coarse_width, -1).max(axis=1))
+    maxima = np.concatenate(maxima)[np.concatenate([snapshot.chunk_windows[c] for c in range(len(snapshot.scans))])
+                                    .argsort()]
+    reference = batch.scores(maxima, pooled=True)
     np.testing.assert_allclose(searcher.coarse_scores(snapshot, every, batch), reference, atol=1e-5)
     some = every[::3][::-1]  # a subset, out of order, across chunks
     np.testing.assert_allclose(searcher.coarse_scores(snapshot, some, batch), reference[some], atol=1e-5)
@@ -300,29 +307,32 @@ def test_compaction_merges_small_chunks_into_bounded_files(tmp_path):
         assert writer.compact(target_windows=42)["chunks_after"] == 3
 
 
-def test_rows_read_with_pread_equal_the_mapped_rows_and_a_cut_file_is_an_error(library, tmp_path):
+def test_window_levels_unpack_the_mapped_rows_and_a_cut_file_is_an_error(library, tmp_path):
+    """Re-rank rows are unpacked where they lie in the map (padded windows repeat their first row), their
+    pages are released after the block, and a chunk file cut short is refused when opened (never read)."""
     import shutil
 
     from mofind.index.chunk import ChunkFormatError
+    from mofind.index.search import mapped_file_bytes
 
     chunk = library.chunks[0]
     patches = np.asarray(chunk.arrays["patches"])
-    offsets = np.asarray(chunk.arrays["win_offsets"])
-    windows = np.array([5, 0, 9, 2])
-    starts, counts = offsets[windows], offsets[windows + 1] - offsets[windows]
-    want = np.concatenate([patches[s:s + c] for s, c in zip(starts, counts)])
-    np.testing.assert_array_equal(chunk.read_rows("patches", starts, counts), want)
     scan = Searcher(library).snapshot.scans[0]
+    windows = np.array([5, 0, 9, 2, 1])  # full and padded windows (every other clip has a padded last row)
+    assert len(set((np.diff(chunk.arrays["win_offsets"])[windows]).tolist())) == 2
     np.testing.assert_array_equal(scan.window_levels(windows),
                                   library.codec.levels(patches[scan.padded(windows)[0].reshape(-1)]))
+    queries = kernels.make_kernel("int8").queries(np.ones((2, DIM), np.int8))
+    before = mapped_file_bytes()
+    scan.exact_maxima(np.arange(chunk.num_windows), kernels.make_kernel("int8"), queries, cache=None)
+    if before is not None:  # the block's mapped pages were released: nothing of the chunk stays resident
+        assert mapped_file_bytes() <= before + 4096 * 16
     copy = tmp_path / "cut.safetensors"
     shutil.copyfile(chunk.path, copy)
-    cut = Chunk.open(copy)
-    last = int(offsets[-2])
-    with open(copy, "r+b") as handle:  # cut the file inside the last window's patch codes
-        handle.truncate(cut.arrays["patches"].offset + (last + 1) * patches.shape[1])
-    with pytest.raises(ChunkFormatError, match="cut short"):
-        cut.read_rows("patches", np.array([last]), np.array([int(offsets[-1]) - last]))
+    with open(copy, "r+b") as handle:  # cut the file inside the patch codes
+        handle.truncate(chunk.arrays["patches"].offset + patches.nbytes // 2)
+    with pytest.raises(ChunkFormatError, match="truncated"):
+        Chunk.open(copy)
 
 
 def test_a_search_over_its_mapped_budget_releases_the_chunk_pages(library):

@@ -33,9 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "run in parallel worker threads, and multi-threaded torch stalls badly when Blender keeps "
                              "a core busy)")
     parser.add_argument("--search-threads", type=int, default=None, metavar="N",
-                        help="threads one search spreads the index's chunks over (default 1). Results are identical for "
-                             "any N; more threads shorten a large search only where cores are idle (on a loaded "
-                             "machine they were slower, see docs/architecture.md)")
+                        help="threads one search spreads the index's chunks over (default: every core, at most 4). "
+                             "Results are identical for any N; use 1 on a machine whose cores other jobs keep busy "
+                             "(there more threads were no faster, see docs/architecture.md)")
     parser.add_argument("--library-root", type=Path, action="append", default=[], metavar="DIR",
                         help="a folder clients may index and remove from (repeatable; adds to library_roots in "
                              "mofind.toml). Without any, clients cannot index by path")

@@ -211,32 +211,6 @@ class Chunk:
         bounds = np.searchsorted(self.arrays["win_clip"][order], np.arange(len(self.clips) + 1))
         return [order[bounds[i]:bounds[i + 1]] for i in range(len(self.clips))]
 
-    def read_rows(self, name: str, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        """Rows [start, start + count) of a 2-D array for each pair, concatenated, read with plain file reads (not the memory map).
-
-        Why not the memory map: reads through it leave their pages (whole page-cache folios) mapped in this
-        process, so scattered reads grow its resident set; a file read copies only the bytes asked for. A file cut
-        short since it was opened raises ChunkFormatError here instead of SIGBUS."""
-        array = self.arrays[name]
-        starts = np.asarray(starts, dtype=np.int64)
-        counts = np.asarray(counts, dtype=np.int64)
-        width = int(np.prod(array.shape[1:], dtype=np.int64)) * array.dtype.itemsize
-        if not isinstance(array, np.memmap) or len(starts) == 0:
-            rows = np.concatenate([np.arange(s, s + c) for s, c in zip(starts, counts)]) if len(starts) else []
-            return np.asarray(array)[np.asarray(rows, dtype=np.int64)]
-        total = int(counts.sum())
-        out = np.empty((total,) + array.shape[1:], array.dtype)
-        view = memoryview(out.reshape(-1).view(np.uint8))
-        with open(self.path, "rb", buffering=0) as handle:  # seek + readinto: pread's effect on every OS
-            at = 0
-            for start, count in zip(starts.tolist(), counts.tolist()):
-                size = count * width
-                handle.seek(array.offset + start * width)
-                if handle.readinto(view[at:at + size]) != size:
-                    raise ChunkFormatError(f"{self.path}: {name} rows {start}..{start + count} are cut short on disk")
-                at += size
-        return out
-
     def release(self, name: str) -> None:
         """Drop this process's mapped pages of one array; the OS page cache keeps them, so the next read is
         a minor fault, not a disk read. Why: every page a search touches stays in the process's resident

@@ -640,18 +640,19 @@ class ChunkScan:
     def window_levels(self, windows: np.ndarray) -> np.ndarray:
         """(n * P, D) int8 level indices of some windows (padded to P rows each), unpacked now.
 
-        The codes are read with file reads (`Chunk.read_rows`), not through the memory map: a page fault on the map
-        maps the whole page-cache folio around it (hundreds of KB per window measured at 1 M windows: 3.1 GB
-        mapped by one query's re-rank of 4,000 windows), which would count in the server's resident memory."""
+        The codes are unpacked where they lie in the memory map (unpack.py: no read calls, no copy, the GIL
+        free). Each page a read touches stays mapped, with the page-cache folio around it, until the caller
+        releases them (`exact_maxima` and `_cache_block` do after every block): a search then maps at most one
+        block's pages per thread at a time, where seek + read calls (one per window) cost a fifth of a re-rank
+        of 12,000 windows and kept two threads from sharing it (1 M windows, side by side)."""
         windows = np.asarray(windows, dtype=np.int64)
         starts = self.offsets[windows]
         counts = self.offsets[windows + 1] - starts
-        packed = self.chunk.read_rows("patches", starts, counts)  # the windows' rows, one after the other
-        if np.all(counts == self.num_patches):  # full windows (the usual case): already in padded order
-            return self.codec.levels(packed)
-        local_starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-        rows = padded_rows(local_starts, counts, self.num_patches)[0].reshape(-1)
-        return self.codec.levels(np.take(packed, rows, axis=0))
+        patches = self.chunk.arrays["patches"]
+        if np.all(counts == self.num_patches):  # full windows (the usual case): P rows from each start
+            return self.codec.gathered_levels(patches, starts, self.num_patches)
+        rows = padded_rows(starts, counts, self.num_patches)[0].reshape(-1)
+        return self.codec.gathered_levels(patches, rows, 1)
 
     def pooled_levels(self, windows: np.ndarray) -> np.ndarray:
         """(n * K, D) int8 levels of the pooled vectors of some windows."""
@@ -696,6 +697,7 @@ class ChunkScan:
         first = number * block
         size = min(first + block, self.num_windows) - first
         levels = kernel.rows(self.window_levels(np.arange(first, first + size))).reshape(size, self.num_patches, -1)
+        self.chunk.release("patches")  # the block is unpacked: its mapped codes can go
         cache.offer((self.chunk.name, kernel.name, number), levels)
         return levels
 
@@ -748,6 +750,7 @@ class ChunkScan:
             for start in range(0, len(rest), block):
                 part = rest[start:start + block]
                 out[part] = kernel.max_dots(kernel.rows(self.window_levels(windows[part])), queries, self.num_patches)
+                self.chunk.release("patches")  # what window_levels mapped: at most one block's pages at a time
         return out
 
     def _gathered_maxima(self, gathered: list, kernel: Kernel, queries, out: np.ndarray) -> None:
@@ -794,17 +797,6 @@ class ChunkScan:
                 kernel.max_dots(rows[start * width:stop * width], queries, width).astype(np.float32)
             np.matmul(maxima, weights, out=out[start:stop])
         out += bias
-        return out
-
-    def coarse_maxima(self, kernel: Kernel, queries, block: int = 16 * BLOCK_WINDOWS) -> np.ndarray:
-        """(W, Q) int32 maxima over every window's coarse vectors (the first stage, whole chunk)."""
-        table = self.coarse(kernel)
-        width = self.coarse_width
-        count = self.num_windows
-        out = np.empty((count, _columns(queries)), np.int32)
-        for start in range(0, count, block):
-            stop = min(start + block, count)
-            out[start:stop] = kernel.max_dots(table[start * width:stop * width], queries, width)
         return out
 
 

@@ -5,14 +5,15 @@ Modes (chosen by the caller, never silently by `k`):
     block from the memory-mapped codes (kernels.py): no unpacked copy of the index is kept.
   * "two_stage": a cascade. (1) MaxSim against each window's 4 coarse vectors (pooling.coarse_from_pooled),
     held in one compact table per chunk, ranks every window; (2) per chunk, the best `middle_per_chunk`
-    windows per query (MIDDLE_FRACTION = 10 %, at least 256) are scored against their 32 pooled vectors;
+    windows per query (MIDDLE_FRACTION = 20 %, at least 256) are scored against their 32 pooled vectors;
     (3) the best `candidates` of those (default: see `default_candidates`) are re-ranked with exact MaxSim.
     Stages 2 and 3 unpack only the windows they score, in fixed-size blocks. Its recall@10 against
-    "exact" is measured in bench/bench_index.py. Why 10 %: the coarse table (4 centroids per window) is the
-    cascade's weak link, and more so for a model whose words match single body-part patches: with the shipped
-    model da8e2fd6 on the benchmark's tiled 100k-window library (10 queries, one thread, side by side) 5 / 10 /
-    15 % kept 0.80 / 0.89 / 0.94 of the exact top-10 takes at p50 91 / 99 / 106 ms (the previous model kept
-    0.91 at 1 M with 5 %, where the 4,000-candidate cut was the limit).
+    "exact" is measured in bench/bench_index.py. Why 20 % and up to 12,000 candidates: the coarse table (4
+    centroids per window) is the cascade's weak link, the more so for a model whose words match single
+    body-part patches, and at a million windows the candidate cut is the other. With the shipped model
+    da8e2fd6 on the benchmark's tiled libraries (2 search threads, side by side): 100k windows, 10 / 20 %
+    kept 0.945 / 0.995 of the exact top-10 takes at p50 67 / 72 ms (20 queries); 1 M windows, 10 % and 4,000
+    candidates kept 0.85 at 308 ms, 20 % and 12,000 kept 0.99 at 442 ms (10 queries).
   * The stages run per chunk, on `threads` threads (default 1; `mofind serve --search-threads`).
   * "auto" (default): "exact" up to AUTO_EXACT_MAX_WINDOWS live windows, "two_stage" above. The switch
     depends on the library size only (never on k), so a query ranks the same way every time.
@@ -45,15 +46,17 @@ from .text_match import DEFAULT_NAMES_WEIGHT, annotate, fuse
 MODES = ("auto", "exact", "two_stage")
 AUTO_EXACT_MAX_WINDOWS = 5_000
 MIN_CANDIDATES = 400
-MAX_CANDIDATES = 4_000
+MAX_CANDIDATES = 12_000
 CANDIDATE_FRACTION = 0.05
-MIDDLE_FRACTION = 0.10
+MIDDLE_FRACTION = 0.20
 MIDDLE_MIN_PER_CHUNK = 256
-#: Threads a search spreads its chunks over by default (`mofind serve --search-threads`). 1: on this project's
-#: shared 2-core machine (load ~5) 2 threads were no faster for two-stage search (100k: 86 -> 106 ms of CPU,
-#: 115 -> 149 ms wall) and 1.5x slower for exact scans (GIL hand-offs between descheduled threads); they
-#: only pay off where a core is idle.
-SEARCH_THREADS = 1
+#: Threads a search spreads its chunks over by default (`mofind serve --search-threads`): every core, at most
+#: SEARCH_THREADS. Chunks are independent and the heavy steps (compiled unpacking, oneDNN products) release the
+#: GIL, so a thread that finds its core busy (Blender) just takes fewer chunks: nothing waits on it. Measured on
+#: 2 vCPUs (Xeon, quiet, side by side): 1 -> 2 threads took two-stage search from 87 to 60 ms at 100k windows
+#: and from 669 to 437 ms at 1 M; at 10k windows (two chunks) it was no different (9.6 / 9.7 ms). On the project's
+#: machine under load ~5 (other jobs on both cores) 2 threads were no faster: `--search-threads 1` there.
+SEARCH_THREADS = 4
 #: File-backed pages (chunk codes read through their memory maps, plus the libraries' own) this process may keep
 #: resident after a search before the chunks' patch and pooled pages are released (`Searcher.bound_mapped_pages`).
 MAPPED_BUDGET_BYTES = 1 << 30
@@ -62,7 +65,7 @@ DEFAULT_CACHE_BYTES = 256 << 20
 
 
 def default_candidates(windows: int) -> int:
-    """How many windows two-stage search re-ranks exactly: 5 % of them, at least 400, at most 4,000."""
+    """How many windows two-stage search re-ranks exactly: 5 % of them, at least 400, at most 12,000."""
     return max(MIN_CANDIDATES, min(int(windows * CANDIDATE_FRACTION), MAX_CANDIDATES))
 
 
@@ -73,7 +76,8 @@ def middle_per_chunk(windows: int) -> int:
 
 def default_search_threads() -> int:
     """Threads one search spreads its chunks over: SEARCH_THREADS unless set, at most the cores (see `_each_chunk`)."""
-    return _default_threads[0] or max(1, min(SEARCH_THREADS, os.cpu_count() or 1))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return _default_threads[0] or max(1, min(SEARCH_THREADS, cores))
 
 
 def set_default_search_threads(threads: int) -> None:
@@ -364,12 +368,12 @@ class Searcher:
         mode = self.resolve_mode(mode, snapshot)
         queries = _QueryBatch(token_sets, snapshot.reader, self.kernel)
         if mode == "exact" or len(windows) <= candidates:  # everything would be re-ranked: skip the cascade
-            return queries.scores(self._scan(snapshot, windows, queries, "exact"))
+            return queries.scores(self._scan(snapshot, windows, queries))
         first = self.first_stage_scores(token_sets, windows, snapshot, queries)
         cut = -np.partition(-first, candidates - 1, axis=0)[candidates - 1]  # (Q,) the candidates-th best
         picked = (first >= cut[None, :]) & np.isfinite(first)  # never the windows the coarse pass dropped
         union = np.flatnonzero(picked.any(axis=1))
-        exact = queries.scores(self._scan(snapshot, windows[union], queries, "exact"))
+        exact = queries.scores(self._scan(snapshot, windows[union], queries))
         out = np.full((len(windows), len(token_sets)), -np.inf)
         for q in range(out.shape[1]):
             rows = picked[union, q]
@@ -387,20 +391,30 @@ class Searcher:
         """
         snapshot = snapshot or self._snapshot
         queries = queries or _QueryBatch(token_sets, snapshot.reader, self.kernel)
-        coarse = self.coarse_scores(snapshot, windows, queries)
-        out = np.full(coarse.shape, -np.inf)
+        columns = len(token_sets)
+        out = np.full((len(windows), columns), -np.inf)
+        if len(windows) == 0:
+            return out
+        weights, bias = queries.linear(pooled=True)
+        table = self.kernel_choice.table
+        operand = TABLES[table].queries(queries.quantized.q8) if table in TABLES else None
         chunks = snapshot.window_chunk[windows]
-        chosen = np.zeros(coarse.shape, bool)
-        for where in _by_chunk(chunks):
-            keep = middle_per_chunk(len(where))
-            top = _top_rows(coarse[where], keep)  # (keep, Q) rows of `where`
-            for q in range(coarse.shape[1]):
-                chosen[where[top[:, q]], q] = True
-        union = np.flatnonzero(chosen.any(axis=1))
-        pooled = queries.scores(self._scan(snapshot, windows[union], queries, "pooled"), pooled=True)
-        for q in range(out.shape[1]):
-            rows = chosen[union, q]
-            out[union[rows], q] = pooled[rows, q]
+
+        def one(where):  # both stages of one chunk in one task: no barrier, no library-wide coarse array
+            scan = snapshot.scans[chunks[where[0]]]
+            local = snapshot.window_index[windows[where]]
+            coarse = scan.coarse_scores(self.kernel, queries.operand, weights, bias, table=table, operand=operand)
+            if not (len(local) == len(coarse) and np.array_equal(local, np.arange(len(coarse)))):
+                coarse = coarse[local]
+            top = _top_rows(coarse, middle_per_chunk(len(where)))  # (keep, Q) rows of `where`
+            chosen = np.zeros((len(where), columns), bool)
+            np.put_along_axis(chosen, top, True, axis=0)
+            rows = np.flatnonzero(chosen.any(axis=1))
+            pooled = queries.scores(scan.pooled_maxima(local[rows], self.kernel, queries.operand), pooled=True)
+            out[where[rows]] = np.where(chosen[rows], pooled, -np.inf)
+
+        with single_blas_thread():
+            self._each_chunk(_by_chunk(chunks), one)
         return out
 
     def coarse_scores(self, snapshot: _Snapshot, windows: np.ndarray, queries: "_QueryBatch") -> np.ndarray:
@@ -467,8 +481,8 @@ class Searcher:
         keep = filters.clip_mask(snapshot.clips)
         return np.flatnonzero(keep[snapshot.window_clip])
 
-    def _scan(self, snapshot: _Snapshot, windows: np.ndarray, queries: "_QueryBatch", stage: str) -> np.ndarray:
-        """Integer maxima (len(windows), query rows) over each window's patches, pooled or coarse vectors."""
+    def _scan(self, snapshot: _Snapshot, windows: np.ndarray, queries: "_QueryBatch") -> np.ndarray:
+        """Integer maxima (len(windows), query rows) over each window's patches (exact MaxSim)."""
         out = np.empty((len(windows), queries.rows), np.int32)
         if len(windows) == 0:
             return out
@@ -478,12 +492,7 @@ class Searcher:
         def one(where):
             scan = snapshot.scans[chunks[where[0]]]
             local = snapshot.window_index[windows[where]]
-            if stage == "coarse":
-                out[where] = scan.coarse_maxima(self.kernel, operand)[local]
-            elif stage == "pooled":
-                out[where] = scan.pooled_maxima(local, self.kernel, operand)
-            else:
-                out[where] = scan.exact_maxima(local, self.kernel, operand, self.cache)
+            out[where] = scan.exact_maxima(local, self.kernel, operand, self.cache)
 
         self._each_chunk(_by_chunk(chunks), one)
         return out
