@@ -5,7 +5,7 @@ parent has a model, other indexes, page cache of its own). Prints one JSON objec
   kernel, windows, resident_bytes (RSS after opening + warming, minus RSS before opening),
   peak_query_bytes (largest rise of the high-water mark above the warm RSS during one query),
   latency_ms {mode: [per query]}, recall (two-stage top-10 takes vs exact, per query),
-  rss_after_exact, bandwidth_gbps (single-thread read bandwidth measured here), first_stage {ms, bytes: the
+  rss_after_exact, bandwidth_gbps (read bandwidth measured here, on as many threads as the searcher's), first_stage {ms, bytes: the
   coarse-table kernel alone and the table it reads; cascade_ms: coarse + 32-vector middle stage}.
 
     python -m bench.search_probe INDEX TOKENS.npz [--exact-repeats 5] [--recall]
@@ -41,14 +41,19 @@ def reset_peak() -> None:
         pass
 
 
-def read_bandwidth_gbps(megabytes: int = 512, repeats: int = 3) -> float:
-    """Single-thread streaming read rate: max over an int64 array far larger than the caches."""
+def read_bandwidth_gbps(threads: int = 1, megabytes: int = 512, repeats: int = 3) -> float:
+    """Streaming read rate of `threads` threads (numpy's max releases the GIL), each over its own slice of an
+    int64 array far larger than the caches: the limit for a kernel that reads its table on as many threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
     data = np.ones(megabytes * (1 << 20) // 8, np.int64)
+    parts = np.array_split(data, threads)
     best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        data.max()
-        best = min(best, time.perf_counter() - started)
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(repeats):
+            started = time.perf_counter()
+            list(pool.map(np.max, parts))
+            best = min(best, time.perf_counter() - started)
     return data.nbytes / best / 1e9
 
 
@@ -73,12 +78,12 @@ def main() -> int:
 
     stored = np.load(args.tokens)
     tokens = [stored[f"q{i}"] for i in range(len(stored.files))]
-    bandwidth = read_bandwidth_gbps()
     base = status_kib("VmRSS")
     opened = time.perf_counter()
     reader = IndexReader.open(args.index)
     searcher = Searcher(reader, cache_bytes=DEFAULT_CACHE_BYTES if args.cache_bytes is None else args.cache_bytes,
                         threads=args.search_threads)
+    bandwidth = read_bandwidth_gbps(searcher.threads)  # as many readers as the kernel below has
     searcher.warm("two_stage")
     open_s = time.perf_counter() - opened
     windows = searcher.snapshot.num_windows
@@ -123,7 +128,7 @@ def main() -> int:
             truth = {h.clip_id for h in searcher._top_takes(searcher.snapshot, allowed, scores[:, q], 10, 1)}
             recall.append(len(truth & {h.clip_id for h in staged_hits[q]}) / 10)
     print(json.dumps({
-        "kernel": searcher.kernel_info(), "windows": windows, "open_s": open_s,
+        "kernel": searcher.kernel_info(), "windows": windows, "threads": searcher.threads, "open_s": open_s,
         "resident_bytes": (warm - base) * 1024, "rss_bytes": warm * 1024, "rss_after_two_stage": rss_two_stage * 1024,
         "rss_after_exact": rss_exact * 1024, "peak_rss_bytes": status_kib("VmHWM") * 1024,
         "peak_query_bytes": peak * 1024, "latency_ms": latency, "recall": recall,
