@@ -1,4 +1,5 @@
-"""Sharded (Ray actors on 2 and 4 Ray nodes of this machine) against single-process search throughput.
+"""Sharded (Ray actors on 2 and 4 Ray nodes of this machine) against single-process search throughput, and
+`mofind index --cluster` (Ray Data over the same nodes) against single-process bulk indexing.
 
 Measured side by side in one run on one synthetic index (unit-vector windows in several chunks): the same
 pre-encoded queries are sent by CLIENTS concurrent threads to a single-process `Searcher` and to a
@@ -6,6 +7,11 @@ pre-encoded queries are sent by CLIENTS concurrent threads to a single-process `
 sharded answers must equal the single-process ones (a mismatch fails the benchmark). The throughput ratio says
 what the scatter-gather costs or gains on this machine; on a 2-core machine 2 or 4 nodes share the same two
 cores, so a ratio near 1 means the overhead is small, and gains need more cores or machines.
+
+Bulk indexing: INDEX_FILES Bandai takes (shared/, the same files for every row) are indexed by `build_index`
+in this process and by `build_index_on_cluster` on 2 and then 4 nodes; the cluster's index must hold the same
+clips with the same stored codes (a mismatch fails the benchmark). Rows say takes/s and the ratio; no floor:
+on 2 cores the cluster's workers share the cores the single process had, plus Ray Data's start-up.
 
 Every Ray process runs in a loopback-only network namespace (`unshare --net`): `run()` re-executes this module
 inside one. Target: throughput ratio >= RATIO_FLOOR for every sharded row (the scatter-gather overhead stays
@@ -36,6 +42,7 @@ RATIO_FLOOR = 0.25
 CLIENTS = 4
 WINDOWS_PER_CLIP = 4
 CLIPS_PER_CHUNK = 250
+INDEX_FILES = 120
 
 
 def run(windows: int = 8000, queries: int = 12) -> list[dict]:
@@ -141,6 +148,8 @@ def inside(out: Path, windows: int, queries: int) -> None:
         baseline[mode], truth[mode] = _throughput(single, tokens, mode)
         rows.append({"measure": "search throughput", "setting": setting, "backend": "single process",
                      "mode": mode, "qps": round(baseline[mode], 2), "ratio_vs_single": 1.0})
+    single_index = _bulk_index_single()
+    rows.append(single_index["row"])
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
                                                             "node_ip_address": "127.0.0.1"})
     try:
@@ -162,11 +171,57 @@ def inside(out: Path, windows: int, queries: int) -> None:
                              "target": f"ratio >= {RATIO_FLOOR}, same results",
                              "ok": ratio >= RATIO_FLOOR and answers == truth[mode]})
             sharded.shutdown()
+            rows.append(_bulk_index_row(single_index, nodes))
     finally:
         ray.shutdown()
         cluster.shutdown()
         shutil.rmtree(folder, ignore_errors=True)
     out.write_text(json.dumps(rows))
+
+
+def _bulk_index_single() -> dict:
+    """Index INDEX_FILES real takes in this process (as `mofind index`): the baseline of the cluster rows."""
+    from bench.bench_index import bandai_files, encoder
+    from mofind.index.build import build_index, default_workers
+
+    try:
+        files = bandai_files(INDEX_FILES)
+    except (FileNotFoundError, OSError) as exc:
+        return {"files": None, "row": {"measure": "bulk indexing", "backend": "single process",
+                                       "note": f"not measured: the Bandai takes are not here ({exc})"}}
+    model = encoder()
+    folder = Path(tempfile.mkdtemp(prefix="mofind-bench-bulk-"))
+    report = build_index(files, folder / "single", model, workers=default_workers())
+    rate = report.seconds_of_motion / 10.0 / report.elapsed
+    return {"files": files, "model": model, "folder": folder, "rate": rate, "codes": _stored_codes(folder / "single"),
+            "row": {"measure": "bulk indexing", "setting": f"{len(files)} Bandai takes, {report.windows} windows",
+                    "backend": f"single process, {default_workers()} parse worker(s)",
+                    "takes_per_s": round(rate, 2), "ratio_vs_single": 1.0, "unit": "ten-second takes/s"}}
+
+
+def _bulk_index_row(single: dict, nodes: int) -> dict:
+    """The same files indexed with `mofind index --cluster` on the running `nodes`-node cluster."""
+    if single["files"] is None:
+        return {"measure": "bulk indexing", "backend": f"{nodes} Ray nodes", "note": single["row"]["note"]}
+    from mofind.index.cluster_build import build_index_on_cluster, default_cluster_workers
+
+    workers = default_cluster_workers()[0]
+    report = build_index_on_cluster(single["files"], single["folder"] / f"cluster-{nodes}", single["model"])
+    rate = report.seconds_of_motion / 10.0 / report.elapsed
+    same = _stored_codes(single["folder"] / f"cluster-{nodes}") == single["codes"]
+    return {"measure": "bulk indexing", "setting": single["row"]["setting"],
+            "backend": f"{nodes} Ray nodes, {workers} Ray Data worker(s)", "takes_per_s": round(rate, 2),
+            "ratio_vs_single": round(rate / single["rate"], 3), "unit": "ten-second takes/s", "same_index": same,
+            "target": "the same clips and codes", "ok": same}
+
+
+def _stored_codes(folder: Path) -> dict:
+    """clip id -> its windows' packed patch codes as bytes: what two builds of the same files must share."""
+    from mofind.index.store import IndexReader
+
+    reader = IndexReader.open(folder)
+    return {record.clip_id: [(ref.start, ref.chunk.window_packed(ref.index).tobytes())
+                             for ref in reader.windows(record.clip_id)] for record in reader.clips()}
 
 
 def _cpu_name() -> str:

@@ -112,8 +112,8 @@ def sharded_rows() -> list[dict]:
              "value": "see bench_cluster", "note": "measured by bench/bench_cluster.py, the `cluster` stage of "
                                                    "`make bench` (Ray processes in a loopback-only namespace)"},
             {"measure": "bulk indexing, sharded vs single process", "setting": "Ray, 2 and 4 local nodes",
-             "value": "not measured", "note": "`mofind index --cluster` is tested for equal output "
-                                              "(tests/backend/test_cluster.py), not timed"}]
+             "value": "see bench_cluster", "note": "`mofind index --cluster` against `build_index` on the same "
+                                                   "Bandai takes, same index checked: bench/bench_cluster.py"}]
 
 
 # -- tiling ----------------------------------------------------------------------------------------------
