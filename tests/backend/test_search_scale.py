@@ -74,6 +74,64 @@ def test_kernel_is_calibrated_once_per_machine_and_cached(tmp_path, monkeypatch)
         kernels._cached_choice.cache_clear()
 
 
+WITHOUT_VNNI_SCRIPT = """
+import json, sys
+import numpy as np
+from mofind.index import kernels
+from mofind.index.codec import RotatedCodec
+from mofind.index.search import Searcher
+from mofind.index.store import IndexReader
+
+choice = kernels.choose_kernel(128, 168)
+codec = RotatedCodec.create(128)
+rng = np.random.default_rng(5)
+levels = rng.integers(0, 32, (64 * 168, 128)).astype(np.int8)
+q8 = rng.integers(-127, 128, (8, 128)).astype(np.int8)
+reference = (levels.astype(np.float64) @ q8.T.astype(np.float64)).reshape(64, 168, 8).max(1)
+kernel = choice.kernel
+int8 = kernels.make_kernel("int8")
+searcher = Searcher(IndexReader.open(sys.argv[1]))
+queries = [np.asarray(q, np.float32) for q in json.loads(sys.argv[2])]
+hits = {mode: [[(h.clip_id, round(h.score, 6)) for h in found] for found in
+               searcher.search_tokens(queries, k=5, mode=mode)] for mode in ("exact", "two_stage")}
+print(json.dumps({"kernel": kernel.name, "reason": choice.reason, "table": choice.table,
+                  "exact": bool(np.array_equal(kernel.max_dots(kernel.rows(levels), kernel.queries(q8), 168),
+                                               reference)),
+                  "int8_exact": bool(np.array_equal(int8.max_dots(levels, int8.queries(q8), 168), reference)),
+                  "hits": hits}))
+"""
+
+
+def test_without_vnni_the_calibration_keeps_only_exact_kernels_and_search_is_unchanged(library, tmp_path):
+    """With the math libraries held to AVX2 (a CPU without AVX-512 VNNI or AMX), `torch._int_mm` computes int8
+    products through saturating 16-bit sums: the calibration must measure exactness against a true reference,
+    pick an exact kernel, say which were not exact, and every search must rank exactly as natively."""
+    import os
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(21)
+    queries = [unit(rng.standard_normal((n, DIM))) for n in (3, 7)]
+    native = {mode: [[(h.clip_id, round(h.score, 6)) for h in found] for found in
+                     Searcher(library).search_tokens(queries, k=5, mode=mode)] for mode in ("exact", "two_stage")}
+    env = os.environ | {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+                        "OPENBLAS_CORETYPE": "Haswell", "MOFIND_CACHE": str(tmp_path / "cache")}
+    env.pop("MOFIND_KERNEL", None)
+    env.pop("MOFIND_FIRST_STAGE", None)
+    done = subprocess.run([sys.executable, "-c", WITHOUT_VNNI_SCRIPT, str(library.folder),
+                           json.dumps([q.tolist() for q in queries])], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["exact"], found["reason"]
+    if not found["int8_exact"]:  # what oneDNN does on this CPU under the cap: int8 must be named and never used
+        assert found["kernel"] != "int8" and "not exact on this CPU, never used: int8" in found["reason"]
+    for mode in ("exact", "two_stage"):
+        assert [[c for c, _ in hits] for hits in found["hits"][mode]] == [[c for c, _ in h] for h in native[mode]]
+        np.testing.assert_allclose([[v for _, v in h] for h in found["hits"][mode]],
+                                   [[v for _, v in h] for h in native[mode]], atol=1e-5)
+
+
 def test_an_instruction_set_override_is_calibrated_apart(monkeypatch):
     """ONEDNN_MAX_CPU_ISA=AVX2 (acting as a CPU without VNNI/AMX) must not reuse this CPU's calibration."""
     for name in kernels.ISA_VARIABLES:

@@ -2,11 +2,12 @@
 
 Scores are integer dot products between the int8 query rows and the stored level indices; the max over a
 window's patches is taken on those integers (every factor that turns them into cosines is per query row,
-see `codec.QuantizedQueries`). Four CPU kernels give the same integers:
+see `codec.QuantizedQueries`). Four CPU kernels compute those integers:
 
-  * "int8"       `torch._int_mm` on int8 levels (VNNI / AMX where the CPU has them);
+  * "int8"       `torch._int_mm` on int8 levels (VNNI / AMX where the CPU has them; WITHOUT VNNI its 16-bit
+                 pair sums saturate and the maxima are wrong, so the calibration never picks it there);
   * "onednn-u8s8" oneDNN's quantized inner product: levels as u8 activations, queries as prepacked s8 weights
-                 (where torch has oneDNN; checked against "int8" before it is timed);
+                 (where torch has oneDNN);
   * "fp32-torch" float32 matmul in torch (MKL / oneDNN);
   * "fp32-numpy" float32 matmul in numpy's BLAS, one thread (see linalg.py).
 
@@ -15,7 +16,7 @@ bf16/fp16 are timed too but never chosen: their matmul rounds the output to 8 / 
 Which kernel is fastest depends on the CPU far more than on the arithmetic (on an EPYC without VNNI
 `_int_mm` was 30x slower than fp32 BLAS for the same product), so `choose_kernel` measures the whole block
 step (unpack the packed codes into the kernel's dtype, multiply, max) on this machine when an index is
-opened, and caches the choice per machine (CPU model and flags, library versions, thread count) in
+opened, keeps only the kernels whose integers equal a float64 product there, and caches the choice per machine (CPU model and flags, library versions, thread count) in
 `paths.cache_dir()`. `MOFIND_KERNEL` forces one (tests, benchmarks). On CUDA the kernel is "cuda"
 (float32 on the device, same integers).
 
@@ -46,7 +47,7 @@ from .linalg import single_blas_thread
 BLOCK_WINDOWS = 256
 CPU_KERNELS = ("int8", "onednn-u8s8", "fp32-torch", "fp32-numpy")
 INEXACT_KERNELS = ("bf16-torch",)  # timed for the report, never used: output rounding changes scores
-CALIBRATION_VERSION = 4
+CALIBRATION_VERSION = 5  # 5: exactness against a float64 reference (int8 was the reference before)
 KERNEL_TABLE = "kernel"  # the first stage multiplies its table with the MaxSim kernel, block by block
 PACKED_TABLE = "onednn-u8s8"  # ... or with oneDNN's prepacked u8 x s8 inner product (see PackedTable)
 ROWS_TABLE = "onednn-u8-rows"  # ... or the same product with the table as u8 activations (see PlaneTable)
@@ -314,28 +315,34 @@ def _time(step, repeats: int) -> float:
 
 
 def calibrate(codec: RotatedCodec, patches: int, queries: int = 8, block: int = BLOCK_WINDOWS // 2,
-              repeats: int = 5) -> dict[str, float]:
-    """ms per block for every CPU kernel: unpack `block` windows of packed codes, multiply, max over patches."""
+              repeats: int = 5) -> tuple[dict[str, float], list[str]]:
+    """(ms per block for every CPU kernel that is exact here, the kernels that are not): unpack `block` windows of
+    packed codes, multiply, max over patches.
+
+    Exact means equal to a float64 product (exact for these integers). Why not compare the kernels with each
+    other: without VNNI, oneDNN computes int8 x int8 through 16-bit pair sums that saturate, and `torch._int_mm`
+    then gives wrong maxima (off by up to ~5,000 with oneDNN held to AVX2 on a Xeon, tests/backend/
+    test_search_scale.py); as the reference it would have ruled out every correct kernel."""
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((block * patches, codec.dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     packed = codec.encode(vectors)
     q8 = rng.integers(-127, 128, (queries, codec.dim)).astype(np.int8)
-    timings = {}
-    reference = None
+    levels = codec.levels(packed)
+    reference = (levels.astype(np.float64) @ q8.T.astype(np.float64)).reshape(block, patches, -1).max(axis=1)
+    timings, inexact = {}, []
     for name in CPU_KERNELS:
         if name == OneDnnU8S8Kernel.name and not OneDnnU8S8Kernel.available():
             continue
         kernel = make_kernel(name)
         try:
             operand = kernel.queries(q8)
-            result = kernel.max_dots(kernel.rows(codec.levels(packed)), operand, patches)
+            result = kernel.max_dots(kernel.rows(levels), operand, patches)
         except (RuntimeError, TypeError, ValueError):
             continue  # this torch build lacks it: never chosen
-        if reference is None:
-            reference = result
-        elif not np.array_equal(result, reference):
-            continue  # not exact here: never chosen
+        if not np.array_equal(result, reference):
+            inexact.append(name)  # wrong integers on this CPU: never chosen
+            continue
         timings[name] = _time(lambda: kernel.max_dots(kernel.rows(codec.levels(packed)), operand, patches), repeats)
     try:
         import torch
@@ -345,7 +352,7 @@ def calibrate(codec: RotatedCodec, patches: int, queries: int = 8, block: int = 
                                       .view(block, patches, -1).amax(1), repeats)
     except (RuntimeError, TypeError):
         pass
-    return timings
+    return timings, inexact
 
 
 def calibrate_table(kernel: Kernel, dim: int, queries: int = 6, rows: int = 16 * BLOCK_WINDOWS * 4,
@@ -358,7 +365,9 @@ def calibrate_table(kernel: Kernel, dim: int, queries: int = 6, rows: int = 16 *
     reference = (levels.astype(np.int64) @ q8.T.astype(np.int64)).reshape(-1, width, queries).max(1)
     operand = kernel.queries(q8)
     table = kernel.rows(levels)
-    timings = {KERNEL_TABLE: _time(lambda: kernel.max_dots(table, operand, width), repeats)}
+    timings = {}
+    if np.array_equal(kernel.max_dots(table, operand, width), reference):  # the chosen kernel is exact: checked
+        timings[KERNEL_TABLE] = _time(lambda: kernel.max_dots(table, operand, width), repeats)
     for name, kind in TABLES.items():
         if not kind.available():
             continue
@@ -381,6 +390,8 @@ def _choose_table(kernel: Kernel, dim: int) -> tuple[str, str, dict[str, float]]
     if isinstance(kernel, CudaKernel):
         return KERNEL_TABLE, "the MaxSim kernel (on the GPU)", {}
     timings = calibrate_table(kernel, dim)
+    if not timings:
+        raise RuntimeError("no exact first-stage table on this machine (the MaxSim kernel itself gave wrong integers)")
     name = min(timings, key=timings.get)
     ranked = ", ".join(f"{n} {ms:.2f} ms" for n, ms in sorted(timings.items(), key=lambda item: item[1]))
     return name, f"fastest exact first-stage table measured on this machine ({ranked})", timings
@@ -412,12 +423,13 @@ def _cached_choice(key: str, dim: int, patches: int, device: str) -> KernelChoic
                             dict(stored.get("timings_ms", {})), cached=True, table=table,
                             table_reason=stage.get("reason", "cached calibration"))
     codec = RotatedCodec.create(dim)
-    timings = calibrate(codec, patches)
+    timings, inexact = calibrate(codec, patches)
     exact = {name: ms for name, ms in timings.items() if name in CPU_KERNELS}
-    name = min(exact, key=exact.get)
+    name = min(exact, key=exact.get)  # fp32-numpy is exact everywhere (integers far below 2**24)
     ranked = ", ".join(f"{n} {ms:.2f} ms" for n, ms in sorted(timings.items(), key=lambda item: item[1]))
     reason = (f"fastest exact kernel measured on this machine (unpack + multiply + max, {BLOCK_WINDOWS // 2} "
-              f"windows): {ranked}" + ("; bf16 is never used (it rounds scores)" if "bf16-torch" in timings else ""))
+              f"windows): {ranked}" + ("; bf16 is never used (it rounds scores)" if "bf16-torch" in timings else "")
+              + (f"; not exact on this CPU, never used: {', '.join(inexact)}" if inexact else ""))
     kernel = make_kernel(name)
     table, table_reason, table_timings = _choose_table(kernel, dim)
     choice = KernelChoice(kernel, reason, timings | {f"first stage {n}": ms for n, ms in table_timings.items()},
