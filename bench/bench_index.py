@@ -125,7 +125,7 @@ def tile_index(template: Path, folder: Path, windows: int, seed: int = 0) -> Ind
 
     source = IndexReader.open(template)
     rng = np.random.default_rng(seed)
-    clips = [_restage(chunk, index, source.pooled_codec) for chunk, index in source.live()]
+    clips = [_restage(chunk, index, source) for chunk, index in source.live()]
     with IndexWriter(folder, source.spec) as writer:
         made, copy, generation = 0, 0, writer.manifest.generation
         while made < windows:
@@ -372,7 +372,7 @@ def run(files: int = 300, sizes=(10_000, 100_000, 1_000_000), query_count: int =
             built = time.perf_counter() - started
             actual = reader.num_windows
             found = probe(folder, tokens_file, exact_repeats=1 if actual > 200_000 else 10,
-                          recall=True, repeats=query_count, recall_queries=10 if actual > 200_000 else query_count)
+                          recall=True, repeats=query_count, recall_queries=query_count)
             measured = size_rows(actual, found, tiled=True, disk_bytes=reader.disk_bytes())
             measured[-1]["note"] += f"; tiled in {built:.0f} s, {len(reader.chunks)} chunk files"
             capped = probe(folder, tokens_file, exact_repeats=1 if actual > 200_000 else 5, recall=False,

@@ -222,17 +222,41 @@ def test_two_stage_cascade_finds_a_planted_window(library):
     assert hits[0].clip_id == target and hits[0].start_frame == ref.source_start
 
 
-def test_first_stage_table_is_the_same_stored_or_derived(library, tmp_path):
+def test_first_stage_tables_regions_now_kmeans_for_older_chunks_and_restaging_upgrades(library, tmp_path):
+    """New chunks store one coarse vector per body region; a chunk written before keeps its k-means table (stored,
+    or derived from `pooled` when it predates both: the same levels) and its 20 % middle stage; restaging it
+    (compaction, moves) derives region vectors from its decoded patches, close to those of the float patches."""
+    from mofind.index.pooling import KMEANS_ARRAY, REGIONS_ARRAY, coarse_codes, coarse_kind, region_coarse
+    from mofind.index.search import middle_per_chunk
+    from mofind.index.store import _restage
+
     chunk = library.chunks[0]
-    assert "coarse" in chunk.arrays
-    arrays = {name: np.asarray(array) for name, array in chunk.arrays.items() if name != "coarse"}
-    old = tmp_path / "old-chunk.safetensors"
-    old.write_bytes(chunk_bytes(arrays, chunk.clips))  # a chunk written before the table existed
-    legacy = Chunk.open(old)
-    assert "coarse" not in legacy.arrays
     width = len(chunk.arrays["pooled"]) // chunk.num_windows
-    np.testing.assert_array_equal(coarse_levels(legacy, library.pooled_codec, width),
-                                  coarse_levels(chunk, library.pooled_codec, width))
+    assert coarse_kind(chunk) == "regions" and KMEANS_ARRAY not in chunk.arrays
+    codec, pooled_codec = library.codec, library.pooled_codec
+    stored = pooled_codec.decode(np.asarray(chunk.arrays[REGIONS_ARRAY])).reshape(chunk.num_windows, 4, DIM)
+    patches, valid = library.window_patches(library.windows(chunk.clips[1]["clip_id"])[0])  # a padded window
+    assert not valid.all()
+    want = region_coarse(codec.rotate(patches)[None], valid[None], SPEC.grid, SPEC.part_names)[0]
+    window = int(library.windows(chunk.clips[1]["clip_id"])[0].index)
+    cosines = np.sum(unit(stored[window]) * want, axis=1)
+    assert cosines.min() > 0.95, cosines  # what was stored: the region means, through the 4-bit codec
+
+    kept = {name: np.asarray(array) for name, array in chunk.arrays.items() if name != REGIONS_ARRAY}
+    kmeans = coarse_codes(chunk.arrays["pooled"], pooled_codec, width)
+    (tmp_path / "kmeans.safetensors").write_bytes(chunk_bytes(kept | {KMEANS_ARRAY: kmeans}, chunk.clips))
+    (tmp_path / "older.safetensors").write_bytes(chunk_bytes(kept, chunk.clips))  # predates both tables
+    legacy, older = Chunk.open(tmp_path / "kmeans.safetensors"), Chunk.open(tmp_path / "older.safetensors")
+    assert coarse_kind(legacy) == coarse_kind(older) == "kmeans"
+    np.testing.assert_array_equal(coarse_levels(legacy, pooled_codec, width), pooled_codec.levels(kmeans))
+    np.testing.assert_array_equal(coarse_levels(older, pooled_codec, width), pooled_codec.levels(kmeans))
+    assert middle_per_chunk(10_000, "kmeans") == 2_000 and middle_per_chunk(10_000, "regions") == 1_000
+
+    for index in range(len(chunk.clips)):
+        restaged, original = _restage(older, index, library), _restage(chunk, index, library)
+        assert len(restaged.coarse) == len(original.coarse) == 4 * len(original.counts)
+        again = unit(pooled_codec.decode(restaged.coarse))
+        assert np.sum(again * unit(pooled_codec.decode(original.coarse)), axis=1).min() > 0.95
 
 
 def test_shards_by_chunk_merge_into_the_single_search(library):

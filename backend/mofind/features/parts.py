@@ -61,6 +61,16 @@ PARTS: tuple[Part, ...] = (
 PART_NAMES: tuple[str, ...] = tuple(p.name for p in PARTS)
 PART_DOFS: tuple[int, ...] = tuple(p.dof for p in PARTS)
 
+#: Body regions of the two-stage search's first pass (index/pooling.region_coarse): one coarse vector per region,
+#: the mean of its parts' patches over the whole window, so a word that names a limb finds that limb's vector.
+#: Parts a model names otherwise count as the first region (the core).
+BODY_REGIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("core", ("global", "pelvis", "lumbar", "neck")),
+    ("legs", ("r_hip", "l_hip", "r_knee", "l_knee", "r_ankle", "l_ankle")),
+    ("right arm", ("r_shoulder", "r_elbow")),
+    ("left arm", ("l_shoulder", "l_elbow")),
+)
+
 #: What an animator reads in the explanation UI, same order as ``PARTS``.
 PART_LABELS: tuple[str, ...] = (
     "root position", "pelvis", "right hip", "left hip", "right knee", "left knee",

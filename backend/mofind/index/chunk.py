@@ -8,8 +8,11 @@ copying and the OS page cache is shared by every process that searches it.
 Arrays (W windows, C clips, N stored patches; packed widths from `codec.py`: 5D/8 bytes at 5 bits, D/2 at 4):
   patches      uint8 (N, 5D/8)    valid patches only, window after window (5-bit codes)
   pooled       uint8 (W*K, D/2)   K pooled vectors per window, 4-bit (middle stage of two-stage search, pooling.py)
-  coarse       uint8 (W*C, D/2)   optional: C centroids of the pooled vectors, 4-bit (first stage; derived from
-                                  `pooled` at open when a chunk predates it, see pooling.coarse_codes)
+  coarse_regions uint8 (W*C, D/2) optional: C = 4 body-region means of the window's patches, 4-bit (the first
+                                  stage, pooling.region_coarse; written by every chunk since it existed)
+  coarse       uint8 (W*C, D/2)   optional, older chunks: C centroids of the pooled vectors, 4-bit (their first
+                                  stage; derived from `pooled` at open when a chunk predates both, see
+                                  pooling.coarse_codes)
   win_offsets  int64 (W+1,)       window w owns patches[win_offsets[w]:win_offsets[w+1]]
   win_valid    uint8 (W, ceil(P/8)) np.packbits of the (P,) valid mask over the full grid
   win_clip     int32 (W,)         index into the chunk's clip list
@@ -39,7 +42,7 @@ import numpy as np
 
 ARRAY_NAMES = ("patches", "pooled", "win_offsets", "win_valid", "win_clip", "win_source", "win_start",
                "thumb_bytes", "thumb_offsets")
-OPTIONAL_ARRAYS = ("coarse",)
+OPTIONAL_ARRAYS = ("coarse", "coarse_regions")  # first-stage tables: k-means (older chunks), body regions
 _DTYPES = {"U8": np.uint8, "I8": np.int8, "I32": np.int32, "I64": np.int64, "F16": np.float16, "F32": np.float32}
 
 

@@ -620,7 +620,7 @@ def padded_rows(starts: np.ndarray, counts: np.ndarray, width: int) -> tuple[np.
 class ChunkScan:
     """Block-wise access to one chunk's codes; only the compact first-stage table stays in memory.
 
-    `coarse` is the two-stage first pass: COARSE_SIZE vectors per window (see pooling.coarse_pool), unpacked
+    `coarse` is the two-stage first pass: COARSE_SIZE vectors per window (see pooling.coarse_levels), unpacked
     once into the kernel's dtype (512 B per window as int8, 2 KiB as float32). Everything else (all
     patches, the 32 pooled vectors) is unpacked per block of windows while a search runs.
     """
@@ -689,6 +689,13 @@ class ChunkScan:
                 self._coarse = {key: built}  # one table per chunk: a kernel change replaces it
                 return built
             return found
+
+    @property
+    def coarse_kind(self) -> str:
+        """"regions" or "kmeans": which first-stage table this chunk has (pooling.coarse_kind)."""
+        from .pooling import coarse_kind
+
+        return coarse_kind(self.chunk)
 
     @property
     def coarse_width(self) -> int:

@@ -54,16 +54,65 @@ def cluster_pool(patches: np.ndarray, valid: np.ndarray, size: int = POOL_SIZE,
 
 
 # -- the two-stage first pass: a few vectors per window, in one compact table --------------------------------
-COARSE_SIZE = 4
+#: Chunks store their first-stage table under this name: one vector per body region (`region_coarse`).
+REGIONS_ARRAY = "coarse_regions"
+#: Chunks written before it store k-means centroids of the pooled vectors here (`coarse_from_pooled`).
+KMEANS_ARRAY = "coarse"
+COARSE_SIZE = 4  # = len(features.parts.BODY_REGIONS)
+
+
+def region_columns(part_names) -> list[np.ndarray]:
+    """Grid columns of each body region (features.parts.BODY_REGIONS) for a model's part names."""
+    from mofind.features.parts import BODY_REGIONS
+
+    columns = [[] for _ in BODY_REGIONS]
+    for column, name in enumerate(part_names):
+        region = next((r for r, (_, parts) in enumerate(BODY_REGIONS) if name in parts), 0)
+        columns[region].append(column)
+    return [np.asarray(c, np.int64) for c in columns]
+
+
+def region_coarse(patches: np.ndarray, valid: np.ndarray, grid: tuple[int, int], part_names) -> np.ndarray:
+    """(W, P, D) patches, (W, P) bool -> (W, COARSE_SIZE, D) unit vectors: per body region, the mean of the
+    window's valid patches in that region's columns over every time row (a region without one: all of them).
+
+    Why regions, not k-means of the pooled vectors: the model's words match single body-part patches (a raised
+    left hand is a left-arm patch), and a k-means centroid averages that patch with whatever else moved.
+    With the same 4 vectors per window, a middle stage of 10 % kept as much of the exact top 10 as 20 % did
+    with k-means (docs/architecture.md, "Checked against the 1 M run").
+
+    >>> x = np.zeros((1, 2 * 3, 2), np.float32); x[0, :, 0] = 1; x[0, [2, 5], :] = (0, 1)  # column 2 moves apart
+    >>> coarse = region_coarse(x, np.ones((1, 6), bool), (2, 3), ("pelvis", "r_hip", "l_elbow"))[0]
+    >>> [[round(float(v), 3) for v in row] for row in coarse]  # core, legs, right arm (no column here: all), left arm
+    [[1.0, 0.0], [1.0, 0.0], [0.894, 0.447], [0.0, 1.0]]
+    """
+    patches = np.asarray(patches, np.float32)
+    count, _, dim = patches.shape
+    rows, cols = grid
+    weights = np.asarray(valid, np.float32).reshape(count, rows, cols)
+    grid_sums = np.einsum("wrc,wrcd->wcd", weights, patches.reshape(count, rows, cols, dim))  # per column
+    column_counts = weights.sum(axis=1)  # (W, cols)
+    every = grid_sums.sum(axis=1)
+    out = np.empty((count, COARSE_SIZE, dim), np.float32)
+    for region, columns in enumerate(region_columns(part_names)):
+        sums = grid_sums[:, columns].sum(axis=1) if len(columns) else np.zeros_like(every)
+        empty = (column_counts[:, columns].sum(axis=1) if len(columns) else np.zeros(count)) == 0
+        sums[empty] = every[empty]
+        out[:, region] = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    return out
+
+
+def region_codes(patches: np.ndarray, valid: np.ndarray, grid, part_names, pooled_codec, rotated: bool = False):
+    """Packed first-stage codes (W * COARSE_SIZE, bytes) of windows' patches (model space, or the codec's rotated
+    space when `rotated`: decoded codes), in the pooled vectors' codec."""
+    coarse = region_coarse(patches, valid, grid, part_names).reshape(-1, pooled_codec.dim)
+    return pooled_codec.encode_rotated(coarse) if rotated else pooled_codec.encode(coarse)
 
 
 def coarse_from_pooled(pooled: np.ndarray, size: int = COARSE_SIZE) -> np.ndarray:
-    """(W, K, D) pooled vectors (decoded, rotated space) -> (W, size, D) unit centroids of them.
-
-    Why a second level: at a million windows even 32 pooled vectors per window are 98 GFLOP per 12-token
-    query. Four centroids of the pooled vectors rank windows well enough to shortlist a few percent of the
-    library for the 32-vector stage (recall measured in bench/bench_index.py), at an eighth of the cost.
-    Computed from the stored codes, so a chunk written without the table gets the identical one at open.
+    """(W, K, D) pooled vectors (decoded, rotated space) -> (W, size, D) unit centroids of them: the first-stage
+    table of chunks written before `region_coarse` (and without either table stored), so their search is as it
+    was; compaction gives them region tables.
     """
     pooled = np.asarray(pooled, dtype=np.float32)
     pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
@@ -71,7 +120,7 @@ def coarse_from_pooled(pooled: np.ndarray, size: int = COARSE_SIZE) -> np.ndarra
 
 
 def coarse_codes(packed_pooled: np.ndarray, pooled_codec, width: int) -> np.ndarray:
-    """Packed pooled codes (W*K, bytes) -> packed coarse codes (W*COARSE_SIZE, bytes), same codec."""
+    """Packed pooled codes (W*K, bytes) -> packed k-means coarse codes (W*COARSE_SIZE, bytes), same codec."""
     count = len(packed_pooled) // max(width, 1)
     if count == 0:
         return np.zeros((0, pooled_codec.bytes_per_vector), np.uint8)
@@ -85,9 +134,18 @@ def coarse_codes(packed_pooled: np.ndarray, pooled_codec, width: int) -> np.ndar
     return np.concatenate(out)
 
 
+def coarse_kind(chunk) -> str:
+    """"regions" when the chunk stores a region table, else "kmeans" (stored or derived from `pooled`)."""
+    stored = chunk.arrays.get(REGIONS_ARRAY)
+    return "regions" if stored is not None and len(stored) == chunk.num_windows * COARSE_SIZE else "kmeans"
+
+
 def coarse_levels(chunk, pooled_codec, width: int) -> np.ndarray:
-    """(W * COARSE_SIZE, D) int8 levels of a chunk's first-stage table (stored, or derived from `pooled`)."""
-    packed = chunk.arrays.get("coarse")
+    """(W * COARSE_SIZE, D) int8 levels of a chunk's first-stage table: its region table, else its k-means one
+    (stored, or derived from `pooled` for chunks older than both). See `coarse_kind`."""
+    if coarse_kind(chunk) == "regions":
+        return pooled_codec.levels(np.asarray(chunk.arrays[REGIONS_ARRAY]))
+    packed = chunk.arrays.get(KMEANS_ARRAY)
     if packed is None or len(packed) != chunk.num_windows * COARSE_SIZE:
         packed = coarse_codes(chunk.arrays["pooled"], pooled_codec, width)
     return pooled_codec.levels(np.asarray(packed))

@@ -3,17 +3,17 @@
 Modes (chosen by the caller, never silently by `k`):
   * "exact": MaxSim of the query tokens against every stored patch of every window, streamed block by
     block from the memory-mapped codes (kernels.py): no unpacked copy of the index is kept.
-  * "two_stage": a cascade. (1) MaxSim against each window's 4 coarse vectors (pooling.coarse_from_pooled),
-    held in one compact table per chunk, ranks every window; (2) per chunk, the best `middle_per_chunk`
-    windows per query (MIDDLE_FRACTION = 20 %, at least 256) are scored against their 32 pooled vectors;
-    (3) the best `candidates` of those (default: see `default_candidates`) are re-ranked with exact MaxSim.
-    Stages 2 and 3 unpack only the windows they score, in fixed-size blocks. Its recall@10 against
-    "exact" is measured in bench/bench_index.py. Why 20 % and up to 12,000 candidates: the coarse table (4
-    centroids per window) is the cascade's weak link, the more so for a model whose words match single
-    body-part patches, and at a million windows the candidate cut is the other. With the shipped model
-    da8e2fd6 on the benchmark's tiled libraries (2 search threads, side by side): 100k windows, 10 / 20 %
-    kept 0.945 / 0.995 of the exact top-10 takes at p50 67 / 72 ms (20 queries); 1 M windows, 10 % and 4,000
-    candidates kept 0.85 at 308 ms, 20 % and 12,000 kept 0.99 at 442 ms (10 queries).
+  * "two_stage": a cascade. (1) MaxSim against each window's 4 coarse vectors, one per body region
+    (pooling.region_coarse: core, legs, right arm, left arm), held in one compact table per chunk, ranks every
+    window; (2) per chunk, the best `middle_per_chunk` windows per query (MIDDLE_FRACTION = 10 %, at least
+    256) are scored against their 32 pooled vectors; (3) the best `candidates` of those (default: see
+    `default_candidates`) are re-ranked with exact MaxSim. Stages 2 and 3 unpack only the windows they score,
+    in fixed-size blocks. Its recall@10 against "exact" is measured in bench/bench_index.py. Why regions and
+    10 %: the model's words match single body-part patches, which k-means centroids of the pooled vectors
+    (the table of chunks written before regions, searched with KMEANS_MIDDLE_FRACTION = 20 %) average away.
+    With the shipped model da8e2fd6 on the benchmark's tiled 100k library (2 search threads, 20 queries, a
+    replay side by side), a 10 % middle stage kept 0.99 of the exact top-10 takes with region tables and
+    0.945 with k-means ones (20 %: 0.995) at the same ~56 ms; at 1 M, 12,000 candidates are needed on top.
   * The stages run per chunk, on `threads` threads (default 1; `mofind serve --search-threads`).
   * "auto" (default): "exact" up to AUTO_EXACT_MAX_WINDOWS live windows, "two_stage" above. The switch
     depends on the library size only (never on k), so a query ranks the same way every time.
@@ -48,7 +48,8 @@ AUTO_EXACT_MAX_WINDOWS = 5_000
 MIN_CANDIDATES = 400
 MAX_CANDIDATES = 12_000
 CANDIDATE_FRACTION = 0.05
-MIDDLE_FRACTION = 0.20
+MIDDLE_FRACTION = 0.10  # of a chunk with a body-region first-stage table (pooling.region_coarse)
+KMEANS_MIDDLE_FRACTION = 0.20  # of an older chunk, whose table is k-means of its pooled vectors
 MIDDLE_MIN_PER_CHUNK = 256
 #: Threads a search spreads its chunks over by default (`mofind serve --search-threads`): every core, at most
 #: SEARCH_THREADS. Chunks are independent and the heavy steps (compiled unpacking, oneDNN products) release the
@@ -69,9 +70,11 @@ def default_candidates(windows: int) -> int:
     return max(MIN_CANDIDATES, min(int(windows * CANDIDATE_FRACTION), MAX_CANDIDATES))
 
 
-def middle_per_chunk(windows: int) -> int:
-    """How many of a chunk's windows the 32-pooled-vector stage scores per query: MIDDLE_FRACTION, at least 256."""
-    return min(windows, max(MIDDLE_MIN_PER_CHUNK, int(np.ceil(windows * MIDDLE_FRACTION))))
+def middle_per_chunk(windows: int, kind: str = "regions") -> int:
+    """How many of a chunk's windows the 32-pooled-vector stage scores per query: MIDDLE_FRACTION (or
+    KMEANS_MIDDLE_FRACTION for a chunk whose first-stage table `kind` is "kmeans"), at least 256."""
+    fraction = KMEANS_MIDDLE_FRACTION if kind == "kmeans" else MIDDLE_FRACTION
+    return min(windows, max(MIDDLE_MIN_PER_CHUNK, int(np.ceil(windows * fraction))))
 
 
 def default_search_threads() -> int:
@@ -256,7 +259,7 @@ class Searcher:
         staged = 0
         if self.resolve_mode(mode, self._snapshot) == "two_stage":
             chunks = max(1, len(self._snapshot.scans))
-            staged = chunks * middle_per_chunk(max(1, windows // chunks)) * queries * 32
+            staged = chunks * middle_per_chunk(max(1, windows // chunks), "kmeans") * queries * 32  # the larger
         return int(block + coarse_block + per_window + staged + (1 << 20))
 
     @property
@@ -406,7 +409,7 @@ class Searcher:
             coarse = scan.coarse_scores(self.kernel, queries.operand, weights, bias, table=table, operand=operand)
             if not (len(local) == len(coarse) and np.array_equal(local, np.arange(len(coarse)))):
                 coarse = coarse[local]
-            top = _top_rows(coarse, middle_per_chunk(len(where)))  # (keep, Q) rows of `where`
+            top = _top_rows(coarse, middle_per_chunk(len(where), scan.coarse_kind))  # (keep, Q) rows of `where`
             chosen = np.zeros((len(where), columns), bool)
             np.put_along_axis(chosen, top, True, axis=0)
             rows = np.flatnonzero(chosen.any(axis=1))

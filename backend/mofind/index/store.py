@@ -28,7 +28,7 @@ from .lock import WriteLock
 from .manifest import (ChunkEntry, IndexFormatError, IndexNotFoundError, IndexSpec, IndexStoreError, Manifest,
                        MANIFEST_NAME)
 from .pooling import NAME as POOL_NAME
-from .pooling import COARSE_SIZE, coarse_codes, cluster_pool
+from .pooling import COARSE_SIZE, REGIONS_ARRAY, cluster_pool, region_codes
 
 CODEC_FILE = "codec.safetensors"
 CHUNK_DIR = "chunks"
@@ -292,7 +292,7 @@ class _PendingClip:
     record: ClipRecord
     packed: np.ndarray  # (n_valid_total, codec.bytes_per_vector) uint8
     pooled: np.ndarray  # (W*K, pooled_codec.bytes_per_vector) uint8
-    coarse: np.ndarray  # (W*COARSE_SIZE, pooled_codec.bytes_per_vector) uint8 (pooling.coarse_codes)
+    coarse: np.ndarray  # (W*COARSE_SIZE, pooled_codec.bytes_per_vector) uint8 (pooling.region_codes)
     counts: np.ndarray  # (W,) valid patches per window
     valid_bits: np.ndarray  # (W, ceil(P/8)) uint8
     source: np.ndarray  # (W, 2) int32
@@ -401,7 +401,7 @@ class IndexWriter:
         pooled = self.pooled_codec.encode(cluster_pool(np.stack(grids), np.stack(valids)).reshape(-1, spec.dim))
         self._pending.append(_PendingClip(
             record=record, packed=self.codec.encode(np.concatenate(kept)), pooled=pooled,
-            coarse=coarse_codes(pooled, self.pooled_codec, len(pooled) // len(windows)),
+            coarse=region_codes(np.stack(grids), np.stack(valids), spec.grid, spec.part_names, self.pooled_codec),
             counts=np.asarray(counts, np.int64), valid_bits=np.stack(bits),
             source=np.asarray(source, np.int32).reshape(-1, 2), start=np.asarray(start, np.int32),
             thumbnail=thumbnail or b""))
@@ -438,7 +438,7 @@ class IndexWriter:
         from .labels import labels_from_name
 
         chunk, index = self._reader._locate(clip_id)
-        staged = _restage(chunk, index, self.pooled_codec)
+        staged = _restage(chunk, index, self)
         new_source = str(new_source)
         staged.record = replace(staged.record, clip_id=clip_id_for(new_source, staged.record.take), source=new_source,
                                 size=size,
@@ -539,7 +539,7 @@ class IndexWriter:
             if groups[-1] and filled + windows > target_windows:
                 groups.append([])
                 filled = 0
-            groups[-1].append(_restage(chunk, index, self.pooled_codec))
+            groups[-1].append(_restage(chunk, index, self))
             filled += windows
         generation = self.manifest.generation
         kept = [e for e in self.manifest.chunks if e.name not in victim_names]
@@ -571,19 +571,24 @@ class IndexWriter:
             self.close()
 
 
-def _restage(chunk: Chunk, index: int, pooled_codec: RotatedCodec) -> _PendingClip:
-    """A committed clip, as staged data again (for compaction)."""
+def _restage(chunk: Chunk, index: int, store) -> _PendingClip:
+    """A committed clip, as staged data again (for compaction); `store`: the reader or writer of its index (spec
+    and codecs). A chunk written before region tables gets one from its decoded patch codes."""
     windows = chunk.clip_windows[index]
     arrays = chunk.arrays
     offsets = arrays["win_offsets"]
     k = len(arrays["pooled"]) // max(chunk.num_windows, 1)
     packed = np.concatenate([arrays["patches"][offsets[w]:offsets[w + 1]] for w in windows])
     pooled = np.asarray(np.concatenate([arrays["pooled"][w * k:(w + 1) * k] for w in windows]))
-    stored = arrays.get("coarse")
+    stored = arrays.get(REGIONS_ARRAY)
     if stored is not None and len(stored) == chunk.num_windows * COARSE_SIZE:
         coarse = np.concatenate([stored[w * COARSE_SIZE:(w + 1) * COARSE_SIZE] for w in windows])
     else:
-        coarse = coarse_codes(pooled, pooled_codec, k)
+        spec = store.spec
+        valid = np.stack([chunk.valid_mask(w, spec.num_patches) for w in windows])
+        grids = np.zeros((len(windows), spec.num_patches, spec.dim), np.float32)
+        grids[valid] = store.codec.decode(np.asarray(packed))  # rows of valid patches, window after window
+        coarse = region_codes(grids, valid, spec.grid, spec.part_names, store.pooled_codec, rotated=True)
     return _PendingClip(
         record=ClipRecord.from_dict(chunk.clips[index]), packed=np.asarray(packed), pooled=pooled,
         coarse=np.asarray(coarse),
@@ -598,7 +603,7 @@ def _assemble(items: list[_PendingClip]) -> tuple[dict, list[dict]]:
     arrays = {
         "patches": np.concatenate([item.packed for item in items]),
         "pooled": np.concatenate([item.pooled for item in items]),
-        "coarse": np.concatenate([item.coarse for item in items]),
+        REGIONS_ARRAY: np.concatenate([item.coarse for item in items]),
         "win_offsets": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
         "win_valid": np.concatenate([item.valid_bits for item in items]),
         "win_clip": np.concatenate([np.full(len(item.counts), i, np.int32) for i, item in enumerate(items)]),
