@@ -226,8 +226,8 @@ def size_rows(size: int, found: dict, tiled: bool, disk_bytes: int) -> list[dict
                  "ok": ratio <= TARGETS["kernel_vs_bandwidth"],
                  "note": f"coarse-table kernel {stage['ms']:.1f} ms over {stage['bytes'] / 1e6:.0f} MB (whole first "
                          f"stage with the 32-vector middle stage {stage.get('cascade_ms', float('nan')):.1f} ms); read "
-                         f"bandwidth {found['bandwidth_gbps']:.1f} GB/s ({found.get('threads', 1)} thread(s) as the kernel, same "
-                         f"process); first-stage table "
+                         f"bandwidth {found['bandwidth_gbps']:.1f} GB/s ({found.get('threads', 1)} thread(s) as the "
+                         f"kernel, same process); first-stage table "
                          f"{found['kernel'].get('first_stage', {}).get('table', 'kernel')}, kernel "
                          f"{found['kernel']['name']}"})
     return rows

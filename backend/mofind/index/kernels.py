@@ -16,8 +16,8 @@ bf16/fp16 are timed too but never chosen: their matmul rounds the output to 8 / 
 Which kernel is fastest depends on the CPU far more than on the arithmetic (on an EPYC without VNNI
 `_int_mm` was 30x slower than fp32 BLAS for the same product), so `choose_kernel` measures the whole block
 step (unpack the packed codes into the kernel's dtype, multiply, max) on this machine when an index is
-opened, keeps only the kernels whose integers equal a float64 product there, and caches the choice per machine (CPU model and flags, library versions, thread count) in
-`paths.cache_dir()`. `MOFIND_KERNEL` forces one (tests, benchmarks). On CUDA the kernel is "cuda"
+opened, keeps only the kernels whose integers equal a float64 product there, and caches the choice per
+machine (CPU model and flags, instruction-set overrides, library versions, thread count) in `paths.cache_dir()`. `MOFIND_KERNEL` forces one (tests, benchmarks). On CUDA the kernel is "cuda"
 (float32 on the device, same integers).
 
 Everything is processed in fixed-size blocks of windows, so the working set of a search is bounded
