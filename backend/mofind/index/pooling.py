@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mofind.features.parts import BODY_REGIONS
+
 from .linalg import single_blas_thread
 
 POOL_SIZE = 32
@@ -58,13 +60,11 @@ def cluster_pool(patches: np.ndarray, valid: np.ndarray, size: int = POOL_SIZE,
 REGIONS_ARRAY = "coarse_regions"
 #: Chunks written before it store k-means centroids of the pooled vectors here (`coarse_from_pooled`).
 KMEANS_ARRAY = "coarse"
-COARSE_SIZE = 4  # = len(features.parts.BODY_REGIONS)
+COARSE_SIZE = len(BODY_REGIONS)  # 4: core, legs, right arm, left arm
 
 
 def region_columns(part_names) -> list[np.ndarray]:
     """Grid columns of each body region (features.parts.BODY_REGIONS) for a model's part names."""
-    from mofind.features.parts import BODY_REGIONS
-
     columns = [[] for _ in BODY_REGIONS]
     for column, name in enumerate(part_names):
         region = next((r for r, (_, parts) in enumerate(BODY_REGIONS) if name in parts), 0)

@@ -48,12 +48,12 @@ def gather_levels(packed: np.ndarray, starts: np.ndarray, width: int, dim: int, 
     The rows are read where they lie (a memory map, typically): no gathered copy of the codes is made."""
     packed = np.asarray(packed, dtype=np.uint8)
     starts = np.asarray(starts, dtype=np.int64)
+    if len(starts) and (starts.min() < 0 or starts.max() + width > len(packed)):
+        raise IndexError(f"rows {starts.min()}..{starts.max() + width} are outside the {len(packed)} stored rows")
     if not _compilable(packed, dim):
         rows = (starts[:, None] + np.arange(width)[None, :]).reshape(-1)
         return levels_numpy(np.take(packed, rows, axis=0), dim, bits)
     out = np.empty((len(starts) * width, dim), np.uint8)
-    if len(starts) and (starts.min() < 0 or starts.max() + width > len(packed)):
-        raise IndexError(f"rows {starts.min()}..{starts.max() + width} are outside the {len(packed)} stored rows")
     _unpack_rows(packed.view(np.uint64), packed, starts, width, bits == 5, FIFTH_BITS, out.view(np.uint64))
     return out
 
@@ -101,5 +101,5 @@ def _unpack_rows_python(words, planes, starts, width, fifth, table, out):
                 out[row, k] |= table[planes[source, base + k]]
 
 
-_unpack_rows = numba.njit(cache=True, nogil=True, boundscheck=False)(_unpack_rows_python) \
-    if numba is not None else _unpack_rows_python
+# compiled once per machine (numba's cache); without numba `_compilable` is False and only numpy runs
+_unpack_rows = numba.njit(cache=True, nogil=True, boundscheck=False)(_unpack_rows_python) if numba else None
