@@ -210,6 +210,18 @@ class _Snapshot:
         self.window_index = np.concatenate(window_index) if window_index else np.zeros(0, np.int64)
         self.window_clip = np.concatenate(window_clip) if window_clip else np.zeros(0, np.int64)
         self.chunk_windows = [np.flatnonzero(self.window_chunk == c) for c in range(len(self.scans))]
+        self.all_windows = np.arange(self.num_windows)  # `allowed_windows` without filters returns this object
+        self.all_windows.flags.writeable = False  # shared by every search of this snapshot
+
+    def groups(self, windows: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """(chunk number, positions into `windows` of that chunk's windows) for every chunk `windows` has.
+
+        Why: `windows` is most often the whole library (no filters), whose groups are known; gathering a
+        million chunk numbers and checking their order cost ~3 ms a query at a million windows."""
+        if windows is self.all_windows:
+            return [(c, where) for c, where in enumerate(self.chunk_windows) if len(where)]
+        chunks = self.window_chunk[windows]
+        return [(int(chunks[where[0]]), where) for where in _by_chunk(chunks)]
 
     @property
     def num_windows(self) -> int:
@@ -373,15 +385,14 @@ class Searcher:
         queries = _QueryBatch(token_sets, snapshot.reader, self.kernel)
         if mode == "exact" or len(windows) <= candidates:  # everything would be re-ranked: skip the cascade
             return queries.scores(self._scan(snapshot, windows, queries))
-        first = self.first_stage_scores(token_sets, windows, snapshot, queries)
-        cut = -np.partition(-first, candidates - 1, axis=0)[candidates - 1]  # (Q,) the candidates-th best
-        picked = (first >= cut[None, :]) & np.isfinite(first)  # never the windows the coarse pass dropped
-        union = np.flatnonzero(picked.any(axis=1))
+        rows, first = self._first_stage(token_sets, windows, snapshot, queries)
+        picked = _shortlist(first, candidates)
+        keep = picked.any(axis=1)
+        union, picked = rows[keep], picked[keep]
         exact = queries.scores(self._scan(snapshot, windows[union], queries))
         out = np.full((len(windows), len(token_sets)), -np.inf)
         for q in range(out.shape[1]):
-            rows = picked[union, q]
-            out[union[rows], q] = exact[rows, q]
+            out[union[picked[:, q]], q] = exact[picked[:, q], q]
         return out
 
     def first_stage_scores(self, token_sets: list[np.ndarray], windows: np.ndarray,
@@ -394,18 +405,31 @@ class Searcher:
         every window the same first-stage score.
         """
         snapshot = snapshot or self._snapshot
+        rows, first = self._first_stage(token_sets, windows, snapshot, queries)
+        out = np.full((len(windows), len(token_sets)), -np.inf)
+        out[rows] = first
+        return out
+
+    def _first_stage(self, token_sets: list[np.ndarray], windows: np.ndarray, snapshot: _Snapshot,
+                     queries: "_QueryBatch | None" = None) -> tuple[np.ndarray, np.ndarray]:
+        """`first_stage_scores` as (rows, scores): the positions into `windows` (ascending) that reached the
+        middle stage for some query, and their (len(rows), Q) scores, -inf where another query chose them.
+
+        Why not the dense array: at a million windows nine in ten of its rows are -inf, and each pass over it
+        (the shortlist's cut, its mask, the union) cost a few ms of one thread per query."""
         queries = queries or _QueryBatch(token_sets, snapshot.reader, self.kernel)
         columns = len(token_sets)
-        out = np.full((len(windows), columns), -np.inf)
         if len(windows) == 0:
-            return out
+            return np.zeros(0, np.int64), np.zeros((0, columns))
         weights, bias = queries.linear(pooled=True)
         table = self.kernel_choice.table
         operand = TABLES[table].queries(queries.quantized.q8) if table in TABLES else None
-        chunks = snapshot.window_chunk[windows]
+        groups = snapshot.groups(windows)
+        parts: list = [None] * len(groups)
 
-        def one(where):  # both stages of one chunk in one task: no barrier, no library-wide coarse array
-            scan = snapshot.scans[chunks[where[0]]]
+        def one(number):  # both stages of one chunk in one task: no barrier, no library-wide coarse array
+            chunk, where = groups[number]
+            scan = snapshot.scans[chunk]
             local = snapshot.window_index[windows[where]]
             coarse = scan.coarse_scores(self.kernel, queries.operand, weights, bias, table=table, operand=operand)
             if not (len(local) == len(coarse) and np.array_equal(local, np.arange(len(coarse)))):
@@ -415,11 +439,16 @@ class Searcher:
             np.put_along_axis(chosen, top, True, axis=0)
             rows = np.flatnonzero(chosen.any(axis=1))
             pooled = queries.scores(scan.pooled_maxima(local[rows], self.kernel, queries.operand), pooled=True)
-            out[where[rows]] = np.where(chosen[rows], pooled, -np.inf)
+            parts[number] = (where[rows], np.where(chosen[rows], pooled, -np.inf))
 
         with single_blas_thread():
-            self._each_chunk(_by_chunk(chunks), one)
-        return out
+            self._each_chunk(list(range(len(groups))), one)
+        rows = np.concatenate([r for r, _ in parts])
+        first = np.concatenate([f for _, f in parts])
+        if len(rows) > 1 and not np.all(rows[1:] > rows[:-1]):  # filtered windows in no chunk order
+            order = np.argsort(rows, kind="stable")
+            rows, first = rows[order], first[order]
+        return rows, first
 
     def coarse_scores(self, snapshot: _Snapshot, windows: np.ndarray, queries: "_QueryBatch") -> np.ndarray:
         """(len(windows), Q) float32 coarse-table MaxSim: the first stage's kernel over every given window.
@@ -433,21 +462,21 @@ class Searcher:
         out = np.empty((len(windows), weights.shape[1]), np.float32)
         if len(windows) == 0:
             return out
-        chunks = snapshot.window_chunk[windows]
 
-        def one(where):
-            scan = snapshot.scans[chunks[where[0]]]
+        def one(group):
+            chunk, where = group
+            scan = snapshot.scans[chunk]
             local = snapshot.window_index[windows[where]]
             scores = scan.coarse_scores(self.kernel, queries.operand, weights, bias, table=table, operand=operand)
             whole = len(local) == len(scores) and bool(np.all(local == np.arange(len(scores))))
             out[where] = scores if whole else scores[local]
 
         with single_blas_thread():
-            self._each_chunk(_by_chunk(chunks), one)
+            self._each_chunk(snapshot.groups(windows), one)
         return out
 
     def _each_chunk(self, groups: list, work) -> None:
-        """Run `work(where)` for every chunk's group of positions, on `self.threads` threads.
+        """Run `work(group)` for every chunk's group (`_Snapshot.groups`), on `self.threads` threads.
 
         Why threads over chunks (not torch's intra-op threads, which `mofind serve --threads` keeps at 1):
         every chunk is independent and writes its own rows, the heavy steps (numpy gathers and unpacking,
@@ -456,8 +485,8 @@ class Searcher:
         for any thread count: each chunk is computed the same way.
         """
         if self.threads <= 1 or len(groups) < 2:
-            for where in groups:
-                work(where)
+            for group in groups:
+                work(group)
             return
         for _ in _chunk_pool(self.threads).map(work, groups):
             pass  # re-raises the first error of any chunk
@@ -481,7 +510,7 @@ class Searcher:
     @staticmethod
     def allowed_windows(snapshot: _Snapshot, filters: Filters) -> np.ndarray:
         if not filters.active:
-            return np.arange(snapshot.num_windows)
+            return snapshot.all_windows  # the same object: `_Snapshot.groups` knows its chunks
         keep = filters.clip_mask(snapshot.clips)
         return np.flatnonzero(keep[snapshot.window_clip])
 
@@ -490,15 +519,14 @@ class Searcher:
         out = np.empty((len(windows), queries.rows), np.int32)
         if len(windows) == 0:
             return out
-        chunks = snapshot.window_chunk[windows]
         operand = queries.operand
 
-        def one(where):
-            scan = snapshot.scans[chunks[where[0]]]
+        def one(group):
+            chunk, where = group
             local = snapshot.window_index[windows[where]]
-            out[where] = scan.exact_maxima(local, self.kernel, operand, self.cache)
+            out[where] = snapshot.scans[chunk].exact_maxima(local, self.kernel, operand, self.cache)
 
-        self._each_chunk(_by_chunk(chunks), one)
+        self._each_chunk(snapshot.groups(windows), one)
         return out
 
     @staticmethod
@@ -506,8 +534,9 @@ class Searcher:
                    motion: np.ndarray | None = None) -> list[Hit]:
         """Best takes by `scores` (one per take, `per_take` windows each); `motion`: the same windows' MaxSim
         before names were fused in, kept as each hit's `motion_score` (what match quality is calibrated on)."""
-        finite = np.isfinite(scores)
+        finite = np.flatnonzero(np.isfinite(scores))
         positions, values = allowed[finite], scores[finite]
+        motion = motion[finite] if motion is not None else None
         clips = snapshot.window_clip[positions]
         order = np.lexsort((-values, clips))  # by clip, best window first
         clips_sorted = clips[order]
@@ -524,7 +553,7 @@ class Searcher:
             for member in members:
                 hit = _hit(snapshot, positions[member], float(values[member]))
                 if motion is not None:
-                    hit.motion_score = float(motion[finite][member])
+                    hit.motion_score = float(motion[member])
                 hits.append(hit)
         return hits
 
@@ -597,6 +626,16 @@ def _by_chunk(chunks: np.ndarray) -> list:
         return [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
     order = np.argsort(chunks, kind="stable")
     return np.split(order, np.flatnonzero(np.diff(chunks[order])) + 1)
+
+
+def _shortlist(first: np.ndarray, candidates: int) -> np.ndarray:
+    """(n, Q) first-stage scores -> (n, Q) bool: per query, every finite score at or above its `candidates`-th
+    best (ties included). Rows left out of `first` count as -inf, so with fewer than `candidates` rows every
+    finite one is picked, as on the dense array."""
+    if len(first) < candidates:
+        return np.isfinite(first)
+    cut = np.partition(first, len(first) - candidates, axis=0)[len(first) - candidates]  # (Q,)
+    return (first >= cut[None, :]) & np.isfinite(first)
 
 
 def _top_rows(scores: np.ndarray, count: int) -> np.ndarray:
