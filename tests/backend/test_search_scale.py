@@ -14,7 +14,7 @@ from mofind.index.chunk import Chunk, chunk_bytes
 from mofind.index.codec import RotatedCodec
 from mofind.index.manifest import IndexSpec
 from mofind.index.pooling import coarse_levels
-from mofind.index.search import Searcher, merge_hits
+from mofind.index.search import Filters, Searcher, merge_hits
 from mofind.index.store import ClipRecord, IndexReader, IndexWriter, WindowEmbedding, clip_id_for
 
 ROWS, COLS, DIM = 4, 3, 32
@@ -431,3 +431,99 @@ def test_a_search_over_its_mapped_budget_releases_the_chunk_pages(library):
     assert roomy.bound_mapped_pages() is False
     assert tight.search_tokens(queries, k=10, mode="two_stage", candidates=5) == want
     assert tight.bound_mapped_pages() is True
+
+
+@pytest.mark.parametrize("candidates", [1, 4, 7, 40])
+def test_the_sparse_shortlist_picks_what_the_dense_cut_picked(candidates):
+    from mofind.index.search import _shortlist
+
+    rng = np.random.default_rng(candidates)
+    dense = np.full((60, 3), -np.inf)
+    rows = np.sort(rng.choice(60, 12, replace=False))
+    values = rng.integers(0, 5, (12, 3)).astype(np.float64)  # many ties
+    values[rng.random((12, 3)) < 0.3] = -np.inf  # rows another query chose
+    dense[rows] = values
+    cut = -np.partition(-dense, candidates - 1, axis=0)[candidates - 1]  # the rule on the whole library
+    expected = (dense >= cut[None, :]) & np.isfinite(dense)
+    picked = np.zeros_like(expected)
+    picked[rows] = _shortlist(values, candidates)
+    np.testing.assert_array_equal(picked, expected)
+
+
+def test_a_search_of_the_whole_library_equals_the_same_windows_given_apart(library):
+    searcher = Searcher(library)
+    snapshot = searcher.snapshot
+    every = searcher.allowed_windows(snapshot, Filters())
+    assert every is snapshot.all_windows and not every.flags.writeable
+    rng = np.random.default_rng(9)
+    queries = [unit(rng.standard_normal((n, DIM))) for n in (2, 5)]
+    copy = np.array(every)  # the same positions, not the snapshot's object: the gathered path
+    for mode in ("two_stage", "exact"):
+        whole = searcher.score_windows(queries, every, mode=mode, candidates=6)
+        np.testing.assert_array_equal(whole, searcher.score_windows(queries, copy, mode=mode, candidates=6))
+    np.testing.assert_array_equal(searcher.first_stage_scores(queries, every),
+                                  searcher.first_stage_scores(queries, copy))
+    shuffled = rng.permutation(copy)  # out of chunk order: each window keeps its first-stage score
+    np.testing.assert_array_equal(searcher.first_stage_scores(queries, shuffled),
+                                  searcher.first_stage_scores(queries, every)[shuffled])
+
+
+def _mapped_resident_kib(array: np.ndarray) -> int:
+    """Resident KiB of the memory mapping that holds `array` (its own np.memmap), from /proc/self/smaps."""
+    address = array.ctypes.data
+    inside = False
+    with open("/proc/self/smaps", encoding="ascii", errors="replace") as handle:
+        for line in handle:
+            head = line.split()[0]
+            if "-" in head and ":" not in head:
+                start, end = (int(x, 16) for x in head.split("-"))
+                inside = start <= address < end
+            elif inside and line.startswith("Rss:"):
+                return int(line.split()[1])
+    raise AssertionError("no mapping holds the array")
+
+
+def test_a_small_library_keeps_its_pooled_codes_mapped_and_a_large_one_drops_them(library, monkeypatch):
+    import os
+
+    from mofind.index import search as search_module
+
+    if not os.path.exists("/proc/self/smaps"):
+        pytest.skip("no /proc/self/smaps: mapped pages are not measured on this system")
+    rng = np.random.default_rng(10)
+    queries = [unit(rng.standard_normal((4, DIM)))]
+    small = Searcher(library, mapped_budget=1 << 50)
+    kept = small.search_tokens(queries, k=10, mode="two_stage", candidates=5)
+    pooled = [scan.chunk.arrays["pooled"] for scan in small.snapshot.scans]
+    assert all(_mapped_resident_kib(array) > 0 for array in pooled)
+    monkeypatch.setattr(search_module, "KEEP_POOLED_SHARE", 0.0)  # as if the pooled codes outgrew the budget
+    large = Searcher(IndexReader.open(library.folder, SPEC), mapped_budget=1 << 50)  # its own mappings
+    assert large.search_tokens(queries, k=10, mode="two_stage", candidates=5) == kept
+    assert all(_mapped_resident_kib(scan.chunk.arrays["pooled"]) == 0 for scan in large.snapshot.scans)
+
+
+def test_chunk_threads_run_their_products_on_the_process_torch_thread_count():
+    """A new thread's OpenMP team is every core until told otherwise; the chunk threads are told the process's
+    torch thread count, so two of them never run four OpenMP threads on two cores."""
+    import ctypes
+    import glob
+    import os
+
+    import torch
+
+    from mofind.index import search as search_module
+
+    libraries = glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp*.so*"))
+    if not libraries or len(os.sched_getaffinity(0)) < 2 or os.environ.get("OMP_NUM_THREADS"):
+        pytest.skip("needs torch's libgomp, two cores and no OMP_NUM_THREADS to tell the two apart")
+    openmp = ctypes.CDLL(libraries[0])
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    search_module._chunk_pool.cache_clear()
+    try:
+        pool = search_module._chunk_pool(2)
+        teams = {pool.submit(openmp.omp_get_max_threads).result() for _ in range(4)}
+        assert teams == {1}
+    finally:
+        search_module._chunk_pool.cache_clear()
+        torch.set_num_threads(before)

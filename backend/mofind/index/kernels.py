@@ -787,8 +787,10 @@ class ChunkScan:
         out[where] = kernel.max_dots(levels.reshape(len(where) * self.num_patches, -1), queries, self.num_patches)
         gathered.clear()
 
-    def pooled_maxima(self, windows: np.ndarray, kernel: Kernel, queries, block: int = 4 * BLOCK_WINDOWS):
-        """(len(windows), Q) int32 maxima over the 32 pooled vectors (the middle stage)."""
+    def pooled_maxima(self, windows: np.ndarray, kernel: Kernel, queries, block: int = 4 * BLOCK_WINDOWS,
+                      release: bool = True):
+        """(len(windows), Q) int32 maxima over the 32 pooled vectors (the middle stage); `release`: drop the
+        chunk's mapped pooled pages afterwards (see below; `Searcher` keeps them in a small library)."""
         out = np.empty((len(windows), _columns(queries)), np.int32)
         for start in range(0, len(windows), block):
             part = windows[start:start + block]
@@ -796,7 +798,8 @@ class ChunkScan:
                                                            self.pool_width)
         # the middle stage's scattered reads map (fault-around) most of the chunk's pooled pages: drop them now,
         # so one query's peak resident set stays bounded too (Searcher.bound_mapped_pages; ~3 % of a 1M query)
-        self.chunk.release("pooled")
+        if release:
+            self.chunk.release("pooled")
         return out
 
     def coarse_scores(self, kernel: Kernel, queries, weights: np.ndarray, bias: np.ndarray,

@@ -62,6 +62,11 @@ SEARCH_THREADS = 4
 #: File-backed pages (chunk codes read through their memory maps, plus the libraries' own) this process may keep
 #: resident after a search before the chunks' patch and pooled pages are released (`Searcher.bound_mapped_pages`).
 MAPPED_BUDGET_BYTES = 1 << 30
+#: The middle stage keeps the pooled codes mapped while all of them are at most this share of the mapped budget
+#: (a library up to ~130k windows): dropping and faulting them in again on every query cost a 10k-window search
+#: ~2.5 ms of its ~9 (handler timing, Xeon, 2 vCPUs). Past that, each chunk's pooled pages go after its middle
+#: stage; `bound_mapped_pages` bounds what stays either way.
+KEEP_POOLED_SHARE = 0.25
 #: Unpacked code blocks a searcher may keep (kernels.BlockCache): a whole library up to ~12k windows as int8.
 DEFAULT_CACHE_BYTES = 256 << 20
 
@@ -94,8 +99,17 @@ _default_threads = [0]  # 0: SEARCH_THREADS, capped by the cores
 
 @lru_cache(maxsize=4)
 def _chunk_pool(threads: int) -> ThreadPoolExecutor:
-    """One pool per process (not per searcher): concurrent requests queue on the same cores."""
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mofind-search")
+    """One pool per process (not per searcher): concurrent requests queue on the same cores.
+
+    Each pool thread takes the process's torch thread count (`mofind serve --threads`, 1 by default) for the
+    products it runs. Why: oneDNN's products (`torch.ops.onednn`) size their OpenMP team by the calling
+    thread's own setting, which in a new thread is every core; two chunk threads then ran four OpenMP threads
+    on two cores. Measured side by side (10k windows, 2 chunk threads, Xeon, 2 vCPUs): the coarse table
+    1.56 -> 1.21 ms a query."""
+    import torch
+
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mofind-search",
+                              initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),))
 
 
 class SearchError(ValueError):
@@ -212,6 +226,7 @@ class _Snapshot:
         self.chunk_windows = [np.flatnonzero(self.window_chunk == c) for c in range(len(self.scans))]
         self.all_windows = np.arange(self.num_windows)  # `allowed_windows` without filters returns this object
         self.all_windows.flags.writeable = False  # shared by every search of this snapshot
+        self.pooled_bytes = sum(int(scan.chunk.arrays["pooled"].nbytes) for scan in self.scans)
 
     def groups(self, windows: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """(chunk number, positions into `windows` of that chunk's windows) for every chunk `windows` has.
@@ -425,10 +440,11 @@ class Searcher:
         table = self.kernel_choice.table
         operand = TABLES[table].queries(queries.quantized.q8) if table in TABLES else None
         groups = snapshot.groups(windows)
-        parts: list = [None] * len(groups)
+        parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # chunk -> its middle-stage rows and scores
+        release = snapshot.pooled_bytes > self.mapped_budget * KEEP_POOLED_SHARE
 
-        def one(number):  # both stages of one chunk in one task: no barrier, no library-wide coarse array
-            chunk, where = groups[number]
+        def one(group):  # both stages of one chunk in one task: no barrier, no library-wide coarse array
+            chunk, where = group
             scan = snapshot.scans[chunk]
             local = snapshot.window_index[windows[where]]
             coarse = scan.coarse_scores(self.kernel, queries.operand, weights, bias, table=table, operand=operand)
@@ -438,13 +454,14 @@ class Searcher:
             chosen = np.zeros((len(where), columns), bool)
             np.put_along_axis(chosen, top, True, axis=0)
             rows = np.flatnonzero(chosen.any(axis=1))
-            pooled = queries.scores(scan.pooled_maxima(local[rows], self.kernel, queries.operand), pooled=True)
-            parts[number] = (where[rows], np.where(chosen[rows], pooled, -np.inf))
+            pooled = queries.scores(scan.pooled_maxima(local[rows], self.kernel, queries.operand, release=release),
+                                    pooled=True)
+            parts[chunk] = (where[rows], np.where(chosen[rows], pooled, -np.inf))
 
         with single_blas_thread():
-            self._each_chunk(list(range(len(groups))), one)
-        rows = np.concatenate([r for r, _ in parts])
-        first = np.concatenate([f for _, f in parts])
+            self._each_chunk(groups, one)
+        rows = np.concatenate([parts[chunk][0] for chunk, _ in groups])
+        first = np.concatenate([parts[chunk][1] for chunk, _ in groups])
         if len(rows) > 1 and not np.all(rows[1:] > rows[:-1]):  # filtered windows in no chunk order
             order = np.argsort(rows, kind="stable")
             rows, first = rows[order], first[order]
