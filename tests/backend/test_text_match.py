@@ -165,3 +165,31 @@ def test_a_takes_text_score_does_not_depend_on_which_other_takes_are_scored_with
         part = LibraryText.of(clips[start:stop], 384).scores("a person walks", query)
         assert np.array_equal(part, whole[start:stop]), (start, stop)
     assert 0.0 < whole[:, 0].min() < whole[:, 0].max() < 1.0  # the semantic scores vary (not all clipped)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_top_k_and_the_rescued_takes_are_what_sorting_everything_gives(seed):
+    """The partial selections equal the full stable sorts they replace, ties and unscored windows included."""
+    import numpy as np
+
+    from mofind.index.text_match import _rescued_windows, _top_clips, _top_k_stable
+
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 6, 300).astype(np.float64)  # many ties
+    values[rng.random(300) < 0.2] = -np.inf
+    for k in (1, 5, 50, 400):
+        np.testing.assert_array_equal(_top_k_stable(values, k), np.argsort(-values, kind="stable")[:k])
+    clips = np.sort(rng.integers(0, 90, 300))  # windows of 90 takes, each take's windows together
+    bonus = np.where(rng.random(90) < 0.5, rng.integers(0, 4, 90) / 4, 0.0)
+    for k in (1, 3, 10, 100):
+        best = np.full(90, -np.inf)  # the per-window rule: each take's best window, all takes sorted
+        finite = np.isfinite(values)
+        np.maximum.at(best, clips[finite], values[finite])
+        assert _top_clips(clips, values, k) == {int(c) for c in np.argsort(-best, kind="stable")[:k]
+                                                if np.isfinite(best[c])}
+        missing = ~np.isfinite(values) & (bonus[clips] > 0)
+        named = np.full(90, -np.inf)
+        np.maximum.at(named, clips[missing], bonus[clips][missing])
+        chosen = [c for c in np.argsort(-named, kind="stable")[:k] if np.isfinite(named[c])]
+        expected = np.flatnonzero(missing & np.isin(clips, chosen))
+        np.testing.assert_array_equal(_rescued_windows(clips, values, bonus, k), expected)
