@@ -179,6 +179,8 @@ def fuse(searcher, snapshot, allowed: np.ndarray, scores: np.ndarray, token_sets
     if table.empty:
         return scores, fusions, scores
     clips = snapshot.window_clip[allowed]
+    searched = np.zeros(len(snapshot.clips), bool)  # the takes that have a window among `allowed`
+    searched[clips] = True
     motion = scores.copy()  # MaxSim alone, with the rescued windows' exact scores
     fused = scores.copy()
     for q, (tokens, text) in enumerate(zip(token_sets, texts)):
@@ -187,8 +189,6 @@ def fuse(searcher, snapshot, allowed: np.ndarray, scores: np.ndarray, token_sets
         column = motion[:, q]
         motion_top = _top_clips(clips, column, k)
         fusions[q] = Fusion(per_source, motion_top)
-        searched = np.zeros(len(bonus), bool)
-        searched[clips] = True
         if np.ptp(bonus[searched]) == 0:
             continue  # the same words for every searched take tell nothing: keep MaxSim exactly
         rescore = _rescued_windows(clips, column, bonus, k)
