@@ -527,3 +527,24 @@ def test_chunk_threads_run_their_products_on_the_process_torch_thread_count():
     finally:
         search_module._chunk_pool.cache_clear()
         torch.set_num_threads(before)
+
+
+def test_the_gpu_kernels_arithmetic_run_on_the_cpu_gives_the_same_maxima_and_hits(library):
+    """`--device cuda` multiplies in float32 on the device; the same code on torch's CPU device must give the
+    integers and hits of the calibrated CPU kernel (what bench/gpu_check.py then checks on a real GPU)."""
+    gpu_code = kernels.CudaKernel("cpu")
+    rng = np.random.default_rng(12)
+    levels = rng.integers(0, 32, (6 * 9, DIM)).astype(np.int8)
+    q8 = rng.integers(-127, 128, (4, DIM)).astype(np.int8)
+    reference = (levels.astype(np.int64) @ q8.T.astype(np.int64)).reshape(6, 9, 4).max(1)
+    np.testing.assert_array_equal(gpu_code.max_dots(gpu_code.rows(levels), gpu_code.queries(q8), 9), reference)
+    queries = [unit(rng.standard_normal((n, DIM))) for n in (3, 5)]
+    cpu = Searcher(library)
+    on_device = Searcher(library)
+    on_device.kernel_choice = kernels.KernelChoice(gpu_code, "test: the CUDA kernel's code on the CPU device")
+    on_device.kernel = gpu_code
+    for mode in ("exact", "two_stage"):
+        want = cpu.search_tokens(queries, k=6, mode=mode, candidates=12)
+        got = on_device.search_tokens(queries, k=6, mode=mode, candidates=12)
+        assert [[(h.clip_id, h.start_frame, round(h.score, 6)) for h in hits] for hits in got] == \
+            [[(h.clip_id, h.start_frame, round(h.score, 6)) for h in hits] for hits in want]
