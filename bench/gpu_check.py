@@ -8,8 +8,10 @@
 3. Timing: encoding throughput (windows/s, texts/s) and search latency (p50, exact and two-stage) on a
    100k-window index tiled from those windows (see bench_index.tile_index), CPU against CUDA, same run.
 Writes bench/results/gpu.md. Exit status: 0 all equal, 1 a mismatch, 3 no CUDA device (nothing checked).
+`--dry-run` runs every step with the "GPU" side on the CPU and writes nothing: it checks this script (a GPU
+session is short; tests/backend/test_gpu_check.py runs it so), not a GPU.
 
-    python -m bench.gpu_check [--files 60] [--windows 100000]
+    python -m bench.gpu_check [--files 60] [--windows 100000] [--dry-run]
 """
 
 from __future__ import annotations
@@ -74,8 +76,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", type=int, default=60)
     parser.add_argument("--windows", type=int, default=100_000)
+    parser.add_argument("--dry-run", action="store_true", help="the GPU side on the CPU; nothing written")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
+    device = "cpu" if args.dry_run else "cuda"
+    if not args.dry_run and not torch.cuda.is_available():
         print(f"gpu_check: no CUDA device (torch {torch.__version__}, torch.cuda.is_available() is False): "
               "nothing checked", file=sys.stderr)
         return NO_CUDA
@@ -86,10 +90,11 @@ def main() -> int:
     from mofind.index.search import Searcher
     from mofind.index.store import ClipRecord, IndexReader, IndexWriter, WindowEmbedding, clip_id_for
 
-    rows, failures = [{"measure": "device", "setting": torch.cuda.get_device_name(0), "value": torch.__version__}], 0
+    name = "dry run: the CPU on both sides" if args.dry_run else torch.cuda.get_device_name(0)
+    rows, failures = [{"measure": "device", "setting": name, "value": torch.__version__}], 0
     work = Path(tempfile.mkdtemp(prefix="mofind-gpu-"))
     try:
-        cpu, gpu = load_encoder(device="cpu"), load_encoder(device="cuda")
+        cpu, gpu = load_encoder(device="cpu"), load_encoder(device=device)
         spec = IndexSpec.from_encoder(cpu)
         windows = windows_of(motion_files(args.files, work), spec)
         on_cpu = cpu.encode_motions(windows)
@@ -122,7 +127,7 @@ def main() -> int:
                 index = work / "tiled"
                 tile_index(folder, index, args.windows)
             reader = IndexReader.open(index)
-            searchers = {"cpu": Searcher(reader, device="cpu"), "cuda": Searcher(reader, device="cuda")}
+            searchers = {"cpu": Searcher(reader, device="cpu"), "cuda": Searcher(reader, device=device)}
             for mode in ("exact", "two_stage"):
                 found = {name: [[(h.clip_id, h.start_frame, h.score) for h in hits]
                                 for hits in s.search_tokens(tokens, k=10, mode=mode)] for name, s in searchers.items()}
@@ -142,8 +147,9 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     text = markdown_table(rows)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "gpu.md").write_text(text)
+    if not args.dry_run:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "gpu.md").write_text(text)
     print(text)
     return 1 if failures else 0
 
