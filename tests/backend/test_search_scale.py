@@ -548,3 +548,25 @@ def test_the_gpu_kernels_arithmetic_run_on_the_cpu_gives_the_same_maxima_and_hit
         got = on_device.search_tokens(queries, k=6, mode=mode, candidates=12)
         assert [[(h.clip_id, h.start_frame, round(h.score, 6)) for h in hits] for hits in got] == \
             [[(h.clip_id, h.start_frame, round(h.score, 6)) for h in hits] for hits in want]
+
+
+def test_a_sparse_re_rank_of_an_uncached_chunk_skips_the_cache_and_gives_the_same_maxima(library):
+    """The per-block walk of `exact_maxima` only runs where the cache holds a block of the chunk or would take
+    one (a block at least half scanned); otherwise every window is read where it lies, with the same integers."""
+    from mofind.index.search import _QueryBatch
+
+    searcher = Searcher(library, cache_bytes=1 << 30)
+    scan = searcher.snapshot.scans[0]
+    kernel, cache = searcher.kernel, searcher.cache
+    queries = _QueryBatch([unit(np.random.default_rng(13).standard_normal((3, DIM)))], library, kernel).operand
+    sparse = np.arange(0, scan.num_windows, 5)  # one window in five: no 4-window block is half scanned
+    assert not scan._touches_cache(sparse // 4, kernel, cache, 4)
+    assert scan._touches_cache(np.array([0, 1]) // 4, kernel, cache, 4)  # half of block 0: it would be cached
+    reference = scan.exact_maxima(sparse, kernel, queries, None, block=4)
+    np.testing.assert_array_equal(scan.exact_maxima(sparse, kernel, queries, cache, block=4), reference)
+    assert not cache.holds(scan.chunk.name, kernel.name)  # the sparse read cached nothing
+    scan.exact_maxima(np.arange(scan.num_windows), kernel, queries, cache, block=4)  # an exact scan fills it
+    assert cache.holds(scan.chunk.name, kernel.name) and scan._touches_cache(sparse // 4, kernel, cache, 4)
+    np.testing.assert_array_equal(scan.exact_maxima(sparse, kernel, queries, cache, block=4), reference)
+    cache.drop(scan.chunk.name)
+    assert not cache.holds(scan.chunk.name, kernel.name) and cache.used == 0
