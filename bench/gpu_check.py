@@ -90,8 +90,8 @@ def main() -> int:
     from mofind.index.search import Searcher
     from mofind.index.store import ClipRecord, IndexReader, IndexWriter, WindowEmbedding, clip_id_for
 
-    name = "dry run: the CPU on both sides" if args.dry_run else torch.cuda.get_device_name(0)
-    rows, failures = [{"measure": "device", "setting": name, "value": torch.__version__}], 0
+    device_name = "dry run: the CPU on both sides" if args.dry_run else torch.cuda.get_device_name(0)
+    rows, failures = [{"measure": "device", "setting": device_name, "value": torch.__version__}], 0
     work = Path(tempfile.mkdtemp(prefix="mofind-gpu-"))
     try:
         cpu, gpu = load_encoder(device="cpu"), load_encoder(device=device)
@@ -109,9 +109,11 @@ def main() -> int:
                      "value": f"max |diff| patches {worst:.2e}, tokens {text_worst:.2e}", "ok": ok})
         for name, model in (("cpu", cpu), ("cuda", gpu)):
             seconds = timed(lambda: model.encode_motions(windows), 2)
-            rows.append({"measure": "motion encoding", "setting": name, "value": f"{len(windows) / seconds:.0f} windows/s"})
+            rows.append({"measure": "motion encoding", "setting": name,
+                         "value": f"{len(windows) / seconds:.0f} windows/s"})
             seconds = timed(lambda: model.encode_texts(TEXTS * 4), 3)
-            rows.append({"measure": "text encoding", "setting": name, "value": f"{len(TEXTS) * 4 / seconds:.0f} texts/s"})
+            rows.append({"measure": "text encoding", "setting": name,
+                         "value": f"{len(TEXTS) * 4 / seconds:.0f} texts/s"})
         folder = work / "index"
         with IndexWriter(folder, spec) as writer:
             for number in range(0, len(on_cpu), 4):

@@ -6,7 +6,8 @@ parent has a model, other indexes, page cache of its own). Prints one JSON objec
   peak_query_bytes (largest rise of the high-water mark above the warm RSS during one query),
   latency_ms {mode: [per query]}, recall (two-stage top-10 takes vs exact, per query),
   rss_after_exact, bandwidth_gbps (read bandwidth measured here, on as many threads as the searcher's),
-  first_stage {ms, bytes: the coarse-table kernel alone and the table it reads; cascade_ms: coarse + 32-vector middle stage}.
+  first_stage {ms, bytes: the coarse-table kernel alone and the table it reads; cascade_ms: coarse +
+  32-vector middle stage}.
 
     python -m bench.search_probe INDEX TOKENS.npz [--exact-repeats 5] [--recall]
 """

@@ -64,7 +64,8 @@ def test_kernel_is_calibrated_once_per_machine_and_cached(tmp_path, monkeypatch)
         assert first.timings_ms[first.kernel.name] == min(first.timings_ms[n] for n in kernels.CPU_KERNELS)
         assert all(name in first.reason for name in kernels.CPU_KERNELS)
         # the first stage's table too: the faster of the measured exact ones, kept with the kernel
-        tables = {n.removeprefix("first stage "): ms for n, ms in first.timings_ms.items() if n.startswith("first stage")}
+        tables = {n.removeprefix("first stage "): ms for n, ms in first.timings_ms.items()
+                  if n.startswith("first stage")}
         assert kernels.KERNEL_TABLE in tables and first.table == min(tables, key=tables.get)
         assert stored[kernels.machine_key(DIM, ROWS * COLS)]["first_stage"]["table"] == first.table
         kernels._cached_choice.cache_clear()
