@@ -571,3 +571,89 @@ def test_a_sparse_re_rank_of_an_uncached_chunk_skips_the_cache_and_gives_the_sam
     np.testing.assert_array_equal(scan.exact_maxima(sparse, kernel, queries, cache, block=4), reference)
     cache.drop(scan.chunk.name)
     assert not cache.holds(scan.chunk.name, kernel.name) and cache.used == 0
+
+
+def test_a_chunk_that_fits_the_cache_is_kept_whole_and_any_windows_read_from_it_give_the_same_maxima(library):
+    """`warm` unpacks a chunk that fits as one array (`BlockCache.whole`), so a re-rank gathers its windows in
+    one call instead of walking blocks; scattered, unsorted, repeated and consecutive windows all give the
+    integers of reading them from the codes."""
+    from mofind.index.search import _QueryBatch
+
+    searcher = Searcher(library, cache_bytes=1 << 30)
+    kernel, cache = searcher.kernel, searcher.cache
+    scans = searcher.snapshot.scans
+    assert all(cache.whole(scan.chunk.name, kernel.name) is None for scan in scans)
+    searcher.warm("two_stage")
+    queries = _QueryBatch([unit(np.random.default_rng(14).standard_normal((3, DIM)))], library, kernel).operand
+    for scan in scans:
+        whole = cache.whole(scan.chunk.name, kernel.name)
+        assert whole is not None and whole.shape[:2] == (scan.num_windows, scan.num_patches)
+        assert cache.get((scan.chunk.name, kernel.name, 0)).base is whole  # its blocks are views, not copies
+        for windows in (np.array([7, 2, 2, 30]), np.arange(scan.num_windows), np.arange(3, 9), np.array([5])):
+            np.testing.assert_array_equal(scan.exact_maxima(windows, kernel, queries, cache, block=4),
+                                          scan.exact_maxima(windows, kernel, queries, None, block=4))
+    assert cache.used == sum(scan.unpacked_bytes(kernel) for scan in scans)
+    cache.drop(scans[0].chunk.name)
+    assert cache.whole(scans[0].chunk.name, kernel.name) is None and not cache.holds(scans[0].chunk.name, kernel.name)
+    # room for one chunk and a half: the first goes in whole, the second block by block as far as the budget goes
+    first = scans[0].unpacked_bytes(kernel)
+    tight = kernels.BlockCache(first + first // 2)
+    for scan in scans[:2]:
+        scan.fill_cache(kernel, tight, block=4)
+    assert tight.whole(scans[0].chunk.name, kernel.name) is not None
+    assert tight.whole(scans[1].chunk.name, kernel.name) is None and tight.holds(scans[1].chunk.name, kernel.name)
+    assert first < tight.used <= tight.budget
+    np.testing.assert_array_equal(scans[1].exact_maxima(np.arange(scans[1].num_windows), kernel, queries, tight, 4),
+                                  scans[1].exact_maxima(np.arange(scans[1].num_windows), kernel, queries, None, 4))
+
+
+def test_threads_share_a_chunk_in_pieces_and_give_the_same_hits(library, monkeypatch):
+    """A re-rank is cut into pieces (`_pieces`) that the caller and the pool threads take as they come free:
+    every window is scored once, and the hits are those of one thread."""
+    from mofind.index import search
+
+    rng = np.random.default_rng(15)
+    queries = [unit(rng.standard_normal((n, DIM))) for n in (2, 6)]
+    one = Searcher(library, threads=1)
+    expected = [one.search_tokens(queries, k=8, per_take=2, mode=mode, candidates=25) for mode in ("exact", "two_stage")]
+    monkeypatch.setattr(search, "PIECE_MIN_WINDOWS", 2)
+    groups = one.snapshot.groups(one.chunk_windows([one.snapshot.scans[0].chunk.name]))  # one chunk's windows
+    pieces = search._pieces(groups, 2)
+    assert len(groups) == 1 and len(pieces) == 4  # about a (2 x threads)-th each
+    for chunk, where in groups:
+        np.testing.assert_array_equal(np.concatenate([w for c, w in pieces if c == chunk]), where)
+    assert search._pieces(groups, 1) is groups
+    two = Searcher(library, threads=2)
+    assert [two.search_tokens(queries, k=8, per_take=2, mode=mode, candidates=25)
+            for mode in ("exact", "two_stage")] == expected
+
+
+def test_each_chunk_runs_every_group_once_across_threads_and_re_raises_an_error():
+    """The caller and a pool thread share the groups: the first group's work waits until the other thread has
+    taken one, which only happens if both take groups from the same queue."""
+    import threading
+
+    from mofind.index.search import Searcher as SearcherClass
+
+    searcher = SearcherClass.__new__(SearcherClass)
+    searcher.threads = 2
+    seen, lock, both = [], threading.Lock(), threading.Event()
+
+    def record(group):
+        with lock:
+            seen.append((group, threading.get_ident()))
+            if len({thread for _, thread in seen}) == 2:
+                both.set()
+        if group == 0:
+            assert both.wait(10), "the other thread never took a group"
+
+    searcher._each_chunk(list(range(50)), record)
+    assert sorted(group for group, _ in seen) == list(range(50))
+    assert threading.get_ident() in {thread for _, thread in seen} and both.is_set()
+
+    def fail_on_seven(group):
+        if group == 7:
+            raise RuntimeError("chunk 7 is cut short")
+
+    with pytest.raises(RuntimeError, match="chunk 7"):
+        searcher._each_chunk(list(range(20)), fail_on_seven)
