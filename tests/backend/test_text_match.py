@@ -193,3 +193,21 @@ def test_top_k_and_the_rescued_takes_are_what_sorting_everything_gives(seed):
         chosen = [c for c in np.argsort(-named, kind="stable")[:k] if np.isfinite(named[c])]
         expected = np.flatnonzero(missing & np.isin(clips, chosen))
         np.testing.assert_array_equal(_rescued_windows(clips, values, bonus, k), expected)
+
+
+def test_matched_never_comes_back_empty_a_take_lifted_by_a_weak_name_lists_both():
+    """A take among the top k by neither MaxSim alone nor a name or label score at MATCH_THRESHOLD got there by
+    both together: it says so, instead of an empty `matched` that read as "nothing matched"."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from mofind.index.text_match import MATCH_THRESHOLD, Fusion, annotate
+
+    snapshot = SimpleNamespace(clips=[{"clip_id": c} for c in "abcd"])
+    text = np.array([[0.9, 0.0], [0.9, 0.0], [MATCH_THRESHOLD / 2, 0.0], [0.0, 0.0]])
+    hits = [SimpleNamespace(clip_id=c, matched=None) for c in "abcd"]
+    annotate(hits, Fusion(text, motion_top={0, 3}), snapshot)
+    assert [h.matched for h in hits] == [["motion", "name"], ["name"], ["motion", "name"], ["motion"]]
+    annotate(hits[:1], None, snapshot)
+    assert hits[0].matched == ["motion"]

@@ -16,7 +16,9 @@ scores are exactly MaxSim's. In two-stage search the takes whose text scores bes
 so a well-named take that the pooled first stage would miss can still be found.
 
 A result's `matched` lists the sources that matched: "name"/"label" when that source's text score reaches
-MATCH_THRESHOLD, "motion" when its MaxSim alone would have placed the take among the top `k`.
+MATCH_THRESHOLD, "motion" when its MaxSim alone would have placed the take among the top `k`. A take that is
+in the top `k` by neither alone got there by its motion and a weaker name or label score together: it lists
+"motion" and each source with a text score above 0 (never an empty list, which read as "nothing matched").
 """
 
 from __future__ import annotations
@@ -229,7 +231,10 @@ def annotate(hits, fusion: Fusion | None, snapshot) -> None:
             continue
         clip = index[hit.clip_id]
         found = ["motion"] if clip in fusion.motion_top else []
-        hit.matched = found + [source for s, source in enumerate(SOURCES) if fusion.text[clip, s] >= MATCH_THRESHOLD]
+        found += [source for s, source in enumerate(SOURCES) if fusion.text[clip, s] >= MATCH_THRESHOLD]
+        if not found:  # neither alone: its motion and a weaker text score together (see the module docstring)
+            found = ["motion"] + [source for s, source in enumerate(SOURCES) if fusion.text[clip, s] > 0]
+        hit.matched = found
 
 
 def _top_clips(clips: np.ndarray, values: np.ndarray, k: int) -> set[int]:
