@@ -657,3 +657,24 @@ def test_each_chunk_runs_every_group_once_across_threads_and_re_raises_an_error(
 
     with pytest.raises(RuntimeError, match="chunk 7"):
         searcher._each_chunk(list(range(20)), fail_on_seven)
+
+
+def test_a_search_whose_helper_is_queued_behind_other_work_does_not_wait_for_it():
+    """With the pool busy (another request's work), the caller does every group itself and returns: its queued
+    helper is cancelled, not waited for."""
+    import threading
+
+    from mofind.index import search
+    from mofind.index.search import Searcher as SearcherClass
+
+    searcher = SearcherClass.__new__(SearcherClass)
+    searcher.threads = 2
+    release = threading.Event()
+    busy = search._chunk_pool(1).submit(release.wait, 30)  # the one helper thread, held by other work
+    try:
+        seen = []
+        searcher._each_chunk(list(range(10)), seen.append)
+        assert sorted(seen) == list(range(10)) and not busy.done()  # returned while the pool was still held
+    finally:
+        release.set()
+    assert busy.result(30)

@@ -550,7 +550,8 @@ class Searcher:
         helpers = [pool.submit(drain) for _ in range(min(self.threads - 1, len(groups) - 1))]
         drain()
         for helper in helpers:
-            helper.result()  # every group in flight has written its rows before the caller reads them
+            if not helper.cancel():  # one still queued behind another request's work would find nothing left
+                helper.result()  # every group in flight has written its rows before the caller reads them
         if failed:
             raise failed[0]
 
