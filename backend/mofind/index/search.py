@@ -525,7 +525,8 @@ class Searcher:
         50-250 us after the hand-off on a 2-vCPU VM and runs its first group 2-3x slower than the hot caller
         would; a 14-window re-rank took 0.64 ms on two pool threads against 0.17 ms on the caller alone
         (Xeon, 2 vCPUs, side by side). Now small work ends on the caller before a helper has woken, and large
-        work is shared.
+        work is shared; a helper still queued behind another request's work when the caller is done is
+        cancelled instead of waited for.
         """
         if self.threads <= 1 or len(groups) < 2:
             for group in groups:
