@@ -678,3 +678,33 @@ def test_a_search_whose_helper_is_queued_behind_other_work_does_not_wait_for_it(
     finally:
         release.set()
     assert busy.result(30)
+
+
+def test_chunks_kept_whole_follow_commits_and_compaction(tmp_path):
+    """A served library changes under its searcher: the whole-chunk arrays of chunks that left the snapshot
+    are dropped, and every search after `refresh` (and a new `warm`) equals a fresh searcher's."""
+    rng = np.random.default_rng(16)
+    for part in range(3):
+        with IndexWriter(tmp_path, SPEC) as writer:
+            add_clips(writer, 5, rng, start=5 * part)
+    queries = [unit(rng.standard_normal((4, DIM))) for _ in range(2)]
+    served = Searcher(IndexReader.open(tmp_path, SPEC), cache_bytes=1 << 30)
+    served.warm("two_stage")
+    kernel = served.kernel.name
+    first_names = [scan.chunk.name for scan in served.snapshot.scans]
+    assert all(served.cache.whole(name, kernel) is not None for name in first_names)
+
+    def fresh():
+        searcher = Searcher(IndexReader.open(tmp_path, SPEC), cache_bytes=0)
+        return [searcher.search_tokens(queries, k=6, mode=mode, candidates=12) for mode in ("exact", "two_stage")]
+
+    with IndexWriter(tmp_path, SPEC) as writer:
+        add_clips(writer, 5, rng, start=15)
+    with IndexWriter(tmp_path, SPEC) as writer:
+        writer.compact(target_windows=1000)  # every chunk merged into a new file
+    assert served.refresh()
+    assert all(served.cache.whole(name, kernel) is None for name in first_names)  # dropped with their chunks
+    served.warm("two_stage")
+    assert all(served.cache.whole(scan.chunk.name, kernel) is not None for scan in served.snapshot.scans)
+    assert [served.search_tokens(queries, k=6, mode=mode, candidates=12) for mode in ("exact", "two_stage")] \
+        == fresh()
