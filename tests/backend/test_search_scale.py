@@ -708,3 +708,26 @@ def test_chunks_kept_whole_follow_commits_and_compaction(tmp_path):
     assert all(served.cache.whole(scan.chunk.name, kernel) is not None for scan in served.snapshot.scans)
     assert [served.search_tokens(queries, k=6, mode=mode, candidates=12) for mode in ("exact", "two_stage")] \
         == fresh()
+
+
+def test_a_chunk_an_exact_scan_cached_in_blocks_is_kept_whole_at_the_next_warm(library):
+    """Blocks an exact scan cached first are replaced by the whole array (same bytes, counted once), and a
+    second warm after that changes nothing."""
+    from mofind.index.search import _QueryBatch
+
+    searcher = Searcher(library, cache_bytes=1 << 30)
+    kernel, cache = searcher.kernel, searcher.cache
+    scan = searcher.snapshot.scans[0]
+    queries = _QueryBatch([unit(np.random.default_rng(17).standard_normal((3, DIM)))], library, kernel).operand
+    everything = np.arange(scan.num_windows)
+    reference = scan.exact_maxima(everything, kernel, queries, None)
+    scan.exact_maxima(everything, kernel, queries, cache, block=4)  # an exact scan caches it block by block
+    assert cache.holds(scan.chunk.name, kernel.name) and cache.whole(scan.chunk.name, kernel.name) is None
+    assert cache.held_bytes(scan.chunk.name, kernel.name) == scan.unpacked_bytes(kernel) == cache.used
+    searcher.warm("two_stage")
+    whole = cache.whole(scan.chunk.name, kernel.name)
+    assert whole is not None
+    assert cache.used == sum(s.unpacked_bytes(kernel) for s in searcher.snapshot.scans)
+    np.testing.assert_array_equal(scan.exact_maxima(everything, kernel, queries, cache), reference)
+    searcher.warm("two_stage")
+    assert cache.whole(scan.chunk.name, kernel.name) is whole

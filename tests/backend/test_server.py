@@ -684,3 +684,27 @@ def test_serve_command_creates_the_default_index_and_stops_cleanly_on_sigterm(tm
     assert "stopped" in err
     reader = IndexReader.open(index)  # intact after the signal
     assert 1 <= len(reader) <= 12  # the clips finished before the signal were committed
+
+
+def test_a_library_that_changes_under_the_server_is_warmed_again_in_the_background(tmp_path, library, encoder):
+    """The request that notices a commit starts a background warm: the new chunk gets the unpacked cache of a
+    small library (its re-ranks read it) without that request waiting for it."""
+    index = tmp_path / "index"
+    build_index([library / "bandai"], index, encoder, workers=0)
+    backend = Backend(index, encoder)
+    try:
+        backend.warm()
+        searcher = backend.searcher
+        kernel = searcher.kernel.name
+        before = {scan.chunk.name for scan in searcher.snapshot.scans}
+        assert before and all(searcher.cache.whole(name, kernel) is not None for name in before)
+        build_index([library / "cmu"], index, encoder, workers=0)  # a commit: one more chunk
+        assert backend.search({"query": QUERIES[0], "k": 3, "thumbnails": False})[0]["results"]
+        deadline = time.monotonic() + 60
+        while backend._rewarm_thread is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        names = {scan.chunk.name for scan in searcher.snapshot.scans}
+        assert names > before
+        assert all(searcher.cache.whole(name, kernel) is not None for name in names)
+    finally:
+        backend.stop()

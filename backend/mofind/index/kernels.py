@@ -616,11 +616,22 @@ class BlockCache:
         """The chunk's every window unpacked as one (W, P, D) array, when `offer_whole` kept it."""
         return self._whole.get((chunk, kernel))
 
-    def offer_whole(self, chunk: str, kernel: str, levels: np.ndarray, block: int) -> bool:
-        """Keep a whole chunk unpacked as one array (and its blocks as views of it, for `get`); True if it fit."""
+    def held_bytes(self, chunk: str, kernel: str) -> int:
+        """Bytes of this chunk's blocks kept for this kernel."""
         with self._lock:
-            if self.holds(chunk, kernel) or self.used + levels.nbytes > self.budget:
+            return sum(block.nbytes for key, block in self._blocks.items() if key[:2] == (chunk, kernel))
+
+    def offer_whole(self, chunk: str, kernel: str, levels: np.ndarray, block: int) -> bool:
+        """Keep a whole chunk unpacked as one array (and its blocks as views of it, for `get`), in place of any
+        of its blocks kept before (an exact scan may have cached some); True if it fit."""
+        with self._lock:
+            held = [key for key in self._blocks if key[:2] == (chunk, kernel)]
+            freed = sum(self._blocks[key].nbytes for key in held)
+            if self.used - freed + levels.nbytes > self.budget:
                 return False
+            for key in held:
+                del self._blocks[key]
+            self.used -= freed
             for number, first in enumerate(range(0, len(levels), block)):
                 self._blocks[(chunk, kernel, number)] = levels[first:first + block]
             self._held[(chunk, kernel)] = -(-len(levels) // block)
@@ -786,10 +797,13 @@ class ChunkScan:
             self._cache_block(kernel, cache, number, block)
 
     def _fill_whole(self, kernel: Kernel, cache: BlockCache, block: int) -> bool:
-        """Unpack the whole chunk into one array and offer it; False (nothing kept) where it does not fit, part
-        of it is cached already, or the kernel's rows are not a numpy array (the GPU kernel's live on the device)."""
-        if self.num_windows == 0 or cache.holds(self.chunk.name, kernel.name) \
-                or cache.used + self.unpacked_bytes(kernel) > cache.budget:
+        """Unpack the whole chunk into one array and offer it (in place of blocks of it cached before); False
+        (nothing changed) where it does not fit or the kernel's rows are not a numpy array (the GPU kernel's live
+        on the device)."""
+        if cache.whole(self.chunk.name, kernel.name) is not None:
+            return True
+        if self.num_windows == 0 or \
+                cache.used - cache.held_bytes(self.chunk.name, kernel.name) + self.unpacked_bytes(kernel) > cache.budget:
             return False
         whole = None
         for first in range(0, self.num_windows, block):

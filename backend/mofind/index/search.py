@@ -342,7 +342,8 @@ class Searcher:
         if self.resolve_mode(mode, snapshot) == "two_stage":
             for scan in snapshot.scans:
                 scan.coarse(self.kernel, self.kernel_choice.table)
-        unpacked = sum(scan.unpacked_bytes(self.kernel) for scan in snapshot.scans)
+        unpacked = sum(scan.unpacked_bytes(self.kernel) - self.cache.held_bytes(scan.chunk.name, self.kernel.name)
+                       for scan in snapshot.scans)  # what is not cached yet (a warm after a commit)
         if self.cache.used + unpacked <= self.cache.budget:
             for scan in snapshot.scans:
                 scan.fill_cache(self.kernel, self.cache)

@@ -95,6 +95,9 @@ class Backend:
                                limits=motion_limits, roots=self.roots)
         self._stopping = threading.Event()
         self._warm = threading.Event()  # set once `warm` has run: searches now run at their steady speed
+        self._rewarm_lock = threading.Lock()
+        self._rewarm_pending = False
+        self._rewarm_thread: threading.Thread | None = None  # warming what a commit or compaction changed
         self.methods = {
             "ping": self.ping, "info": self.info, "search": self.search, "similar": self.similar,
             "explain": self.explain, "get_motion": self.get_motion, "index_add": self.index_add,
@@ -151,8 +154,32 @@ class Backend:
         return summary() if summary is not None else self.searcher.reader.offline_summary()
 
     def _current(self) -> Searcher:
-        self.searcher.refresh()
+        if self.searcher.refresh():
+            self._rewarm()
         return self.searcher
+
+    def _rewarm(self) -> None:
+        """The library changed under the server (a commit, a compaction): warm it again in the background, so
+        the new chunks get their first-stage tables and, in a small library, the unpacked cache that makes its
+        re-ranks fast (`Searcher.warm`), without the request that noticed the change waiting for it. Changes
+        seen while a warm runs are warmed once more before its thread ends."""
+        with self._rewarm_lock:
+            self._rewarm_pending = True
+            if self._rewarm_thread is None:
+                self._rewarm_thread = threading.Thread(target=self._rewarm_loop, name="mofind-rewarm", daemon=True)
+                self._rewarm_thread.start()
+
+    def _rewarm_loop(self) -> None:
+        while True:
+            with self._rewarm_lock:
+                if not self._rewarm_pending or self._stopping.is_set():
+                    self._rewarm_thread = None
+                    return
+                self._rewarm_pending = False
+            try:
+                self.searcher.warm()
+            except Exception:  # noqa: BLE001 - an optimisation: searches still run (and say what fails) without it
+                log.exception("warming the changed index failed")
 
     def _encode_query(self, text: str) -> tuple[np.ndarray, list[str]]:
         with self._text_lock:
