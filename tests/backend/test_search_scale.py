@@ -615,7 +615,8 @@ def test_threads_share_a_chunk_in_pieces_and_give_the_same_hits(library, monkeyp
     rng = np.random.default_rng(15)
     queries = [unit(rng.standard_normal((n, DIM))) for n in (2, 6)]
     one = Searcher(library, threads=1)
-    expected = [one.search_tokens(queries, k=8, per_take=2, mode=mode, candidates=25) for mode in ("exact", "two_stage")]
+    expected = [one.search_tokens(queries, k=8, per_take=2, mode=mode, candidates=25)
+                for mode in ("exact", "two_stage")]
     monkeypatch.setattr(search, "PIECE_MIN_WINDOWS", 2)
     groups = one.snapshot.groups(one.chunk_windows([one.snapshot.scans[0].chunk.name]))  # one chunk's windows
     pieces = search._pieces(groups, 2)

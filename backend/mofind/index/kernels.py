@@ -802,8 +802,8 @@ class ChunkScan:
         on the device)."""
         if cache.whole(self.chunk.name, kernel.name) is not None:
             return True
-        if self.num_windows == 0 or \
-                cache.used - cache.held_bytes(self.chunk.name, kernel.name) + self.unpacked_bytes(kernel) > cache.budget:
+        needed = self.unpacked_bytes(kernel) - cache.held_bytes(self.chunk.name, kernel.name)
+        if self.num_windows == 0 or cache.used + needed > cache.budget:
             return False
         whole = None
         for first in range(0, self.num_windows, block):
