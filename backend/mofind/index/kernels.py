@@ -774,10 +774,14 @@ class ChunkScan:
     def _cache_block(self, kernel: Kernel, cache: BlockCache, number: int, block: int) -> np.ndarray:
         """Unpack block `number` whole and offer it to the cache; (size, P, D) in the kernel's dtype."""
         first = number * block
-        size = min(first + block, self.num_windows) - first
-        levels = kernel.rows(self.window_levels(np.arange(first, first + size))).reshape(size, self.num_patches, -1)
-        self.chunk.release("patches")  # the block is unpacked: its mapped codes can go
+        levels = self._unpacked(kernel, first, min(first + block, self.num_windows) - first)
         cache.offer((self.chunk.name, kernel.name, number), levels)
+        return levels
+
+    def _unpacked(self, kernel: Kernel, first: int, size: int):
+        """Windows [first, first + size) in the kernel's rows, (size, P, D); their mapped codes are released."""
+        levels = kernel.rows(self.window_levels(np.arange(first, first + size))).reshape(size, self.num_patches, -1)
+        self.chunk.release("patches")  # unpacked: the mapped codes can go
         return levels
 
     def fill_cache(self, kernel: Kernel, cache: BlockCache, block: int = BLOCK_WINDOWS) -> None:
@@ -808,13 +812,12 @@ class ChunkScan:
         whole = None
         for first in range(0, self.num_windows, block):
             stop = min(first + block, self.num_windows)
-            rows = kernel.rows(self.window_levels(np.arange(first, stop)))
-            self.chunk.release("patches")
-            if not isinstance(rows, np.ndarray):
+            levels = self._unpacked(kernel, first, stop - first)
+            if not isinstance(levels, np.ndarray):
                 return False
             if whole is None:
-                whole = np.empty((self.num_windows, self.num_patches, rows.shape[-1]), rows.dtype)
-            whole[first:stop] = rows.reshape(stop - first, self.num_patches, -1)
+                whole = np.empty((self.num_windows,) + levels.shape[1:], levels.dtype)
+            whole[first:stop] = levels
         return cache.offer_whole(self.chunk.name, kernel.name, whole, block)
 
     # -- block loops ----------------------------------------------------------------------------------------
