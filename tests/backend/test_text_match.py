@@ -169,12 +169,15 @@ def test_a_takes_text_score_does_not_depend_on_which_other_takes_are_scored_with
 
 @pytest.mark.parametrize("seed", range(6))
 def test_top_k_and_the_rescued_takes_are_what_sorting_everything_gives(seed):
-    """The partial selections equal the full stable sorts they replace, ties and unscored windows included."""
+    """The partial selections equal the full stable sorts they replace, ties and unscored windows included, and
+    each take's best source is its row maximum."""
     import numpy as np
 
-    from mofind.index.text_match import _rescued_windows, _top_clips, _top_k_stable
+    from mofind.index.text_match import SOURCES, _rescued_windows, _top_clips, _top_k_stable, best_source
 
     rng = np.random.default_rng(seed)
+    per_source = np.where(rng.random((90, len(SOURCES))) < 0.4, 0.0, rng.random((90, len(SOURCES))))
+    np.testing.assert_array_equal(best_source(per_source), per_source.max(axis=1))
     values = rng.integers(0, 6, 300).astype(np.float64)  # many ties
     values[rng.random(300) < 0.2] = -np.inf
     for k in (1, 5, 50, 400):

@@ -34,7 +34,7 @@ import numpy as np
 from .manifest import ChunkEntry
 from .search import Filters, Hit, SearchError, Searcher, default_candidates
 from .store import IndexReader
-from .text_match import Fusion, annotate, library_text, pooled_query
+from .text_match import Fusion, annotate, best_source, library_text, pooled_query
 
 log = logging.getLogger(__name__)
 
@@ -369,7 +369,7 @@ class ShardedSearcher:
         out = []
         for tokens, text in zip(token_sets, texts):
             per_source = table.scores(text, pooled_query(tokens))
-            out.append((per_source, bool(np.ptp(per_source.max(axis=1)[clips]) > 0)))
+            out.append((per_source, bool(np.ptp(best_source(per_source)[clips]) > 0)))
         return out
 
     def _best_named(self, snapshot, per_shard: list[list], cut: float, k: int) -> list[str]:

@@ -24,6 +24,7 @@ in the top `k` by neither alone got there by its motion and a weaker name or lab
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from dataclasses import dataclass
 
@@ -145,6 +146,12 @@ class LibraryText:
         return out
 
 
+def best_source(per_source: np.ndarray) -> np.ndarray:
+    """(clips, S) text scores -> (clips,) each take's best source. Column by column: `max(axis=1)` over the
+    two sources took ~170 us at 7k takes (numpy reduces a short inner axis row by row), this ~3 us."""
+    return functools.reduce(np.maximum, per_source.T)
+
+
 def library_text(snapshot, dim: int) -> LibraryText:
     """The snapshot's LibraryText, built once per snapshot (snapshots are immutable)."""
     cached = getattr(snapshot, "_library_text", None)
@@ -187,7 +194,7 @@ def fuse(searcher, snapshot, allowed: np.ndarray, scores: np.ndarray, token_sets
     fused = scores.copy()
     for q, (tokens, text) in enumerate(zip(token_sets, texts)):
         per_source = table.scores(text, pooled_query(tokens))
-        bonus = per_source.max(axis=1)
+        bonus = best_source(per_source)
         column = motion[:, q]
         motion_top = _top_clips(clips, column, k)
         fusions[q] = Fusion(per_source, motion_top)
