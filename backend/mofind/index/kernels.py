@@ -616,16 +616,20 @@ class BlockCache:
         """The chunk's every window unpacked as one (W, P, D) array, when `offer_whole` kept it."""
         return self._whole.get((chunk, kernel))
 
+    def _keys_of(self, chunk: str, kernel: str) -> list[tuple]:
+        """Keys of this chunk's blocks kept for this kernel (callers hold the lock)."""
+        return [key for key in self._blocks if key[:2] == (chunk, kernel)]
+
     def held_bytes(self, chunk: str, kernel: str) -> int:
         """Bytes of this chunk's blocks kept for this kernel."""
         with self._lock:
-            return sum(block.nbytes for key, block in self._blocks.items() if key[:2] == (chunk, kernel))
+            return sum(self._blocks[key].nbytes for key in self._keys_of(chunk, kernel))
 
     def offer_whole(self, chunk: str, kernel: str, levels: np.ndarray, block: int) -> bool:
         """Keep a whole chunk unpacked as one array (and its blocks as views of it, for `get`), in place of any
         of its blocks kept before (an exact scan may have cached some); True if it fit."""
         with self._lock:
-            held = [key for key in self._blocks if key[:2] == (chunk, kernel)]
+            held = self._keys_of(chunk, kernel)
             freed = sum(self._blocks[key].nbytes for key in held)
             if self.used - freed + levels.nbytes > self.budget:
                 return False
