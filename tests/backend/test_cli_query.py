@@ -61,6 +61,7 @@ def test_query_json_shape(indexed):
     quality = payload["quality"]
     assert isinstance(quality["no_good_match"], bool) and quality["unknown_words"] == []
     assert isinstance(quality["message"], str) and quality["message"]
+    assert quality["relaxed"] is None or set(quality["relaxed"]) == {"query", "left_out", "prompt_confidence"}
     results = payload["results"]
     confidences = [r["confidence"] for r in results]
     assert all(0.0 <= c <= 1.0 for c in confidences) and quality["top_confidence"] == max(confidences)
@@ -133,6 +134,8 @@ def test_query_asks_a_running_server_for_the_same_index(indexed):
         imported = {line.split("|")[-1].strip() for line in remote.stderr.splitlines() if line.startswith("import time")}
         assert "zmq" in imported and not {"torch", "transformers", "numpy"} & imported  # the server answered
         assert json.loads(remote.stdout) == local
+        strict = mofind(*args, "--no-relax", "--server", endpoint, config=config)
+        assert json.loads(strict.stdout)["quality"]["relaxed"] is None  # the server took the field
         assert (config / "curve" / "clients" / "mofind-cli.key").is_file()  # enrolled once, like the add-on
         # the default address is found through MOFIND_SERVER, and only for the index it serves
         found = mofind(*args, env_server=endpoint, config=config)

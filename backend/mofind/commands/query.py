@@ -4,7 +4,8 @@
 "confidence", ...}], "quality": {"no_good_match", "unknown_words", "message", ...}} with frames in the source
 file's own frame numbers (end exclusive) and `fps` the source rate; `confidence` is the calibrated probability
 that the result is a right match and `quality` says whether the library holds a good match at all
-(`mofind.quality.assess`).
+(`mofind.quality.assess`). When it does not, the results may answer the prompt with a word or two left out
+(`quality.relaxed` names them; `mofind.quality.relax`; `--no-relax` keeps the prompt's own results).
 
 When a `mofind serve` for the same index answers (`--server`, $MOFIND_SERVER or the default address), the
 query is sent to it (query_remote.py: imports only zmq and json, so the answer comes in well under a second);
@@ -36,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--names-weight", type=float, default=None, metavar="W",
                         help="how much take names and labels count beside the motion (0 = motion only; default "
                              "0.25; see docs/user-guide.md)")
+    parser.add_argument("--no-relax", action="store_true",
+                        help="when nothing matches the whole prompt, list its own closest takes instead of those "
+                             "of the prompt with a misfit word or two left out (see docs/user-guide.md)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--server", default=None, metavar="ADDRESS",
                         help="ask this running `mofind serve` (default: $MOFIND_SERVER or tcp://127.0.0.1:5555 when it "
@@ -66,6 +70,8 @@ def _run_remote(args: argparse.Namespace) -> int | None:
               "filters": _filters(args), "thumbnails": False}
     if args.names_weight is not None:
         params["names_weight"] = args.names_weight
+    if args.no_relax:
+        params["relax"] = False  # sent only when asked: a server older than the relaxation refuses the field
     try:
         result = search_remote(server_address(args.server), args.index or default_index_dir(), params,
                                explicit=args.server is not None)
@@ -105,6 +111,7 @@ def _run_local(args: argparse.Namespace) -> int:
     from mofind.index.text_match import DEFAULT_NAMES_WEIGHT, MAX_NAMES_WEIGHT
     from mofind.paths import default_index_dir
     from mofind.quality.assess import MatchQuality
+    from mofind.quality.relax import relax, relaxed_report, variant_runner
 
     filters = _filters(args)
     try:
@@ -116,8 +123,14 @@ def _run_local(args: argparse.Namespace) -> int:
         searcher = Searcher(reader, encoder)
         hits = searcher.search(args.text, k=args.k, filters=filters, per_take=args.per_take, mode=args.mode,
                                names_weight=weight)
-        quality = MatchQuality.for_model(encoder, args.model).assess(searcher, args.text, hits, filters=filters,
-                                                                     mode=args.mode)
+        judge = MatchQuality.for_model(encoder, args.model)
+        quality = judge.assess(searcher, args.text, hits, filters=filters, mode=args.mode)
+        if quality.no_good_match and not args.no_relax:
+            relaxed = relax(args.text, hits, quality, variant_runner(
+                searcher, judge, encoder.encode_texts, k=args.k, filters=filters, per_take=args.per_take,
+                mode=args.mode, names_weight=weight))
+            if relaxed is not None:
+                hits, quality = relaxed.hits, relaxed_report(quality, relaxed)
     except (IndexStoreError, ModelUnavailableError, SearchError, ValueError) as exc:  # ValueError: model files
         print(f"mofind query: {exc}", file=sys.stderr)
         return 2

@@ -7,11 +7,12 @@ object of `mofind query --json` and of the protocol's search reply:
 
     {"no_good_match": true, "unknown_words": ["cartwheel"], "known_fraction": 0.5, "top_confidence": 0.03,
      "calibrated": true, "threshold": 0.5, "null": {"texts": 60, "mean": 0.24, "std": 0.02, "p95": 0.27},
-     "message": "No good match in this library: the model has not learned 'cartwheel'."}
+     "message": "No good match in this library: the model has not learned 'cartwheel'.", "relaxed": null}
 
 `no_good_match` is true when there is no result, when the model knows none of the query's content words, when
 the best result scores no better than unrelated text (at or below the null bank's 95th percentile), or when
-the best result's confidence is below the calibration's threshold (0.5).
+the best result's confidence is below the calibration's threshold (0.5). `relaxed` is set when the results
+answer the prompt with a word or two left out (`quality.relax`): {"query", "left_out", "prompt_confidence"}.
 Without a `calibration.json` fitted for this model the confidence falls back to an uncalibrated estimate (the
 share of null texts the result beats, times the known-word fraction) and `calibrated` is false.
 """
@@ -44,13 +45,15 @@ class QualityReport:
     threshold: float = THRESHOLD
     null: dict | None = None
     confidences: list[float] = field(default_factory=list)
+    relaxed: dict | None = None  # the results answer the prompt with words left out (quality.relax)
 
     def to_dict(self) -> dict:
         return {"no_good_match": self.no_good_match, "unknown_words": list(self.unknown_words),
                 "message": self.message,
                 "top_confidence": None if self.top_confidence is None else round(self.top_confidence, 4),
                 "known_fraction": None if self.known_fraction is None else round(self.known_fraction, 4),
-                "calibrated": self.calibrated, "threshold": self.threshold, "null": self.null}
+                "calibrated": self.calibrated, "threshold": self.threshold, "null": self.null,
+                "relaxed": self.relaxed}
 
 
 def quoted(words: list[str]) -> str:

@@ -29,6 +29,7 @@ from mofind.index.search import MODES, Filters, SearchError, Searcher
 from mofind.index.similar import similar
 from mofind.index.store import IndexReader, IndexWriter
 from mofind.quality.assess import MatchQuality
+from mofind.quality.relax import relax, relaxed_report, variant_runner
 from mofind.index.text_match import DEFAULT_NAMES_WEIGHT, MAX_NAMES_WEIGHT
 
 from .jobs import JobManager, JobQueueFull
@@ -181,6 +182,16 @@ class Backend:
             except Exception:  # noqa: BLE001 - an optimisation: searches still run (and say what fails) without it
                 log.exception("warming the changed index failed")
 
+    def _encode_texts(self, texts: list[str]) -> list[tuple[np.ndarray, list[str]]]:
+        with self._text_lock:
+            return self.encoder.encode_texts(texts)
+
+    def _admits(self, searcher, snapshot, token_sets, mode: str, k: int, per_take: int) -> bool:
+        """Whether a batch of relaxed prompts fits the memory budget (it is skipped, not refused, when not)."""
+        need = self._request_bytes(searcher, snapshot.num_windows, len(token_sets), sum(map(len, token_sets)), mode,
+                                   candidates=_candidates(snapshot.num_windows, k, per_take))
+        return self.memory.refusal(need, self._resident(), "relaxed prompts") is None
+
     def _encode_query(self, text: str) -> tuple[np.ndarray, list[str]]:
         with self._text_lock:
             tokens, words = self.encoder.encode_texts([text])[0]
@@ -271,7 +282,7 @@ class Backend:
             raise ProtocolError(TOO_LARGE, refusal)
 
     def search(self, params: dict):
-        p = Params(params, ("query", "k", "filters", "per_take", "mode", "thumbnails", "names_weight"))
+        p = Params(params, ("query", "k", "filters", "per_take", "mode", "thumbnails", "names_weight", "relax"))
         query = p.string("query", max_chars=self.limits.max_query_chars)
         k = p.integer("k", default=10, low=1, high=self.limits.max_k, high_code=TOO_LARGE)
         per_take = p.integer("per_take", default=1, low=1, high=PER_TAKE_MAX)
@@ -281,6 +292,7 @@ class Backend:
         filters = self._filters(p)
         want_thumbnails = p.boolean("thumbnails", True)
         names_weight = p.number("names_weight", default=DEFAULT_NAMES_WEIGHT, low=0.0, high=MAX_NAMES_WEIGHT)
+        relax_prompt = p.boolean("relax", True)
         tokens, _ = self._encode_query(query)
         searcher = self._current()
         snapshot = searcher.snapshot
@@ -290,6 +302,13 @@ class Backend:
         hits = searcher.search_tokens([tokens], k=k, filters=filters, per_take=per_take, mode=mode, texts=[query],
                                       names_weight=names_weight)[0]
         quality = self.quality.assess(searcher, query, hits, filters=filters, mode=mode, snapshot=snapshot)
+        if relax_prompt and quality.no_good_match:
+            relaxed = relax(query, hits, quality, variant_runner(
+                searcher, self.quality, self._encode_texts, k=k, filters=filters, per_take=per_take, mode=mode,
+                names_weight=names_weight, snapshot=snapshot,
+                admit=lambda texts, found: self._admits(searcher, snapshot, found, mode, k, per_take)))
+            if relaxed is not None:
+                hits, quality = relaxed.hits, relaxed_report(quality, relaxed)
         result, frames = self._hits_result(hits, want_thumbnails)
         result["quality"] = quality.to_dict()
         return result, frames
