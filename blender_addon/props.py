@@ -109,6 +109,8 @@ class MOFIND_PG_session(bpy.types.PropertyGroup):
     results: CollectionProperty(type=MOFIND_PG_result)
     active_result: IntProperty(name="Active Result", default=0)
     results_query: StringProperty(description="The prompt the results answer (empty for 'Find similar')")
+    results_relaxed: StringProperty(description="The shorter prompt the results answer when no take showed the "
+                                    "whole one and the backend left words out (empty otherwise)")
     results_heading: StringProperty(description="What the results are: \"for 'prompt'\" or 'similar to <clip>'")
     results_stale: BoolProperty(description="The last search failed: the list still shows an older search's results")
     results_page: IntProperty(name="Page", default=1, min=1, description="Which page of results the panel shows")

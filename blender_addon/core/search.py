@@ -127,6 +127,9 @@ def _store_quality(state, quality) -> str:
     state.quality_message = str(quality.get("message") or "")
     words = quality.get("unknown_words")
     state.unknown_words = ", ".join(str(word) for word in words) if isinstance(words, list) else ""
+    relaxed = quality.get("relaxed")
+    relaxed_query = relaxed.get("query") if isinstance(relaxed, dict) else None
+    state.results_relaxed = relaxed_query if isinstance(relaxed_query, str) else ""  # what "Why this clip?" explains
     return state.quality_message
 
 

@@ -25,7 +25,8 @@ class MOFIND_OT_explain(MoFindOperator, bpy.types.Operator):
         except ValueError as exc:
             return self.fail(str(exc))
         state = context.window_manager.mofind
-        query = self.prompt or state.results_query or context.scene.mofind.prompt
+        # the words that found the results: the backend's shorter prompt when it left words out (quality.relaxed)
+        query = self.prompt or state.results_relaxed or state.results_query or context.scene.mofind.prompt
         return self.run(explain.explain, clip, query)
 
 

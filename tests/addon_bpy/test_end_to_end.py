@@ -228,6 +228,21 @@ def test_why_this_clip_lists_words_with_parts_and_times(bpy, connected, session)
         assert -1.0 <= token.similarity <= 1.0
 
 
+def test_why_this_clip_explains_the_shorter_prompt_a_relaxed_search_answered(bpy, connected, session):
+    """A reply whose quality says the backend left words out of a flagged prompt (`quality.relaxed`): "Why this
+    clip?" then asks the real backend about the words that found the results, not the ones it dropped."""
+    search(bpy)
+    relaxed = "a person raises the hand"
+    addon_module("core.search")._store_quality(session, {"no_good_match": True, "message": "left out 'left'",
+                                                  "relaxed": {"query": relaxed, "left_out": ["left"]}})
+    assert session.results_relaxed == relaxed
+    assert bpy.ops.mofind.explain(index=0, wait=True) == {"FINISHED"}
+    words = [token.word.lower().strip("#") for token in session.explanation]
+    assert words and "left" not in words and all(word in relaxed for word in words)
+    addon_module("core.search")._store_quality(session, {"no_good_match": False, "relaxed": None})
+    assert session.results_relaxed == ""
+
+
 def test_find_similar_lists_other_takes(bpy, connected, session):
     search(bpy)
     example = session.results[0].clip_id
