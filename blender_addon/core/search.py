@@ -102,7 +102,9 @@ def _store_results(service, reply: Reply, query: str, heading: str) -> int:
     if not hits:
         set_status("INFO", quality or f"No clips found {heading}")
     elif state.no_good_match:  # the results panel shows the backend's own words in full
-        set_status("WARNING", f"{len(hits)} clips {heading}, none a good match")
+        left_out = _left_out(reply.result.get("quality"))
+        note = f" without {left_out}: none shows the whole prompt" if left_out else ", none a good match"
+        set_status("WARNING", f"{len(hits)} clips {heading}{note}")
     else:
         set_status("OK", f"{len(hits)} clips {heading}")
     return len(hits)
@@ -131,6 +133,15 @@ def _store_quality(state, quality) -> str:
     relaxed_query = relaxed.get("query") if isinstance(relaxed, dict) else None
     state.results_relaxed = relaxed_query if isinstance(relaxed_query, str) else ""  # what "Why this clip?" explains
     return state.quality_message
+
+
+def _left_out(quality) -> str:
+    """The words a relaxed search left out of the prompt (`quality.relaxed.left_out`), quoted; "" when none."""
+    relaxed = quality.get("relaxed") if isinstance(quality, dict) else None
+    words = relaxed.get("left_out") if isinstance(relaxed, dict) else None
+    if not isinstance(words, list):
+        return ""
+    return " and ".join(f"'{word}'" for word in words if isinstance(word, str))
 
 
 def _fraction(value) -> float:

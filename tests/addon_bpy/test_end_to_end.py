@@ -241,6 +241,9 @@ def test_why_this_clip_explains_the_shorter_prompt_a_relaxed_search_answered(bpy
     assert words and "left" not in words and all(word in relaxed for word in words)
     addon_module("core.search")._store_quality(session, {"no_good_match": False, "relaxed": None})
     assert session.results_relaxed == ""
+    left_out = addon_module("core.search")._left_out  # what the status line says the results leave out
+    assert left_out({"relaxed": {"query": "a man waves", "left_out": ["old", "slowly"]}}) == "'old' and 'slowly'"
+    assert left_out({"relaxed": None}) == left_out(None) == left_out({"relaxed": {"left_out": "old"}}) == ""
 
 
 def test_find_similar_lists_other_takes(bpy, connected, session):
