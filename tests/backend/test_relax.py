@@ -109,6 +109,31 @@ def test_good_matches_and_unlearned_actions_are_never_relaxed(backend):
 
 
 @pytest.mark.needs_shared
+def test_the_command_line_relaxes_as_the_server_does(backend):
+    """`mofind query` in-process (its own encoder and searcher) gives the handler's relaxed answer, and
+    `--no-relax` the prompt's own."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    prompt = "an elderly person waves both hands"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "backend")}
+
+    def query(*extra):
+        done = subprocess.run([sys.executable, "-m", "mofind.cli", "query", prompt, "--index", str(backend.index_dir),
+                               "--model", str(MODEL_DIR), "--no-server", "-k", "5", "--names-weight", "0", "--json",
+                               *extra], env=env, capture_output=True, text=True, timeout=300, check=True)
+        return json.loads(done.stdout)
+
+    for extra, relax in (((), True), (("--no-relax",), False)):
+        found, served = query(*extra), search(backend, prompt, relax=relax)
+        assert [hit["clip_id"] for hit in found["results"]] == [hit["clip_id"] for hit in served["results"]]
+        assert found["quality"]["relaxed"] == served["quality"]["relaxed"]
+        assert found["quality"]["message"] == served["quality"]["message"]
+
+
+@pytest.mark.needs_shared
 def test_relax_is_a_validated_protocol_field(backend):
     from mofind.server.protocol import ProtocolError
 
