@@ -25,6 +25,7 @@ def test_words_left_out_are_known_content_words_written_on_their_own():
     assert spare_words("An old man raises both hands slowly") == ["old", "man", "raises", "hands", "slowly"]
     assert spare_words("an old man does a cartwheel", unknown=["cartwheel"]) == ["old", "man"]
     assert spare_words("a person waves the left-hand quickly") == ["person", "waves", "quickly"]  # not half a word
+    assert spare_words("a tired woman raises the left arm up") == ["tired", "woman", "raises", "arm"]  # spatial
     assert leave_out("An old man, slowly, raises both hands.", "slowly") == "An old man, raises both hands."
     assert leave_out("an old man raises both hands", "Old".lower()) == "an man raises both hands"
 

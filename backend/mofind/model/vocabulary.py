@@ -39,6 +39,15 @@ very too now there here what which who whom whose when where how all both either
 """.split())
 
 
+# Where and which way a body part moves. The skiplist keeps them (model/skiplist.py), and a relaxed prompt
+# (quality.relax) never leaves them out: without "left" a left-hand wave prompt asks for any wave.
+SPATIAL_WORDS = frozenset("""
+left right up down upward upwards downward downwards forward forwards backward backwards back over under around
+straight sideways sideward ahead above below high low across behind front side toward towards away inward
+outward clockwise counterclockwise anticlockwise circle circles
+""".split())
+
+
 def words_of(text: str) -> list[str]:
     """Lowercase words of a caption, in order ("Left-hand wave!" -> left, hand, wave; "person's" stays one word)."""
     return WORD.findall(text.lower())
