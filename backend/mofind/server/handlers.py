@@ -193,8 +193,7 @@ class Backend:
         return self.memory.refusal(need, self._resident(), "relaxed prompts") is None
 
     def _encode_query(self, text: str) -> tuple[np.ndarray, list[str]]:
-        with self._text_lock:
-            tokens, words = self.encoder.encode_texts([text])[0]
+        tokens, words = self._encode_texts([text])[0]
         if len(tokens) == 0:
             raise ProtocolError(BAD_REQUEST, "the query has no words the model knows")
         return tokens, words
