@@ -42,7 +42,7 @@ MAX_LEFT_OUT = 2
 MIN_GAIN = 0.1  # calibrated confidence the variant's best take must gain over the prompt's
 #: Windows times variants one relaxation step may search: each variant costs about one search, so a library of
 #: a million windows (~0.25 s a search on 2 cores) is relaxed only while that stays within a few searches.
-#: Measured (flagged prompt, Xeon, 2 vCPUs, side by side): 100k windows, 5 variants, 62 -> 153 ms; 1 M windows,
+#: Measured (flagged prompts, Xeon, 2 vCPUs, side by side): 100k windows, 2-3 variants, 62 -> 153 ms; 1 M windows,
 #: 3 variants, 373 -> 967 ms. A prompt with a good match costs nothing more.
 MAX_WINDOW_QUERIES = 4_000_000
 
