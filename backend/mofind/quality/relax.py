@@ -25,7 +25,9 @@ style each, and 720 hand-written prompts of a person of another style doing one 
 take had the prompt's action for 636 prompts without relaxation and 655 with it (30 fixed, 11 broken) by motion
 alone, and for 687 -> 702 (19 fixed, 4 broken) with names fused. Most broken ones became a one-hand raise instead
 of a one-hand wave (the model's own confusion, once the subject no longer pulls), or lost their verb ("a little
-kid jogs forward" without "jogs": walks).
+kid jogs forward" without "jogs": walks). On free-form text it is about neutral: the HumanML3D captions of the
+11 held-out captioned CMU takes (36) found their own take among 82 at rank 1 5 times either way, and in the
+first 5 10 times without and 9 with it (13 flagged, 7 relaxed).
 """
 
 from __future__ import annotations
