@@ -129,16 +129,20 @@ def _store_quality(state, quality) -> str:
     state.quality_message = str(quality.get("message") or "")
     words = quality.get("unknown_words")
     state.unknown_words = ", ".join(str(word) for word in words) if isinstance(words, list) else ""
-    relaxed = quality.get("relaxed")
-    relaxed_query = relaxed.get("query") if isinstance(relaxed, dict) else None
+    relaxed_query = _relaxed(quality).get("query")
     state.results_relaxed = relaxed_query if isinstance(relaxed_query, str) else ""  # what "Why this clip?" explains
     return state.quality_message
 
 
+def _relaxed(quality) -> dict:
+    """`quality.relaxed` of a reply (the backend left words out of the prompt), or {} (none, or an older backend)."""
+    relaxed = quality.get("relaxed") if isinstance(quality, dict) else None
+    return relaxed if isinstance(relaxed, dict) else {}
+
+
 def _left_out(quality) -> str:
     """The words a relaxed search left out of the prompt (`quality.relaxed.left_out`), quoted; "" when none."""
-    relaxed = quality.get("relaxed") if isinstance(quality, dict) else None
-    words = relaxed.get("left_out") if isinstance(relaxed, dict) else None
+    words = _relaxed(quality).get("left_out")
     if not isinstance(words, list):
         return ""
     return " and ".join(f"'{word}'" for word in words if isinstance(word, str))

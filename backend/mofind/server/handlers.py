@@ -186,10 +186,14 @@ class Backend:
         with self._text_lock:
             return self.encoder.encode_texts(texts)
 
+    def _search_bytes(self, searcher, snapshot, token_sets, mode: str, k: int, per_take: int) -> int:
+        """A text search's memory estimate for these encoded queries (the prompt, or a batch of relaxed ones)."""
+        return self._request_bytes(searcher, snapshot.num_windows, len(token_sets), sum(map(len, token_sets)), mode,
+                                   candidates=_candidates(snapshot.num_windows, k, per_take))
+
     def _admits(self, searcher, snapshot, token_sets, mode: str, k: int, per_take: int) -> bool:
         """Whether a batch of relaxed prompts fits the memory budget (it is skipped, not refused, when not)."""
-        need = self._request_bytes(searcher, snapshot.num_windows, len(token_sets), sum(map(len, token_sets)), mode,
-                                   candidates=_candidates(snapshot.num_windows, k, per_take))
+        need = self._search_bytes(searcher, snapshot, token_sets, mode, k, per_take)
         return self.memory.refusal(need, self._resident(), "relaxed prompts") is None
 
     def _encode_query(self, text: str) -> tuple[np.ndarray, list[str]]:
@@ -295,8 +299,7 @@ class Backend:
         tokens, _ = self._encode_query(query)
         searcher = self._current()
         snapshot = searcher.snapshot
-        self._fits(self._request_bytes(searcher, snapshot.num_windows, 1, len(tokens), mode,
-                                          candidates=_candidates(snapshot.num_windows, k, per_take)),
+        self._fits(self._search_bytes(searcher, snapshot, [tokens], mode, k, per_take),
                    f"this search (k={k}, per_take={per_take}, mode {mode})")
         hits = searcher.search_tokens([tokens], k=k, filters=filters, per_take=per_take, mode=mode, texts=[query],
                                       names_weight=names_weight)[0]
