@@ -237,37 +237,50 @@ def size_rows(size: int, found: dict, tiled: bool, disk_bytes: int) -> list[dict
 # -- text encoding alone (the end-to-end row's first share) ---------------------------------------------------
 def encoding_rows(model, texts: list[str]) -> list[dict]:
     """Text encoding alone, one query at a time on one thread (torch and BLAS) as `mofind serve` runs it: the
-    end-to-end row's first share (the pre-encoded two-stage row is the second)."""
+    end-to-end row's first share (the pre-encoded two-stage row is the second). The model's own text precision
+    (int8 on a CPU) and float32 on the same weights, alternating query by query."""
     import torch
 
     from mofind.index.linalg import limit_blas_threads
+    from mofind.model.inference import Encoder
 
+    floating = Encoder(model.model, model.tokenizer, model.stats, model.config, model_hash=model.model_hash,
+                       text_precision="fp32")
+    encoders = {model.text_precision: model, "fp32": floating}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     limiter = limit_blas_threads(1)
     try:
-        model.encode_texts([texts[0]])
-        times = []
-        for text in texts:
-            started = time.perf_counter()
-            model.encode_texts([text])
-            times.append((time.perf_counter() - started) * 1000)
+        times: dict[str, list[float]] = {name: [] for name in encoders}
+        for number, text in enumerate([texts[0]] + texts):
+            for name, encoder in encoders.items():
+                started = time.perf_counter()
+                encoder.encode_texts([text])
+                if number:
+                    times[name].append((time.perf_counter() - started) * 1000)
     finally:
         if limiter is not None:
             limiter.restore_original_limits()
         torch.set_num_threads(threads)  # after: the restore also resets OpenMP to what it was inside
-    p50, p99 = _ms(times)
-    return [{"measure": "text encoding alone (one query at a time, 1 thread)", "setting": f"{len(texts)} queries",
-             "p50_ms": round(p50, 1), "p99_ms": round(p99, 1),
-             "note": "the shipped model's text tower as `mofind serve` runs it; part of every end-to-end search"}]
+    served = _ms(times[model.text_precision])[0]
+    rows = []
+    for name, measured in times.items():
+        p50, p99 = _ms(measured)
+        role = "as `mofind serve` runs it" if encoders[name] is model else "`--text-precision fp32`"
+        rows.append({"measure": f"text encoding alone (one query at a time, 1 thread), {name}",
+                     "setting": f"{len(texts)} queries", "p50_ms": round(p50, 1), "p99_ms": round(p99, 1),
+                     "value": f"{p50 / served:.2f}x served" if name != model.text_precision else "",
+                     "note": f"the shipped model's text tower {role}; alternating query by query"})
+    return rows
 
 
 # -- end to end through a real server -------------------------------------------------------------------------
 def end_to_end_rows(index: Path, texts: list[str], size: int, capped: bool = False,
-                    native_p50: float | None = None) -> list[dict]:
+                    native_p50: float | None = None, text_precision: str | None = None) -> list[dict]:
     """`mofind serve` on `index`, a ZeroMQ DEALER client, one search at a time: text encoding + search + wire.
-    With `capped`, the server's math libraries are held to AVX2 (WITHOUT_VNNI) for the text tower too, and the
-    row gives its ratio to `native_p50` from the same run."""
+    With `capped`, the server's math libraries are held to AVX2 (WITHOUT_VNNI) for the text tower too; with
+    `text_precision`, the server is started with `--text-precision`. Either row gives its ratio to `native_p50`
+    (the default server) from the same run; only the default configuration's rows gate."""
     import zmq
 
     import socket
@@ -276,8 +289,9 @@ def end_to_end_rows(index: Path, texts: list[str], size: int, capped: bool = Fal
         probe_socket.bind(("127.0.0.1", 0))
         endpoint = f"tcp://127.0.0.1:{probe_socket.getsockname()[1]}"
     env = os.environ | {"PYTHONPATH": str(ROOT / "backend")} | (WITHOUT_VNNI if capped else {})
+    precision = ["--text-precision", text_precision] if text_precision else []
     server = subprocess.Popen([sys.executable, "-m", "mofind.cli", "serve", "--index", str(index), "--bind",
-                               endpoint, "--insecure"], cwd=ROOT, env=env,
+                               endpoint, "--insecure", *precision], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_listening(server)
@@ -305,6 +319,11 @@ def end_to_end_rows(index: Path, texts: list[str], size: int, capped: bool = Fal
     note = f"{len(times)} queries, timed once the server reported `warm` ({warmed:.1f} s after it listened)"
     if capped:
         note += f"; {', '.join(f'{k}={v}' for k, v in WITHOUT_VNNI.items())}"
+    if text_precision:
+        caps += f", --text-precision {text_precision}"
+        return [{"measure": f"end to end: text encoding + search + ZeroMQ (mofind serve, auto mode){caps}",
+                 "setting": f"{size:,} windows", "p50_ms": round(p50, 1), "p99_ms": round(p99, 1),
+                 "value": f"{p50 / native_p50:.2f}x the default" if native_p50 else "", "note": note}]
     return [{"measure": f"end to end: text encoding + search + ZeroMQ (mofind serve, auto mode){caps}",
              "setting": f"{size:,} windows", "p50_ms": round(p50, 1), "p99_ms": round(p99, 1),
              "value": f"{p50 / native_p50:.2f}x native" if capped and native_p50 else "",
@@ -388,8 +407,9 @@ def run(files: int = 300, sizes=(10_000, 100_000, 1_000_000), query_count: int =
             measured += without_vnni_rows(actual, found, capped)
             if size == 10_000:  # native and held to AVX2, one after the other on the same index
                 native = end_to_end_rows(folder, texts, 10_000)
-                measured += native + end_to_end_rows(folder, texts, 10_000, capped=True,
-                                                      native_p50=native[0]["p50_ms"])
+                native_p50 = native[0]["p50_ms"]
+                measured += native + end_to_end_rows(folder, texts, 10_000, capped=True, native_p50=native_p50)
+                measured += end_to_end_rows(folder, texts, 10_000, native_p50=native_p50, text_precision="fp32")
             rows += measured
             _progress(measured)
             if size != max(sizes):

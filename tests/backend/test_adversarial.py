@@ -236,7 +236,9 @@ def test_serve_runs_torch_and_numpy_blas_on_its_thread_setting(served):
     """`--threads` (default 1) bounds numpy's BLAS as well as torch: idle OpenBLAS threads spinning against
     torch's made every search several times slower on a 2-core machine."""
     with served.client() as client:
-        assert client.call("info")["result"]["threads"] == {"torch": 1, "blas": 1}
+        info = client.call("info")["result"]
+        assert info["threads"] == {"torch": 1, "blas": 1}
+        assert info["model"]["text_precision"] == "int8"  # the default on a CPU (`--text-precision`)
 
 
 # -- strangers ----------------------------------------------------------------------------------------------

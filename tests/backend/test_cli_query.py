@@ -134,6 +134,9 @@ def test_query_asks_a_running_server_for_the_same_index(indexed):
         imported = {line.split("|")[-1].strip() for line in remote.stderr.splitlines() if line.startswith("import time")}
         assert "zmq" in imported and not {"torch", "transformers", "numpy"} & imported  # the server answered
         assert json.loads(remote.stdout) == local
+        floating = json.loads(mofind(*args, "--no-server", "--text-precision", "fp32", config=config).stdout)
+        scores = [hit["score"] for hit in local["results"]]
+        assert [hit["score"] for hit in floating["results"]] != scores  # the default is int8, not float32
         strict = mofind(*args, "--no-relax", "--server", endpoint, config=config)
         assert json.loads(strict.stdout)["quality"]["relaxed"] is None  # the server took the field
         assert (config / "curve" / "clients" / "mofind-cli.key").is_file()  # enrolled once, like the add-on

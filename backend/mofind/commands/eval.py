@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from . import add_text_precision
+
 HELP = "Evaluate retrieval (All and batch-32 protocols, both directions)."
 
 
@@ -30,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--global-baseline", action="store_true", help="also score with mean-pooled cosine")
     parser.add_argument("--ties", default="pessimistic", choices=["pessimistic", "optimistic", "expected"])
     parser.add_argument("--device", default="cpu")
+    add_text_precision(parser)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, help="folder for eval.json / eval.md (default: the model folder)")
     parser.add_argument("--quiet", action="store_true")
@@ -39,14 +42,14 @@ def load_encoder(args: argparse.Namespace):
     from mofind.model.inference import Encoder
 
     if args.model is not None:
-        return Encoder.load(args.model, device=args.device)
+        return Encoder.load(args.model, device=args.device, text_precision=args.text_precision)
     from mofind.model.checkpoint import load_official
 
     if args.stats is None:
         raise ValueError("--official needs --stats DIR (Mean_angle.npy / Std_angle.npy of that checkpoint)")
     bundle = load_official(args.official, args.stats, config=args.official_config)
     return Encoder(bundle.model, bundle.tokenizer, bundle.stats, bundle.config, device=args.device,
-                   model_hash=bundle.model_hash)
+                   model_hash=bundle.model_hash, text_precision=args.text_precision)
 
 
 def evaluation_set(args: argparse.Namespace, encoder):

@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+from . import add_text_precision
+
 HELP = "Search an index with a text query."
 
 
@@ -40,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-relax", action="store_true",
                         help="when nothing matches the whole prompt, list its own closest takes instead of those "
                              "of the prompt with a misfit word or two left out (see docs/user-guide.md)")
+    add_text_precision(parser)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--server", default=None, metavar="ADDRESS",
                         help="ask this running `mofind serve` (default: $MOFIND_SERVER or tcp://127.0.0.1:5555 when it "
@@ -115,7 +118,7 @@ def _run_local(args: argparse.Namespace) -> int:
 
     filters = _filters(args)
     try:
-        encoder = load_encoder(args.model)
+        encoder = load_encoder(args.model, text_precision=args.text_precision)
         reader = IndexReader.open(args.index or default_index_dir(), IndexSpec.from_encoder(encoder))
         weight = DEFAULT_NAMES_WEIGHT if args.names_weight is None else args.names_weight
         if not 0.0 <= weight <= MAX_NAMES_WEIGHT:

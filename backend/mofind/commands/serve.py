@@ -17,6 +17,8 @@ import sys
 import threading
 from pathlib import Path
 
+from . import add_text_precision
+
 HELP = "Run the ZeroMQ backend that the Blender add-on talks to."
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 
@@ -61,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "requests that would not fit in their share get TOO_LARGE")
     parser.add_argument("--device", default="cpu",
                         help="where the text encoder and the MaxSim kernel run: auto, cpu (default), cuda or cuda:N")
+    add_text_precision(parser)
     parser.add_argument("--verbose", action="store_true", help="log every failed request with its traceback")
 
 
@@ -106,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         set_default_search_threads(args.search_threads)
     limit_blas_threads(args.threads)  # numpy's BLAS too: its idle threads would spin against torch's
     try:
-        encoder = load_encoder(args.model, device=device)
+        encoder = load_encoder(args.model, device=device, text_precision=args.text_precision)
         backend = Backend(index_dir, encoder, job_workers=args.index_workers, model_dir=args.model,
                           library_roots=roots, motion_limits=settings.limits, settings_file=settings.path,
                           searcher_factory=_cluster_searcher(args) if args.cluster else None,

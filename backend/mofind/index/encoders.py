@@ -21,15 +21,15 @@ def weights_present(model_dir: str | Path | None = None) -> bool:
     return (_resolve(model_dir) / WEIGHTS_FILE).is_file()
 
 
-def load_encoder(model_dir: str | Path | None = None, device: str = "cpu"):
+def load_encoder(model_dir: str | Path | None = None, device: str = "cpu", text_precision: str = "int8"):
     """`Encoder.load(model_dir)`; falls back to `Encoder.random("compact")` only under the test switch."""
     from mofind.model.inference import Encoder
 
     folder = _resolve(model_dir)
     if weights_present(folder):
-        return Encoder.load(folder, device=device)
+        return Encoder.load(folder, device=device, text_precision=text_precision)
     if os.environ.get(RANDOM_MODEL_ENV) == "1":
-        return Encoder.random("compact", device=device)
+        return Encoder.random("compact", device=device, text_precision=text_precision)
     raise ModelUnavailableError(
         f"no model weights in {folder} (expected {WEIGHTS_FILE}); pass --model DIR or set MOFIND_MODEL "
         "to a folder written by `mofind train`")

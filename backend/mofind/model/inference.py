@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .config import ModelConfig
-from .lean_bert import LeanBert
+from .lean_bert import PRECISIONS as TEXT_PRECISIONS, LeanBert
 from .motion_input import identity_stats, joints_to_input
 
 
@@ -33,10 +33,12 @@ class Encoder:
         dim: embedding width.
         uses_patch_mask: True when the model's scores ignore `valid=False` patches (product models);
             False for official checkpoints, which were trained and evaluated scoring padded patches too.
+        text_precision: `int8` or `fp32`, what caption encoding runs in (`lean_bert` says why int8 is the
+            default on a CPU; `text_precision="fp32"` asks for float32, which training and equality checks use).
     """
 
     def __init__(self, model, tokenizer, stats, config: ModelConfig, *, device: str | torch.device = "cpu",
-                 model_hash: str | None = None, batch_size: int = 32):
+                 model_hash: str | None = None, batch_size: int = 32, text_precision: str = "int8"):
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.stats = stats
@@ -52,6 +54,9 @@ class Encoder:
         self.uses_patch_mask = config.patch_mask == "product"
         if model_hash is not None:
             self.__dict__["model_hash"] = model_hash
+        if text_precision not in TEXT_PRECISIONS:
+            raise ValueError(f"unknown text precision {text_precision!r}; use one of {', '.join(TEXT_PRECISIONS)}")
+        self.requested_text_precision = text_precision
         self._lean_text: LeanBert | None = None
 
     # -- construction ------------------------------------------------------------------------------------
@@ -138,8 +143,16 @@ class Encoder:
         for architectures it does not cover: captions are batched unpadded, which is what it needs."""
         lean = self._lean_text
         if lean is None or not lean.current():
-            lean = self._lean_text = LeanBert.of(self.model.text_encoder.text_model)
+            precision = self.requested_text_precision if self.device.type == "cpu" else "fp32"
+            lean = self._lean_text = LeanBert.of(self.model.text_encoder.text_model, precision)
         return lean
+
+    @property
+    def text_precision(self) -> str:
+        """What query encoding runs in: `int8` (the default on a CPU with oneDNN) or `fp32` (asked for, on CUDA,
+        or a text backbone the lean forward does not cover)."""
+        lean = self._text_backbone()
+        return lean.precision if lean is not None else "fp32"
 
     def tokenize(self, text: str) -> list[int]:
         ids = self.tokenizer(text, truncation=True, max_length=self.config.text.max_length)["input_ids"]

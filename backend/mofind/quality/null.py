@@ -167,7 +167,8 @@ class NullModel:
         reader = snapshot.reader
         manifest = reader.manifest
         family = {"index": str(Path(reader.folder).resolve()), "model": reader.spec.model_hash,
-                  "bank": self.bank_sha, "filters": asdict(filters), "mode": mode}
+                  "text": self.encoder.text_precision, "bank": self.bank_sha,
+                  "filters": asdict(filters), "mode": mode}
         state = {**family, "generation": reader.generation, "created": manifest.created,
                  "chunks": [entry.name for entry in manifest.chunks], "clips": len(reader)}
         return _digest(state), _digest(family)
