@@ -135,7 +135,8 @@ def main() -> int:
                 lines.append(f"| {weight:g} | {style} takes | " + " | ".join(str(counts[c]) for c in columns) + " |")
             lines.append(f"| {weight:g} | **all** | " + " | ".join(f"**{total[c]}**" for c in columns) + " |")
         free_form = cmu_rows(Path(work), encoder)
-    table = (f"`python -m bench.eval_relax`, shipped model {encoder.model_hash}: how often the first take has the "
+    table = (f"`python -m bench.eval_relax`, shipped model {encoder.model_hash} (text tower "
+             f"{encoder.text_precision}): how often the first take has the "
              "prompt's action, without and with relaxed prompts\n\n" + "\n".join(lines) + "\n"
              "\nHeld-out CMU takes' HumanML3D captions against all 82 CMU takes (motion only): the caption's take "
              "at rank 1 / in the first 5\n" + free_form)
