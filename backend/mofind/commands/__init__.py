@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-TEXT_PRECISIONS = ("int8", "fp32")  # mofind.model.lean_bert.PRECISIONS, spelled here so --help imports no torch
+from mofind.model.config import TEXT_PRECISIONS
 
 
 def add_text_precision(parser: argparse.ArgumentParser) -> None:
     """`--text-precision`, for the commands that encode prompts (serve, query, eval)."""
     parser.add_argument("--text-precision", choices=TEXT_PRECISIONS, default="int8",
-                        help="what the text tower runs in on a CPU: int8 (default; twice as fast for one prompt, "
-                             "retrieval unchanged within noise) or fp32 (see docs/architecture.md)")
+                        help="what the text tower runs in on a CPU: int8 (default; about twice as fast for one "
+                             "prompt, retrieval within about one prompt in a hundred) or fp32 (see "
+                             "docs/architecture.md)")

@@ -25,6 +25,7 @@ LOGIT_SCALE_MAX = 4.6052  # ln(100): the official clamp
 
 PATCH_MASK_MODES = ("official", "product")
 SCORING_MODES = ("maxsim", "global")
+TEXT_PRECISIONS = ("int8", "fp32")  # what query-time text encoding runs in on a CPU (see lean_bert)
 
 
 @dataclass

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ModelConfig
-from .lean_bert import PRECISIONS as TEXT_PRECISIONS, LeanBert
+from .config import TEXT_PRECISIONS, ModelConfig
+from .lean_bert import LeanBert
 from .motion_input import identity_stats, joints_to_input
 
 

@@ -16,8 +16,8 @@ product, the kernel the index's first stage already uses. Why: one query reads e
 tower is bound by the bandwidth of its ~42 MB of float32 weights, which a search in between evicts from the
 cache; int8 reads a quarter of it. Measured inside a server process, a search between queries (Xeon, 2 vCPUs, one
 thread): 4.8 ms against 9.5 ms natively, 8.4 against 13.7 ms with the math libraries held to AVX2. The token
-vectors keep a cosine of 0.998 to float32 on average (0.997 held to AVX2, where oneDNN halves the weights to avoid
-saturation), and retrieval was unchanged within a few queries either way on every measure (docs/architecture.md).
+vectors keep a cosine of 0.998 to float32 on average (0.997 held to AVX2, where oneDNN's int8 path without VNNI
+is less exact), and retrieval moved by a few prompts either way, at most 8 of 720 (docs/architecture.md).
 Float32 stays one argument away (`precision="fp32"`) and is what training and the equality tests use.
 """
 
@@ -29,8 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-PRECISIONS = ("int8", "fp32")
+from .config import TEXT_PRECISIONS
 
 
 class _FloatProduct:
@@ -89,8 +88,8 @@ class LeanBert:
     """A snapshot of a BERT backbone's weights, laid out for `__call__`; `current()` says whether it still is one."""
 
     def __init__(self, bert: nn.Module, precision: str = "fp32"):
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown text precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        if precision not in TEXT_PRECISIONS:
+            raise ValueError(f"unknown text precision {precision!r}; use one of {', '.join(TEXT_PRECISIONS)}")
         self.precision = precision
         product = _Int8Product if precision == "int8" else _FloatProduct
         config = bert.config
