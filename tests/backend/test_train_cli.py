@@ -64,6 +64,12 @@ def test_train_then_eval_with_global_baseline(library, tmp_path, capsys):
     table = (run / "model" / "eval.md").read_text()
     assert "| MaxSim / all |" in table and "| Global (mean-pooled) / all |" in table
     assert "T2M R@1" in capsys.readouterr().out
+    assert report["text_precision"] == "int8" and "text tower int8" in table  # what query encoding runs in
+
+    assert main(["eval", "--model", str(run / "model"), "--data", str(folder), "--templates", str(templates),
+                 "--protocols", "all", "--workers", "1", "--quiet", "--text-precision", "fp32",
+                 "--out", str(tmp_path / "float")]) == 0
+    assert json.loads((tmp_path / "float" / "eval.json").read_text())["text_precision"] == "fp32"
 
 
 def test_bad_data_spec_is_reported(tmp_path):

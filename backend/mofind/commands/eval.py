@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     results = {scoring: evaluate_embedded(embedded, use_patch_mask=encoder.uses_patch_mask, scoring=scoring,
                                           protocols=protocols, ties=args.ties) for scoring in scorings}
     report = {"model": str(args.model or args.official), "model_hash": encoder.model_hash,
-              "config": encoder.config.name, "data": args.data, "split": args.split, "items": len(dataset),
+              "config": encoder.config.name, "text_precision": encoder.text_precision, "data": args.data,
+              "split": args.split, "items": len(dataset),
               "distinct_captions": len(set(embedded.captions)), "ties": args.ties, "results": results}
     labels = {"maxsim": "MaxSim", "global": "Global (mean-pooled)"}
     rows = {f"{labels[s]} / {p}": metrics for s, by_protocol in results.items() for p, metrics in by_protocol.items()}
@@ -87,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     header = (f"# Retrieval on {args.data} ({args.split}, {len(dataset)} items, "
-              f"{report['distinct_captions']} distinct captions), model {encoder.config.name} {encoder.model_hash}\n\n")
+              f"{report['distinct_captions']} distinct captions), model {encoder.config.name} {encoder.model_hash}, "
+              f"text tower {encoder.text_precision}\n\n")
     (out / "eval.md").write_text(header + table + "\n", encoding="utf-8")
     print(header + table)
     return 0
