@@ -23,6 +23,7 @@ Float32 stays one argument away (`precision="fp32"`) and is what training and th
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -59,8 +60,18 @@ class _Int8Product:
         self.bias = bias.detach().float()
 
     @staticmethod
+    @functools.cache
     def available() -> bool:
-        return bool(torch.backends.mkldnn.is_available()) and hasattr(torch.ops.onednn, "qlinear_pointwise")
+        """Whether this torch runs oneDNN's quantised inner product here: tried once on a tiny product, since a
+        build can list the operator and still lack a kernel for this CPU (then the tower stays float32)."""
+        if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_pointwise")):
+            return False
+        try:
+            with torch.inference_mode():
+                probe = _Int8Product(torch.eye(16), torch.zeros(16))(torch.arange(32.0).view(2, 16))
+            return bool(torch.allclose(probe, torch.arange(32.0).view(2, 16), atol=0.2))
+        except (RuntimeError, NotImplementedError):
+            return False
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         row_scales = (x.abs().amax(1, keepdim=True) / 127).clamp_min(torch.finfo(torch.float32).tiny)
