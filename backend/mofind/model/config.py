@@ -28,6 +28,12 @@ SCORING_MODES = ("maxsim", "global")
 TEXT_PRECISIONS = ("int8", "fp32")  # what query-time text encoding runs in on a CPU (see lean_bert)
 
 
+def check_text_precision(precision: str) -> str:
+    if precision not in TEXT_PRECISIONS:
+        raise ValueError(f"unknown text precision {precision!r}; use one of {', '.join(TEXT_PRECISIONS)}")
+    return precision
+
+
 @dataclass
 class MotionEncoderConfig:
     """The motion image and the ViT that reads it.

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import TEXT_PRECISIONS, ModelConfig
+from .config import ModelConfig, check_text_precision
 from .lean_bert import LeanBert
 from .motion_input import identity_stats, joints_to_input
 
@@ -54,9 +54,7 @@ class Encoder:
         self.uses_patch_mask = config.patch_mask == "product"
         if model_hash is not None:
             self.__dict__["model_hash"] = model_hash
-        if text_precision not in TEXT_PRECISIONS:
-            raise ValueError(f"unknown text precision {text_precision!r}; use one of {', '.join(TEXT_PRECISIONS)}")
-        self.requested_text_precision = text_precision
+        self._requested_text_precision = check_text_precision(text_precision)
         self._lean_text: LeanBert | None = None
 
     # -- construction ------------------------------------------------------------------------------------
@@ -143,15 +141,16 @@ class Encoder:
         for architectures it does not cover: captions are batched unpadded, which is what it needs."""
         lean = self._lean_text
         if lean is None or not lean.current():
-            precision = self.requested_text_precision if self.device.type == "cpu" else "fp32"
+            precision = self._requested_text_precision if self.device.type == "cpu" else "fp32"
             lean = self._lean_text = LeanBert.of(self.model.text_encoder.text_model, precision)
         return lean
 
     @property
     def text_precision(self) -> str:
         """What query encoding runs in: `int8` (the default on a CPU with oneDNN) or `fp32` (asked for, on CUDA,
-        or a text backbone the lean forward does not cover)."""
-        lean = self._text_backbone()
+        or a text backbone the lean forward does not cover). Read on every search (the null distributions' cache
+        key), so a forward already built answers: a rebuild after a weight update keeps its precision."""
+        lean = self._lean_text or self._text_backbone()
         return lean.precision if lean is not None else "fp32"
 
     def tokenize(self, text: str) -> list[int]:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import TEXT_PRECISIONS
+from .config import check_text_precision
 
 
 class _FloatProduct:
@@ -99,9 +99,7 @@ class LeanBert:
     """A snapshot of a BERT backbone's weights, laid out for `__call__`; `current()` says whether it still is one."""
 
     def __init__(self, bert: nn.Module, precision: str = "fp32"):
-        if precision not in TEXT_PRECISIONS:
-            raise ValueError(f"unknown text precision {precision!r}; use one of {', '.join(TEXT_PRECISIONS)}")
-        self.precision = precision
+        self.precision = check_text_precision(precision)
         product = _Int8Product if precision == "int8" else _FloatProduct
         config = bert.config
         self.bert = bert

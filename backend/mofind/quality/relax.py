@@ -21,13 +21,14 @@ for a known style: "an old man does a cartwheel" keeps 'cartwheel' and is not re
 ("left", "up", "forward": `vocabulary.SPATIAL_WORDS`), which say where the motion goes.
 
 Measured (`python -m bench.eval_relax`, bench/results/relax.md): seven libraries of Bandai validation takes, one
-style each, and 720 hand-written prompts of a person of another style doing one of the ten actions. The first
-take had the prompt's action for 636 prompts without relaxation and 655 with it (30 fixed, 11 broken) by motion
-alone, and for 687 -> 702 (19 fixed, 4 broken) with names fused. Most broken ones became a one-hand raise instead
-of a one-hand wave (the model's own confusion, once the subject no longer pulls), or lost their verb ("a little
-kid jogs forward" without "jogs": walks). On free-form text it is about neutral: the HumanML3D captions of the
-11 held-out captioned CMU takes (36) found their own take among 82 at rank 1 5 times either way, and in the
-first 5 10 times without and 9 with it (13 flagged, 7 relaxed).
+style each, and 720 hand-written prompts of a person of another style doing one of the ten actions. With the
+int8 text tower (the default), the first take had the prompt's action for 634 prompts without relaxation and
+655 with it (31 fixed, 10 broken) by motion alone, and for 685 -> 699 (18 fixed, 4 broken) with names fused
+(float32: 636 -> 655 and 687 -> 702). Most broken ones became a one-hand raise instead of a one-hand wave (the
+model's own confusion, once the subject no longer pulls), or lost their verb ("a little kid jogs forward"
+without "jogs": walks). On free-form text it is about neutral: the HumanML3D captions of the 11 held-out
+captioned CMU takes (36) found their own take among 82 at rank 1 3 times without and 4 with it, and in the
+first 5 11 and 10 times (11 flagged, 9 relaxed; float32: 5 / 5 and 10 / 9).
 """
 
 from __future__ import annotations
