@@ -238,15 +238,19 @@ def size_rows(size: int, found: dict, tiled: bool, disk_bytes: int) -> list[dict
 def encoding_rows(model, texts: list[str]) -> list[dict]:
     """Text encoding alone, one query at a time on one thread (torch and BLAS) as `mofind serve` runs it: the
     end-to-end row's first share (the pre-encoded two-stage row is the second). The model's own text precision
-    (int8 on a CPU) and float32 on the same weights, alternating query by query."""
+    (`auto`: measured on this machine) and every other precision this torch runs here, on the same weights,
+    alternating query by query."""
     import torch
 
     from mofind.index.linalg import limit_blas_threads
     from mofind.model.inference import Encoder
+    from mofind.model.lean_bert import available_precisions
 
-    floating = Encoder(model.model, model.tokenizer, model.stats, model.config, model_hash=model.model_hash,
-                       text_precision="fp32")
-    encoders = {model.text_precision: model, "fp32": floating}
+    encoders = {model.text_precision: model}
+    for name in available_precisions():
+        if name not in encoders:
+            encoders[name] = Encoder(model.model, model.tokenizer, model.stats, model.config,
+                                     model_hash=model.model_hash, text_precision=name)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     limiter = limit_blas_threads(1)
@@ -266,7 +270,8 @@ def encoding_rows(model, texts: list[str]) -> list[dict]:
     rows = []
     for name, measured in times.items():
         p50, p99 = _ms(measured)
-        role = "as `mofind serve` runs it" if encoders[name] is model else "`--text-precision fp32`"
+        role = (f"as `mofind serve` runs it (auto: {model.text_precision_reason})" if encoders[name] is model
+                else f"`--text-precision {name}`")
         rows.append({"measure": f"text encoding alone (one query at a time, 1 thread), {name}",
                      "setting": f"{len(texts)} queries", "p50_ms": round(p50, 1), "p99_ms": round(p99, 1),
                      "value": f"{p50 / served:.2f}x served" if name != model.text_precision else "",
@@ -402,14 +407,23 @@ def run(files: int = 300, sizes=(10_000, 100_000, 1_000_000), query_count: int =
                           recall=True, repeats=query_count, recall_queries=query_count)
             measured = size_rows(actual, found, tiled=True, disk_bytes=reader.disk_bytes())
             measured[-1]["note"] += f"; tiled in {built:.0f} s, {len(reader.chunks)} chunk files"
-            capped = probe(folder, tokens_file, exact_repeats=1 if actual > 200_000 else 5, recall=False,
-                           repeats=query_count, env=WITHOUT_VNNI)
-            measured += without_vnni_rows(actual, found, capped)
+            wider = wider_instructions()
+            if wider:  # else the native rows are already those of a CPU without VNNI
+                capped = probe(folder, tokens_file, exact_repeats=1 if actual > 200_000 else 5, recall=False,
+                               repeats=query_count, env=WITHOUT_VNNI)
+                measured += without_vnni_rows(actual, found, capped)
             if size == 10_000:  # native and held to AVX2, one after the other on the same index
                 native = end_to_end_rows(folder, texts, 10_000)
                 native_p50 = native[0]["p50_ms"]
-                measured += native + end_to_end_rows(folder, texts, 10_000, capped=True, native_p50=native_p50)
+                measured += native
+                if wider:
+                    measured += end_to_end_rows(folder, texts, 10_000, capped=True, native_p50=native_p50)
                 measured += end_to_end_rows(folder, texts, 10_000, native_p50=native_p50, text_precision="fp32")
+            if not wider:
+                measured.append({"measure": "math libraries held to AVX2 (no AVX-512, VNNI, AMX)",
+                                 "setting": f"{size:,} windows", "value": "not run",
+                                 "note": "this CPU has none of them: its native rows above are the rows of a CPU "
+                                         "without VNNI, against the same targets"})
             rows += measured
             _progress(measured)
             if size != max(sizes):
@@ -445,6 +459,16 @@ def _progress(rows: list[dict]) -> None:
     from bench.run_all import markdown_table
 
     print(markdown_table(rows), file=sys.stderr, flush=True)
+
+
+def wider_instructions() -> list[str]:
+    """The instruction sets beyond AVX2 that WITHOUT_VNNI takes away, as /proc/cpuinfo lists them here."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return [flag for flag in ("avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if flag in flags]
 
 
 def _cpu_name() -> str:

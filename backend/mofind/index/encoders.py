@@ -21,7 +21,7 @@ def weights_present(model_dir: str | Path | None = None) -> bool:
     return (_resolve(model_dir) / WEIGHTS_FILE).is_file()
 
 
-def load_encoder(model_dir: str | Path | None = None, device: str = "cpu", text_precision: str = "int8"):
+def load_encoder(model_dir: str | Path | None = None, device: str = "cpu", text_precision: str = "auto"):
     """`Encoder.load(model_dir)`; falls back to `Encoder.random("compact")` only under the test switch."""
     from mofind.model.inference import Encoder
 

@@ -30,7 +30,6 @@ never changes a max, so every window shares one (W, P, D) layout.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -41,6 +40,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..machine import ISA_VARIABLES, machine_key as _machine_key  # noqa: F401 - ISA_VARIABLES: kernels' API
 from .chunk import Chunk
 from .codec import RotatedCodec
 from .linalg import single_blas_thread
@@ -272,31 +272,10 @@ class KernelChoice:
                 "first_stage": {"table": self.table, "reason": self.table_reason}}
 
 
-#: Environment variables that change which instructions the math libraries use (and so which kernel is fastest):
-#: a calibration made without them is not valid with them (e.g. ONEDNN_MAX_CPU_ISA=AVX2 to act as an older CPU).
-ISA_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "OPENBLAS_CORETYPE",
-                 "ATEN_CPU_CAPABILITY", "NUMBA_CPU_NAME")
-
-
 def machine_key(dim: int, patches: int) -> str:
     """What makes a calibration valid: CPU model and flags, the instruction-set overrides, library versions,
-    threads, the block shape."""
-    import torch
-
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if line.startswith(("model name", "flags")):
-                    cpu += line.strip()
-                if line.startswith("flags"):
-                    break
-    except OSError:
-        cpu = platform.processor()
-    overrides = ",".join(f"{name}={os.environ[name]}" for name in ISA_VARIABLES if name in os.environ)
-    parts = [cpu or platform.machine(), overrides, torch.__version__, np.__version__, str(torch.get_num_threads()),
-             str(dim), str(patches), str(CALIBRATION_VERSION)]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+    threads, the block shape (`mofind.machine`)."""
+    return _machine_key(dim, patches, CALIBRATION_VERSION)
 
 
 def _calibration_file():

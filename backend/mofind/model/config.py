@@ -25,7 +25,8 @@ LOGIT_SCALE_MAX = 4.6052  # ln(100): the official clamp
 
 PATCH_MASK_MODES = ("official", "product")
 SCORING_MODES = ("maxsim", "global")
-TEXT_PRECISIONS = ("int8", "fp32")  # what query-time text encoding runs in on a CPU (see lean_bert)
+TEXT_PRECISIONS = ("auto", "int8", "fp16", "fp32")  # what query-time text encoding runs in on a CPU (lean_bert;
+# auto: measured on the machine, model/text_precision.py)
 
 
 def check_text_precision(precision: str) -> str:

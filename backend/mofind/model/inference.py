@@ -33,12 +33,13 @@ class Encoder:
         dim: embedding width.
         uses_patch_mask: True when the model's scores ignore `valid=False` patches (product models);
             False for official checkpoints, which were trained and evaluated scoring padded patches too.
-        text_precision: `int8` or `fp32`, what caption encoding runs in (`lean_bert` says why int8 is the
-            default on a CPU; `text_precision="fp32"` asks for float32, which training and equality checks use).
+        text_precision: what caption encoding runs in on a CPU: `auto` (the default: int8, fp16 or fp32,
+            whichever is fastest on this machine, measured once and cached, see `model.text_precision`), or one
+            of them by name (`fp32` is what training and equality checks use).
     """
 
     def __init__(self, model, tokenizer, stats, config: ModelConfig, *, device: str | torch.device = "cpu",
-                 model_hash: str | None = None, batch_size: int = 32, text_precision: str = "int8"):
+                 model_hash: str | None = None, batch_size: int = 32, text_precision: str = "auto"):
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.stats = stats
@@ -142,16 +143,27 @@ class Encoder:
         lean = self._lean_text
         if lean is None or not lean.current():
             precision = self._requested_text_precision if self.device.type == "cpu" else "fp32"
-            lean = self._lean_text = LeanBert.of(self.model.text_encoder.text_model, precision)
+            stale = lean
+            lean = self._lean_text = LeanBert.of(self.model.text_encoder.text_model,
+                                                 stale.precision if stale is not None else precision)
+            if stale is not None and lean is not None:
+                lean.reason = stale.reason  # rebuilt after a weight update: same precision, same reason
         return lean
 
     @property
     def text_precision(self) -> str:
-        """What query encoding runs in: `int8` (the default on a CPU with oneDNN) or `fp32` (asked for, on CUDA,
-        or a text backbone the lean forward does not cover). Read on every search (the null distributions' cache
-        key), so a forward already built answers: a rebuild after a weight update keeps its precision."""
+        """What query encoding runs in: `int8`, `fp16` or `fp32` (on CUDA, and for a text backbone the lean
+        forward does not cover, fp32). Read on every search (the null distributions' cache key), so a forward
+        already built answers: a rebuild after a weight update keeps its precision."""
         lean = self._lean_text or self._text_backbone()
         return lean.precision if lean is not None else "fp32"
+
+    @property
+    def text_precision_reason(self) -> str:
+        lean = self._lean_text or self._text_backbone()
+        if lean is None:
+            return "this text backbone runs Hugging Face's float32 forward"
+        return lean.reason if self.device.type == "cpu" else "float32 on the GPU"
 
     def tokenize(self, text: str) -> list[int]:
         ids = self.tokenizer(text, truncation=True, max_length=self.config.text.max_length)["input_ids"]
@@ -163,7 +175,9 @@ class Encoder:
 
         [CLS] and [SEP] are dropped, and so are the model's skiplist words (`ModelConfig.token_skiplist`), so
         search, explain and evaluation all score the same tokens. Captions are grouped by token count and
-        batched without padding, so each result is exactly what encoding the caption alone gives.
+        batched without padding, so each result is what encoding the caption alone gives: bit for bit where the
+        math library's kernels do not depend on the number of rows (a Xeon with AVX-512), within float32 rounding
+        (~1e-7) where they do (an AVX2 EPYC: its GEMMs block 7 rows and 14 rows differently).
         """
         if isinstance(texts, str):
             raise TypeError("encode_texts takes a list of strings, not a single string")

@@ -10,15 +10,18 @@ Hugging Face's eager modules add their per-call overhead (masks, output records,
 one product, weights are copied once as (in, out) for `addmm`, and nothing is built for padding or outputs that
 an unpadded inference batch does not need. Training, padded batches and other architectures keep Hugging Face's.
 
-Precision `int8` (the default for query-time encoding, see `Encoder`): each product's weight is stored as int8
-per output channel and its input is quantised per row (per token) at call time, through oneDNN's quantised inner
-product, the kernel the index's first stage already uses. Why: one query reads every weight once, so on a CPU the
-tower is bound by the bandwidth of its ~42 MB of float32 weights, which a search in between evicts from the
-cache; int8 reads a quarter of it. Measured inside a server process, a search between queries (Xeon, 2 vCPUs, one
-thread): 4.8 ms against 9.5 ms natively, 8.4 against 13.7 ms with the math libraries held to AVX2. The token
-vectors keep a cosine of 0.998 to float32 on average (0.997 held to AVX2, where oneDNN's int8 path without VNNI
-is less exact), and retrieval moved by a few prompts either way, at most 8 of 720 (docs/architecture.md).
-Float32 stays one argument away (`precision="fp32"`) and is what training and the equality tests use.
+Precisions (`PRODUCTS`; query-time encoding runs `auto`, the fastest here, see `text_precision.py`):
+  * `int8`: each product's weight stored as int8 per output channel, its input quantised per row (per token) at
+    call time, through oneDNN's quantised inner product, the kernel the index's first stage already uses. Why: one
+    query reads every weight once, so on a CPU the tower is bound by the bandwidth of its ~42 MB of float32
+    weights, which a search in between evicts from the cache; int8 reads a quarter of it. Measured inside a server
+    process, a search between queries (Xeon with VNNI + AMX, 2 vCPUs, one thread): 4.8 ms against 9.5 ms. The token
+    vectors keep a cosine of 0.998 to float32 on average, and retrieval moved by a few prompts either way, at most
+    8 of 720 (docs/architecture.md).
+  * `fp16`: the weights stored as float16, the arithmetic float32 (FBGEMM). Why: without VNNI oneDNN's int8 has no
+    fast path; on an AMD EPYC (Zen 3, AVX2) a query took 7.3 ms against 10.1 in int8 and 13.6 in float32, side by
+    side, with float32's vectors (cosine 1 - 1e-6).
+  * `fp32`: what training and the equality tests use.
 """
 
 from __future__ import annotations
@@ -81,13 +84,54 @@ class _Int8Product:
         return torch.addcmul(self.bias, product, row_scales)
 
 
+class _Fp16Product:
+    """x @ W + b with W stored as float16 and the arithmetic in float32, through FBGEMM's fp16 GEMM (torch's
+    `quantized::linear_dynamic_fp16`: AVX2 + F16C, AVX-512 where present).
+
+    Why: on a CPU without VNNI, oneDNN's int8 product has no fast path (16-bit pair sums, then widening), and the
+    tower is not faster in int8 than with half the float32 weight bytes: on an AMD EPYC (Zen 3, AVX2, 2 vCPUs) a
+    query took 7.3 ms here against 10.1 in int8 and 13.6 in float32, side by side (bench/bench_index.py). Only the weights are rounded
+    (11 bits of mantissa), never the input, so the token vectors equal float32's to a cosine of 1 - 1e-6, and a row
+    is computed alone (batch-invariant, tested).
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
+        self.packed = torch.ops.quantized.linear_prepack_fp16(weight.detach().float().contiguous(),
+                                                              bias.detach().float().contiguous())
+
+    @staticmethod
+    @functools.cache
+    def available() -> bool:
+        """Whether this torch runs FBGEMM's fp16 product here: tried once on a tiny product."""
+        if "fbgemm" not in torch.backends.quantized.supported_engines:
+            return False
+        try:
+            with torch.inference_mode():
+                probe = _Fp16Product(torch.eye(16), torch.zeros(16))(torch.arange(32.0).view(2, 16))
+            return bool(torch.equal(probe, torch.arange(32.0).view(2, 16)))
+        except (RuntimeError, NotImplementedError, AttributeError):
+            return False
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.quantized.linear_dynamic_fp16(x, self.packed)
+
+
+PRODUCTS = {"fp32": _FloatProduct, "int8": _Int8Product, "fp16": _Fp16Product}
+"""Precision -> the product class; `available()` on those that need a library kernel (float32 always runs)."""
+MORE_EXACT_FIRST = ("fp32", "fp16", "int8")  # fp16 rounds only the weights; int8 the weights and each input row
+
+
+def available_precisions() -> list[str]:
+    return [name for name in MORE_EXACT_FIRST if name == "fp32" or PRODUCTS[name].available()]
+
+
 @dataclass(frozen=True)
 class _Layer:
-    qkv: _FloatProduct | _Int8Product  # query, key and value in one product
-    out: _FloatProduct | _Int8Product
+    qkv: _FloatProduct | _Int8Product | _Fp16Product  # query, key and value in one product
+    out: _FloatProduct | _Int8Product | _Fp16Product
     norm1: tuple[torch.Tensor, torch.Tensor, float]
-    up: _FloatProduct | _Int8Product
-    down: _FloatProduct | _Int8Product
+    up: _FloatProduct | _Int8Product | _Fp16Product
+    down: _FloatProduct | _Int8Product | _Fp16Product
     norm2: tuple[torch.Tensor, torch.Tensor, float]
 
 
@@ -99,8 +143,11 @@ class LeanBert:
     """A snapshot of a BERT backbone's weights, laid out for `__call__`; `current()` says whether it still is one."""
 
     def __init__(self, bert: nn.Module, precision: str = "fp32"):
-        self.precision = check_text_precision(precision)
-        product = _Int8Product if precision == "int8" else _FloatProduct
+        if check_text_precision(precision) not in PRODUCTS:
+            raise ValueError(f"LeanBert needs a resolved precision ({', '.join(PRODUCTS)}), not {precision!r}")
+        self.precision = precision
+        self.reason = "asked for"
+        product = PRODUCTS[precision]
         config = bert.config
         self.bert = bert
         self.width = int(config.hidden_size)
@@ -125,8 +172,9 @@ class LeanBert:
     @classmethod
     def of(cls, text_model: nn.Module, precision: str = "fp32") -> "LeanBert | None":
         """A LeanBert of a `*ForMaskedLM`'s backbone, or None when it is not a plain BERT (other architectures,
-        relative positions, another activation): those keep the Hugging Face forward. `int8` where this torch
-        has no oneDNN quantised inner product is float32 (`precision` says which it is)."""
+        relative positions, another activation): those keep the Hugging Face forward. `auto` is measured here
+        (`text_precision.choose_precision`); `int8` or `fp16` where this torch has no kernel for it is float32
+        (`precision` says which it is, `reason` why)."""
         bert = getattr(text_model, "base_model", None)
         config = getattr(bert, "config", None)
         if config is None or config.model_type != "bert" or getattr(config, "is_decoder", False):
@@ -135,9 +183,17 @@ class LeanBert:
             return None
         if config.hidden_size % config.num_attention_heads:
             return None
-        if precision == "int8" and not _Int8Product.available():
-            precision = "fp32"
-        return cls(bert, precision)
+        reason = "asked for"
+        if precision == "auto":
+            from .text_precision import choose_precision
+
+            choice = choose_precision(bert)
+            precision, reason = choice.precision, choice.reason
+        elif precision != "fp32" and not PRODUCTS[check_text_precision(precision)].available():
+            precision, reason = "fp32", f"{precision} was asked for; this torch has no kernel for it on this CPU"
+        lean = cls(bert, precision)
+        lean.reason = reason
+        return lean
 
     def current(self) -> bool:
         """False once any backbone weight changed in place (an optimiser step): the snapshot is stale then."""

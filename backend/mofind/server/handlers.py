@@ -247,7 +247,8 @@ class Backend:
         return {
             "version": mofind.__version__, "protocol": PROTOCOL_VERSION,
             "model": {"name": spec.model_name, "hash": spec.model_hash, "dim": spec.dim,
-                      "text_precision": self.encoder.text_precision},
+                      "text_precision": self.encoder.text_precision,
+                      "text_precision_reason": self.encoder.text_precision_reason},
             "index": {"path": str(self.index_dir), "clips": len(reader), "windows": reader.num_windows,
                       "bytes": reader.disk_bytes(), "generation": reader.generation,
                       "offline": reader.offline_summary()},
