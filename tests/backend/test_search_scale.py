@@ -49,6 +49,25 @@ def test_every_kernel_gives_the_reference_integer_maxima(name):
     np.testing.assert_array_equal(got, reference)
 
 
+@pytest.mark.parametrize("dim", [32, 128, 256])
+def test_the_avx2_kernel_is_exact_at_the_extremes_of_its_16_bit_pair_sums(dim):
+    """`vpmaddubsw` sums byte products in pairs into 16 bits: with the largest stored level (31) against +-127 and
+    -128 every pair sum is at the end of its range; any query count (4 per call, padded) and any width."""
+    kernel = kernels.make_kernel("avx2-u8s8")
+    if not kernel.available():
+        pytest.skip("no AVX2 here, or numba is missing: the kernel is never offered")
+    rng = np.random.default_rng(dim)
+    levels = np.where(rng.random((9 * 5, dim)) < 0.7, 31, rng.integers(0, 32, (9 * 5, dim))).astype(np.int8)
+    for count in (1, 4, 5, 9):
+        q8 = rng.choice(np.array([-128, -127, 127, 126, 0], np.int8), (count, dim))
+        products = levels.astype(np.int64) @ q8.T.astype(np.int64)
+        np.testing.assert_array_equal(kernel.max_dots(kernel.rows(levels), kernel.queries(q8), 9),
+                                      products.reshape(5, 9, count).max(1))
+        np.testing.assert_array_equal(kernel.dots(kernel.rows(levels), kernel.queries(q8)), products)
+    with pytest.raises(ValueError, match="do not fit"):
+        kernel.max_dots(kernel.rows(levels[:, :dim - 8]), kernel.queries(q8[:, :dim - 8]), 9)
+
+
 def test_kernel_is_calibrated_once_per_machine_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("MOFIND_CACHE", str(tmp_path))
     monkeypatch.delenv("MOFIND_KERNEL", raising=False)
