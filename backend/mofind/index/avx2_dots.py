@@ -9,9 +9,9 @@ reductions into `vpmaddwd`); this kernel took 0.39 ms (0.71 against 1.24 ms at 8
 window's rows fused in, no product array written. The instructions are reached through LLVM's intrinsics
 (`llvm.x86.avx2.pmadd.ub.sw`, `llvm.x86.avx2.pmadd.wd`, `llvm.x86.avx2.phadd.d`) from a numba `intrinsic`.
 
-Exact: stored levels are u8 0..31 and query rows s8 -127..127, so each 16-bit pair sum of `vpmaddubsw` is at most
-2 x 31 x 127 = 7,874 (no saturation), and it is widened to 32 bits (`vpmaddwd` by ones) after every 32-byte
-chunk. The calibration checks every kernel against a float64 product before it can be chosen (kernels.py).
+Exact: stored levels are u8 0..31 and query rows s8 -127..127 (-128 too), so each 16-bit pair sum of `vpmaddubsw` is
+at most 2 x 31 x 128 = 7,936 (no saturation), and four chunks' sums (31,744 < 2**15) are widened to 32 bits
+(`vpmaddwd` by ones) together. The calibration checks every kernel against a float64 product before it can be chosen (kernels.py).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - the project installs numba; this keeps
 
 LANES = 4  # query rows per call: their four sums come out of one horizontal reduction
 CHUNK = 32  # bytes per AVX2 register
+GROUP = 4  # chunks summed in 16 bits before widening: 4 x 7,936 = 31,744 < 2**15
 
 
 @functools.cache
@@ -94,11 +95,24 @@ if numba is not None:
                                       bytes32.as_pointer()) for k in range(LANES)]
             ones = ir.Constant(shorts, [1] * 16)
             sums = [cgutils.alloca_once_value(builder, ir.Constant(ints, [0] * 8)) for _ in range(LANES)]
-            with cgutils.for_range(builder, chunks) as loop:
-                chunk = builder.load(builder.gep(stored, [loop.index]), align=1)
+
+            def add_chunks(first, count):  # `count` chunks summed in 16 bits, then widened into `sums`
+                pairs = [None] * LANES
+                for step in range(count):
+                    index = builder.add(first, ir.Constant(first.type, step))
+                    chunk = builder.load(builder.gep(stored, [index]), align=1)
+                    for k in range(LANES):
+                        product = builder.call(madd_bytes, [chunk, builder.load(builder.gep(asked[k], [index]), align=1)])
+                        pairs[k] = product if pairs[k] is None else builder.add(pairs[k], product)
                 for k in range(LANES):
-                    pairs = builder.call(madd_bytes, [chunk, builder.load(builder.gep(asked[k], [loop.index]), align=1)])
-                    builder.store(builder.add(builder.load(sums[k]), builder.call(madd_shorts, [pairs, ones])), sums[k])
+                    builder.store(builder.add(builder.load(sums[k]), builder.call(madd_shorts, [pairs[k], ones])), sums[k])
+
+            group = ir.Constant(chunks.type, GROUP)
+            with cgutils.for_range(builder, builder.udiv(chunks, group)) as loop:
+                add_chunks(builder.mul(loop.index, group), GROUP)
+            done = builder.mul(builder.udiv(chunks, group), group)
+            with cgutils.for_range(builder, builder.sub(chunks, done)) as loop:
+                add_chunks(builder.add(done, loop.index), 1)
             v = [builder.load(s) for s in sums]
             halves = builder.call(pair_add, [builder.call(pair_add, [v[0], v[1]]), builder.call(pair_add, [v[2], v[3]])])
             low = builder.shuffle_vector(halves, halves, ir.Constant(four, [0, 1, 2, 3]))
