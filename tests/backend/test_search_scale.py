@@ -68,6 +68,27 @@ def test_the_avx2_kernel_is_exact_at_the_extremes_of_its_16_bit_pair_sums(dim):
         kernel.max_dots(kernel.rows(levels[:, :dim - 8]), kernel.queries(q8[:, :dim - 8]), 9)
 
 
+@pytest.mark.parametrize("bits", [4, 5])
+@pytest.mark.parametrize("dim", [64, 128, 256])
+def test_the_avx2_kernel_reads_packed_codes_as_the_unpacking_does(dim, bits):
+    """Any bytes are valid codes: nibbles, then (5 bits) the fifth-bit plane; windows of any row count."""
+    from mofind.index import avx2_dots, unpack
+
+    if not avx2_dots.available():
+        pytest.skip("no AVX2 here, or numba is missing: the kernel is never offered")
+    rng = np.random.default_rng(dim + bits)
+    packed = rng.integers(0, 256, (300, dim // 2 + (dim // 8 if bits == 5 else 0))).astype(np.uint8)
+    levels = unpack.levels(packed, dim, bits).astype(np.int64)
+    starts, counts = rng.integers(0, 290, 40), rng.integers(1, 11, 40)
+    for count in (1, 4, 6):
+        q8 = rng.integers(-128, 128, (count, dim)).astype(np.int8)
+        expected = np.array([(levels[a:a + n] @ q8.T.astype(np.int64)).max(0) for a, n in zip(starts, counts)])
+        np.testing.assert_array_equal(
+            avx2_dots.packed_max_dots(packed, starts, counts, dim, bits, avx2_dots.padded_queries(q8), count), expected)
+    with pytest.raises(IndexError, match="outside"):
+        avx2_dots.packed_max_dots(packed, np.array([295]), np.array([10]), dim, bits, avx2_dots.padded_queries(q8), 1)
+
+
 def test_kernel_is_calibrated_once_per_machine_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("MOFIND_CACHE", str(tmp_path))
     monkeypatch.delenv("MOFIND_KERNEL", raising=False)
@@ -590,6 +611,61 @@ def test_a_sparse_re_rank_of_an_uncached_chunk_skips_the_cache_and_gives_the_sam
     np.testing.assert_array_equal(scan.exact_maxima(sparse, kernel, queries, cache, block=4), reference)
     cache.drop(scan.chunk.name)
     assert not cache.holds(scan.chunk.name, kernel.name) and cache.used == 0
+
+
+@pytest.fixture(scope="module")
+def wide_library(tmp_path_factory):
+    """The model's own width (D = 128): the packed path of avx2-u8s8 needs D a multiple of 64."""
+    from dataclasses import replace
+
+    folder = tmp_path_factory.mktemp("wide")
+    spec = replace(SPEC, dim=128)
+    rng = np.random.default_rng(4)
+    for part in range(2):
+        with IndexWriter(folder, spec) as writer:
+            for i in range(12 * part, 12 * part + 12):
+                source = f"/lib/wide_{i:03d}.bvh"
+                record = ClipRecord(clip_id=clip_id_for(source), source=source, content_hash=str(i), size=1,
+                                    mtime_ns=1, format="bvh", frame_range=(0, 90), source_fps=30.0, num_frames=60,
+                                    duration=3.0, skeleton="bandai")
+                valid = np.ones(ROWS * COLS, bool)
+                valid[-COLS * (i % 2):] = i % 2 == 0  # every other clip has a padded last row
+                writer.add(record, [WindowEmbedding(8 * w, 12 * w, 12 * w + 24,
+                                                    unit(rng.standard_normal((ROWS * COLS, 128))), valid)
+                                    for w in range(3)])
+    return IndexReader.open(folder, spec)
+
+
+@pytest.mark.parametrize("name", kernels.CPU_KERNELS)
+def test_windows_read_from_packed_codes_give_the_unpacked_maxima(wide_library, name):
+    """A re-rank of windows no cache holds, and the middle stage, read the packed codes where they lie; a kernel
+    with a packed path (avx2-u8s8) multiplies them unpacked in registers. The integers are those of unpacking
+    every window (padded slots included) and taking the max, for patches (5 bits) and pooled vectors (4 bits)."""
+    from mofind.index.search import _QueryBatch
+
+    kernel = kernels.make_kernel(name)
+    if not getattr(kernel, "available", lambda: True)():
+        pytest.skip(f"{name} does not run here")
+    library = wide_library
+    scan = Searcher(library).snapshot.scans[0]
+    packed_path = kernel.packed_max_dots(scan.chunk.arrays["patches"], np.array([0]), np.array([1]), scan.codec,
+                                         kernel.queries(np.ones((1, 128), np.int8)))
+    assert (packed_path is not None) == (name == "avx2-u8s8")  # the one kernel that reads packed codes
+    reference_kernel = kernels.make_kernel("fp32-numpy")
+    rng = np.random.default_rng(17)
+    token_sets = [unit(rng.standard_normal((count, 128))) for count in (1, 3, 6)]
+    for scan in Searcher(library).snapshot.scans:
+        windows = np.sort(rng.choice(scan.num_windows, min(9, scan.num_windows), replace=False))
+        padded = scan.real(windows)
+        assert not padded.all()  # some of these windows have padded slots (every other clip does)
+        batch = _QueryBatch(token_sets, library, kernel)
+        expected_batch = _QueryBatch(token_sets, library, reference_kernel)
+        levels = reference_kernel.rows(scan.window_levels(windows))
+        np.testing.assert_array_equal(scan.exact_maxima(windows, kernel, batch.operand, None),
+                                      reference_kernel.max_dots(levels, expected_batch.operand, scan.num_patches))
+        pooled = reference_kernel.rows(scan.pooled_levels(windows))
+        np.testing.assert_array_equal(scan.pooled_maxima(windows, kernel, batch.operand),
+                                      reference_kernel.max_dots(pooled, expected_batch.operand, scan.pool_width))
 
 
 def test_a_chunk_that_fits_the_cache_is_kept_whole_and_any_windows_read_from_it_give_the_same_maxima(library):

@@ -8,8 +8,8 @@ see `codec.QuantizedQueries`). Five CPU kernels compute those integers:
                  pair sums saturate and the maxima are wrong, so the calibration never picks it there);
   * "onednn-u8s8" oneDNN's quantized inner product: levels as u8 activations, queries as prepacked s8 weights
                  (where torch has oneDNN);
-  * "fp32-torch" float32 matmul in torch (MKL / oneDNN);
   * "avx2-u8s8"  AVX2's byte multiply-add through numba, the max fused in (avx2_dots.py: CPUs without VNNI);
+  * "fp32-torch" float32 matmul in torch (MKL / oneDNN);
   * "fp32-numpy" float32 matmul in numpy's BLAS, one thread (see linalg.py).
 
 The float kernels are exact: |levels| <= 31, |q8| <= 127, D <= 1024, so every sum stays below 2**24.
@@ -50,7 +50,7 @@ from .linalg import single_blas_thread
 BLOCK_WINDOWS = 256
 CPU_KERNELS = ("int8", "onednn-u8s8", "avx2-u8s8", "fp32-torch", "fp32-numpy")
 INEXACT_KERNELS = ("bf16-torch",)  # timed for the report, never used: output rounding changes scores
-CALIBRATION_VERSION = 7  # 7: the avx2-u8s8 kernel; 6: first-stage tables timed on 32 MB (2 MB before); 5: float64 exactness reference
+CALIBRATION_VERSION = 8  # 8: packed codes read by avx2-u8s8; 7: the avx2-u8s8 kernel; 6: first-stage tables timed on 32 MB (2 MB before); 5: float64 exactness reference
 KERNEL_TABLE = "kernel"  # the first stage multiplies its table with the MaxSim kernel, block by block
 PACKED_TABLE = "onednn-u8s8"  # ... or with oneDNN's prepacked u8 x s8 inner product (see PackedTable)
 ROWS_TABLE = "onednn-u8-rows"  # ... or the same product with the table as u8 activations (see PlaneTable)
@@ -78,6 +78,11 @@ class Kernel:
         """(n * width, D) rows of n windows -> (n, Q) int32: per window, the best row for each query column."""
         dots = self.dots(levels, queries)
         return dots.reshape(-1, width, dots.shape[-1]).max(axis=1)
+
+    def packed_max_dots(self, packed, starts, counts, codec: RotatedCodec, queries) -> np.ndarray | None:
+        """`max_dots` straight from packed codes, window i being rows starts[i] .. + counts[i] of `packed`; None
+        where this kernel has no such path (the caller unpacks first)."""
+        return None
 
     def describe(self) -> str:
         return self.name
@@ -289,6 +294,14 @@ class Avx2U8S8Kernel(Kernel):
 
         return avx2_dots.max_dots(levels, queries.rows, width, queries.shape[1])
 
+    def packed_max_dots(self, packed, starts, counts, codec, queries):
+        from . import avx2_dots
+
+        if codec.dim % (2 * avx2_dots.CHUNK) or codec.bits not in (4, 5):
+            return None
+        return avx2_dots.packed_max_dots(np.asarray(packed, np.uint8), starts, counts, codec.dim, codec.bits,
+                                         queries.rows, queries.shape[1])
+
 
 def int_matmul(a, b):
     """(m, k) int8 @ (k, n) int8 -> (m, n) int32, with an exact float fallback where `_int_mm` is missing."""
@@ -382,10 +395,16 @@ def calibrate(codec: RotatedCodec, patches: int, queries: int = 8, block: int = 
             result = kernel.max_dots(kernel.rows(levels), operand, patches)
         except (RuntimeError, TypeError, ValueError):
             continue  # this torch build lacks it: never chosen
-        if not np.array_equal(result, reference):
+        starts, counts = np.arange(block) * patches, np.full(block, patches)
+        fused = kernel.packed_max_dots(packed, starts, counts, codec, operand)
+        if not np.array_equal(result, reference) or (fused is not None and not np.array_equal(fused, reference)):
             inexact.append(name)  # wrong integers on this CPU: never chosen
             continue
-        timings[name] = _time(lambda: kernel.max_dots(kernel.rows(codec.levels(packed)), operand, patches), repeats)
+        if fused is not None:  # what a re-rank of windows no cache holds runs: unpacked in registers
+            timings[name] = _time(lambda: kernel.packed_max_dots(packed, starts, counts, codec, operand), repeats)
+        else:
+            timings[name] = _time(lambda: kernel.max_dots(kernel.rows(codec.levels(packed)), operand, patches),
+                                  repeats)
     try:
         import torch
 
@@ -471,6 +490,8 @@ def _cached_choice(key: str, dim: int, patches: int, device: str) -> KernelChoic
     forced = os.environ.get("MOFIND_KERNEL")
     if forced:
         kernel = make_kernel(forced)
+        if not getattr(kernel, "available", lambda: True)():
+            raise ValueError(f"MOFIND_KERNEL={forced} does not run on this machine")
         table, table_reason, _ = _choose_table(kernel, dim)
         return KernelChoice(kernel, "forced by MOFIND_KERNEL", table=table, table_reason=table_reason)
     path = _calibration_file()
@@ -932,10 +953,15 @@ class ChunkScan:
     def _scattered_maxima(self, windows: np.ndarray, positions: np.ndarray, kernel: Kernel, queries,
                           out: np.ndarray, block: int) -> None:
         """out[positions] for windows read where they lie in the memory map, `block` windows per product."""
+        patches = self.chunk.arrays["patches"]
         for start in range(0, len(positions), block):
             part = positions[start:start + block]
-            out[part] = kernel.max_dots(kernel.rows(self.window_levels(windows[part])), queries, self.num_patches)
-            self.chunk.release("patches")  # what window_levels mapped: at most one block's pages at a time
+            starts = self.offsets[windows[part]]
+            found = kernel.packed_max_dots(patches, starts, self.offsets[windows[part] + 1] - starts, self.codec,
+                                           queries)  # padded slots repeat a first patch: never a new max
+            out[part] = found if found is not None else \
+                kernel.max_dots(kernel.rows(self.window_levels(windows[part])), queries, self.num_patches)
+            self.chunk.release("patches")  # what the block mapped: at most one block's pages at a time
 
     def _whole_maxima(self, whole: np.ndarray, windows: np.ndarray, kernel: Kernel, queries, out: np.ndarray,
                       block: int) -> None:
@@ -971,10 +997,13 @@ class ChunkScan:
         """(len(windows), Q) int32 maxima over the 32 pooled vectors (the middle stage); `release`: drop the
         chunk's mapped pooled pages afterwards (see below; `Searcher` keeps them in a small library)."""
         out = np.empty((len(windows), _columns(queries)), np.int32)
+        pooled = self.chunk.arrays["pooled"]
         for start in range(0, len(windows), block):
-            part = windows[start:start + block]
-            out[start:start + len(part)] = kernel.max_dots(kernel.rows(self.pooled_levels(part)), queries,
-                                                           self.pool_width)
+            part = np.asarray(windows[start:start + block], np.int64)
+            found = kernel.packed_max_dots(pooled, part * self.pool_width, np.full(len(part), self.pool_width),
+                                           self.pooled_codec, queries) if len(part) else None
+            out[start:start + len(part)] = found if found is not None else \
+                kernel.max_dots(kernel.rows(self.pooled_levels(part)), queries, self.pool_width)
         # the middle stage's scattered reads map (fault-around) most of the chunk's pooled pages: drop them now,
         # so one query's peak resident set stays bounded too (Searcher.bound_mapped_pages; ~3 % of a 1M query)
         if release:
