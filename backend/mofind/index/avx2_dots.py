@@ -9,9 +9,10 @@ reductions into `vpmaddwd`); this kernel took 0.39 ms (0.71 against 1.24 ms at 8
 window's rows fused in, no product array written. The instructions are reached through LLVM's intrinsics
 (`llvm.x86.avx2.pmadd.ub.sw`, `llvm.x86.avx2.pmadd.wd`, `llvm.x86.avx2.phadd.d`) from a numba `intrinsic`.
 
-Exact: stored levels are u8 0..31 and query rows s8 -127..127 (-128 too), so each 16-bit pair sum of `vpmaddubsw` is
-at most 2 x 31 x 128 = 7,936 (no saturation), and four chunks' sums (31,744 < 2**15) are widened to 32 bits
-(`vpmaddwd` by ones) together. The calibration checks every kernel against a float64 product before it can be chosen (kernels.py).
+Exact: stored levels are u8 0..31 and query rows s8 -127..127 (-128 too), so each 16-bit pair sum of
+`vpmaddubsw` is at most 2 x 31 x 128 = 7,936 (no saturation), and four chunks' sums (31,744 < 2**15) are widened
+to 32 bits (`vpmaddwd` by ones) together. The calibration checks every kernel against a float64 product before
+it can be chosen (kernels.py).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ GROUP = 4  # chunks summed in 16 bits before widening: 4 x 7,936 = 31,744 < 2**1
 
 @functools.cache
 def available() -> bool:
-    """numba is here, this CPU has AVX2, and the kernel compiles and gives the right integers on a tiny case."""
+    """numba is here, this CPU has AVX2, and both entry points compile and give the right integers on a tiny case."""
     if numba is None:
         return False
     try:
@@ -44,10 +45,17 @@ def available() -> bool:
 
         if not binding.get_host_cpu_features().get("avx2", False):
             return False
-        levels = np.arange(2 * CHUNK, dtype=np.uint8).reshape(2, CHUNK) % 32
-        q8 = np.arange(-CHUNK, CHUNK, dtype=np.int8).reshape(2, CHUNK)
-        return bool(np.array_equal(max_dots(levels, padded_queries(q8), 1, 2),
-                                   levels.astype(np.int64) @ q8.T.astype(np.int64)))
+        from .unpack import levels_numpy
+
+        dim = 2 * CHUNK
+        packed = (np.arange(3 * (dim // 2 + dim // 8)) * 37 % 256).astype(np.uint8).reshape(3, -1)
+        levels = levels_numpy(packed, dim, 5)
+        q8 = (np.arange(2 * dim) * 11 % 255 - 127).astype(np.int8).reshape(2, dim)
+        expected = levels.astype(np.int64) @ q8.T.astype(np.int64)
+        queries = padded_queries(q8)
+        return bool(np.array_equal(max_dots(levels, queries, 1, 2), expected)
+                    and np.array_equal(packed_max_dots(packed, np.array([0]), np.array([3]), dim, 5, queries, 2),
+                                       expected.max(0, keepdims=True)))
     except Exception:  # noqa: BLE001 - any failure to compile or run means: not on this machine
         return False
 
@@ -93,66 +101,48 @@ def packed_max_dots(packed: np.ndarray, starts: np.ndarray, counts: np.ndarray, 
     return out[:, :columns]
 
 
+class _Lanes:
+    """LLVM IR for four query rows against one stored row: the x86 intrinsics, four 32-bit accumulators, and the
+    final horizontal sum folded into the running maxima. Shared by both intrinsics below."""
+
+    def __init__(self, builder, queries, stride):
+        i8, i16, i32 = ir.IntType(8), ir.IntType(16), ir.IntType(32)
+        self.bytes32, self.shorts, self.ints = ir.VectorType(i8, 32), ir.VectorType(i16, 16), ir.VectorType(i32, 8)
+        self.builder = builder
+        module = builder.module
+        declare = cgutils.get_or_insert_function
+        self.madd_bytes = declare(module, ir.FunctionType(self.shorts, [self.bytes32] * 2), "llvm.x86.avx2.pmadd.ub.sw")
+        self.madd_shorts = declare(module, ir.FunctionType(self.ints, [self.shorts] * 2), "llvm.x86.avx2.pmadd.wd")
+        self.pair_add = declare(module, ir.FunctionType(self.ints, [self.ints] * 2), "llvm.x86.avx2.phadd.d")
+        self.asked = [builder.inttoptr(builder.add(queries, builder.mul(stride, ir.Constant(stride.type, k))),
+                                       self.bytes32.as_pointer()) for k in range(LANES)]
+        self.sums = [cgutils.alloca_once_value(builder, ir.Constant(self.ints, [0] * 8)) for _ in range(LANES)]
+
+    def add(self, chunks: list, indices: list) -> None:
+        """Stored chunks (u8 vectors) times the query chunks at the same indices: summed in 16 bits, widened once."""
+        b = self.builder
+        for k in range(LANES):
+            pairs = None
+            for chunk, index in zip(chunks, indices):
+                product = b.call(self.madd_bytes, [chunk, b.load(b.gep(self.asked[k], [index]), align=1)])
+                pairs = product if pairs is None else b.add(pairs, product)
+            widened = b.call(self.madd_shorts, [pairs, ir.Constant(self.shorts, [1] * 16)])
+            b.store(b.add(b.load(self.sums[k]), widened), self.sums[k])
+
+    def keep_best(self, best) -> None:
+        """best[0:4] = max(best[0:4], the four sums)."""
+        b = self.builder
+        v = [b.load(total) for total in self.sums]
+        halves = b.call(self.pair_add, [b.call(self.pair_add, v[:2]), b.call(self.pair_add, v[2:])])
+        four = ir.VectorType(ir.IntType(32), 4)
+        total = b.add(b.shuffle_vector(halves, halves, ir.Constant(four, [0, 1, 2, 3])),
+                      b.shuffle_vector(halves, halves, ir.Constant(four, [4, 5, 6, 7])))
+        target = b.inttoptr(best, four.as_pointer())
+        old = b.load(target, align=4)
+        b.store(b.select(b.icmp_signed(">", total, old), total, old), target, align=4)
+
+
 if numba is not None:
-    @intrinsic
-    def _packed_best_of_four(typingctx, row, dim, fifth, queries, best):
-        """`_best_of_four` for one packed row at `row` (D levels: nibbles, then fifth bits when `fifth`), the
-        four query rows at `queries` (D bytes apart)."""
-        signature = types.void(row, dim, fifth, queries, best)
-
-        def codegen(context, builder, signature, args):
-            row, dim, fifth, queries, best = args
-            i8, i16, i32, i64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
-            bytes32, shorts, ints, four = (ir.VectorType(i8, 32), ir.VectorType(i16, 16), ir.VectorType(i32, 8),
-                                           ir.VectorType(i32, 4))
-            module = builder.module
-            madd_bytes = cgutils.get_or_insert_function(module, ir.FunctionType(shorts, [bytes32, bytes32]),
-                                                        "llvm.x86.avx2.pmadd.ub.sw")
-            madd_shorts = cgutils.get_or_insert_function(module, ir.FunctionType(ints, [shorts, shorts]),
-                                                         "llvm.x86.avx2.pmadd.wd")
-            pair_add = cgutils.get_or_insert_function(module, ir.FunctionType(ints, [ints, ints]),
-                                                      "llvm.x86.avx2.phadd.d")
-            byte_ptr = ir.IntType(8).as_pointer()
-            base = builder.inttoptr(row, byte_ptr)
-            half = builder.udiv(dim, ir.Constant(i64, 2))
-            half_chunks = builder.udiv(half, ir.Constant(i64, CHUNK))
-            asked = [builder.inttoptr(builder.add(queries, builder.mul(dim, ir.Constant(i64, k))), bytes32.as_pointer())
-                     for k in range(LANES)]
-            low_mask = ir.Constant(bytes32, [15] * 32)
-            bit_of = ir.Constant(bytes32, [0x80 >> (k % 8) for k in range(32)])
-            spread = ir.Constant(ir.VectorType(i32, 32), [k // 8 for k in range(32)])
-            ones = ir.Constant(shorts, [1] * 16)
-            with_fifth = builder.icmp_unsigned("!=", fifth, ir.Constant(fifth.type, 0))
-            sums = [cgutils.alloca_once_value(builder, ir.Constant(ints, [0] * 8)) for _ in range(LANES)]
-            with cgutils.for_range(builder, builder.udiv(dim, ir.Constant(i64, CHUNK))) as loop:
-                chunk = loop.index  # dims 32 c .. 32 c + 31
-                upper = builder.icmp_unsigned(">=", chunk, half_chunks)
-                source = builder.select(upper, builder.sub(chunk, half_chunks), chunk)
-                raw = builder.load(builder.bitcast(builder.gep(base, [builder.mul(source, ir.Constant(i64, CHUNK))]),
-                                                   bytes32.as_pointer()), align=1)
-                shifted = builder.bitcast(builder.lshr(builder.bitcast(raw, shorts), ir.Constant(shorts, [4] * 16)),
-                                          bytes32)
-                levels = builder.and_(builder.select(upper, shifted, raw), low_mask)
-                plane = builder.gep(base, [builder.add(half, builder.mul(chunk, ir.Constant(i64, 4)))])
-                word = builder.load(builder.bitcast(plane, ir.VectorType(i8, 4).as_pointer()), align=1)
-                bits = builder.and_(builder.shuffle_vector(word, word, spread), bit_of)
-                sixteens = builder.select(builder.icmp_unsigned("!=", bits, ir.Constant(bytes32, [0] * 32)),
-                                          ir.Constant(bytes32, [16] * 32), ir.Constant(bytes32, [0] * 32))
-                levels = builder.select(with_fifth, builder.or_(levels, sixteens), levels)
-                for k in range(LANES):
-                    pairs = builder.call(madd_bytes, [levels, builder.load(builder.gep(asked[k], [chunk]), align=1)])
-                    builder.store(builder.add(builder.load(sums[k]), builder.call(madd_shorts, [pairs, ones])), sums[k])
-            v = [builder.load(s) for s in sums]
-            halves = builder.call(pair_add, [builder.call(pair_add, [v[0], v[1]]), builder.call(pair_add, [v[2], v[3]])])
-            total = builder.add(builder.shuffle_vector(halves, halves, ir.Constant(four, [0, 1, 2, 3])),
-                                builder.shuffle_vector(halves, halves, ir.Constant(four, [4, 5, 6, 7])))
-            target = builder.inttoptr(best, four.as_pointer())
-            old = builder.load(target, align=4)
-            builder.store(builder.select(builder.icmp_signed(">", total, old), total, old), target, align=4)
-            return context.get_dummy_value()
-
-        return signature, codegen
-
     @intrinsic
     def _best_of_four(typingctx, row, queries, stride, chunks, best):
         """best[0:4] = max(best[0:4], row . queries[k] for k < 4), the rows at `row` (u8) and `queries + k * stride`
@@ -161,32 +151,12 @@ if numba is not None:
 
         def codegen(context, builder, signature, args):
             row, queries, stride, chunks, best = args
-            i8, i16, i32 = ir.IntType(8), ir.IntType(16), ir.IntType(32)
-            bytes32, shorts, ints, four = (ir.VectorType(i8, 32), ir.VectorType(i16, 16), ir.VectorType(i32, 8),
-                                           ir.VectorType(i32, 4))
-            module = builder.module
-            madd_bytes = cgutils.get_or_insert_function(module, ir.FunctionType(shorts, [bytes32, bytes32]),
-                                                        "llvm.x86.avx2.pmadd.ub.sw")
-            madd_shorts = cgutils.get_or_insert_function(module, ir.FunctionType(ints, [shorts, shorts]),
-                                                         "llvm.x86.avx2.pmadd.wd")
-            pair_add = cgutils.get_or_insert_function(module, ir.FunctionType(ints, [ints, ints]),
-                                                      "llvm.x86.avx2.phadd.d")
-            stored = builder.inttoptr(row, bytes32.as_pointer())
-            asked = [builder.inttoptr(builder.add(queries, builder.mul(stride, ir.Constant(stride.type, k))),
-                                      bytes32.as_pointer()) for k in range(LANES)]
-            ones = ir.Constant(shorts, [1] * 16)
-            sums = [cgutils.alloca_once_value(builder, ir.Constant(ints, [0] * 8)) for _ in range(LANES)]
+            lanes = _Lanes(builder, queries, stride)
+            stored = builder.inttoptr(row, lanes.bytes32.as_pointer())
 
-            def add_chunks(first, count):  # `count` chunks summed in 16 bits, then widened into `sums`
-                pairs = [None] * LANES
-                for step in range(count):
-                    index = builder.add(first, ir.Constant(first.type, step))
-                    chunk = builder.load(builder.gep(stored, [index]), align=1)
-                    for k in range(LANES):
-                        product = builder.call(madd_bytes, [chunk, builder.load(builder.gep(asked[k], [index]), align=1)])
-                        pairs[k] = product if pairs[k] is None else builder.add(pairs[k], product)
-                for k in range(LANES):
-                    builder.store(builder.add(builder.load(sums[k]), builder.call(madd_shorts, [pairs[k], ones])), sums[k])
+            def add_chunks(first, count):  # `count` chunks from `first`
+                indices = [builder.add(first, ir.Constant(first.type, step)) for step in range(count)]
+                lanes.add([builder.load(builder.gep(stored, [i]), align=1) for i in indices], indices)
 
             group = ir.Constant(chunks.type, GROUP)
             with cgutils.for_range(builder, builder.udiv(chunks, group)) as loop:
@@ -194,14 +164,44 @@ if numba is not None:
             done = builder.mul(builder.udiv(chunks, group), group)
             with cgutils.for_range(builder, builder.sub(chunks, done)) as loop:
                 add_chunks(builder.add(done, loop.index), 1)
-            v = [builder.load(s) for s in sums]
-            halves = builder.call(pair_add, [builder.call(pair_add, [v[0], v[1]]), builder.call(pair_add, [v[2], v[3]])])
-            low = builder.shuffle_vector(halves, halves, ir.Constant(four, [0, 1, 2, 3]))
-            high = builder.shuffle_vector(halves, halves, ir.Constant(four, [4, 5, 6, 7]))
-            total = builder.add(low, high)
-            target = builder.inttoptr(best, four.as_pointer())
-            old = builder.load(target, align=4)
-            builder.store(builder.select(builder.icmp_signed(">", total, old), total, old), target, align=4)
+            lanes.keep_best(best)
+            return context.get_dummy_value()
+
+        return signature, codegen
+
+    @intrinsic
+    def _packed_best_of_four(typingctx, row, dim, fifth, queries, best):
+        """`_best_of_four` for one packed row at `row` (D levels: nibbles, then fifth bits when `fifth`), the
+        four query rows at `queries` (D bytes apart)."""
+        signature = types.void(row, dim, fifth, queries, best)
+
+        def codegen(context, builder, signature, args):
+            row, dim, fifth, queries, best = args
+            i8, i64 = ir.IntType(8), ir.IntType(64)
+            lanes = _Lanes(builder, queries, dim)
+            bytes32 = lanes.bytes32
+            base = builder.inttoptr(row, i8.as_pointer())
+            half = builder.udiv(dim, ir.Constant(i64, 2))
+            half_chunks = builder.udiv(half, ir.Constant(i64, CHUNK))
+            bit_of = ir.Constant(bytes32, [0x80 >> (k % 8) for k in range(32)])
+            spread = ir.Constant(ir.VectorType(ir.IntType(32), 32), [k // 8 for k in range(32)])
+            with_fifth = builder.icmp_unsigned("!=", fifth, ir.Constant(fifth.type, 0))
+            with cgutils.for_range(builder, builder.udiv(dim, ir.Constant(i64, CHUNK))) as loop:
+                chunk = loop.index  # dims 32 c .. 32 c + 31: low nibbles of bytes 32 c.., or high ones of 32 c - D/2..
+                upper = builder.icmp_unsigned(">=", chunk, half_chunks)
+                source = builder.gep(base, [builder.mul(builder.select(upper, builder.sub(chunk, half_chunks), chunk),
+                                                        ir.Constant(i64, CHUNK))])
+                raw = builder.load(builder.bitcast(source, bytes32.as_pointer()), align=1)
+                shifted = builder.bitcast(builder.lshr(builder.bitcast(raw, lanes.shorts),
+                                                       ir.Constant(lanes.shorts, [4] * 16)), bytes32)
+                levels = builder.and_(builder.select(upper, shifted, raw), ir.Constant(bytes32, [15] * 32))
+                plane = builder.gep(base, [builder.add(half, builder.mul(chunk, ir.Constant(i64, 4)))])
+                word = builder.load(builder.bitcast(plane, ir.VectorType(i8, 4).as_pointer()), align=1)
+                bits = builder.and_(builder.shuffle_vector(word, word, spread), bit_of)
+                sixteens = builder.select(builder.icmp_unsigned("!=", bits, ir.Constant(bytes32, [0] * 32)),
+                                          ir.Constant(bytes32, [16] * 32), ir.Constant(bytes32, [0] * 32))
+                lanes.add([builder.select(with_fifth, builder.or_(levels, sixteens), levels)], [chunk])
+            lanes.keep_best(best)
             return context.get_dummy_value()
 
         return signature, codegen

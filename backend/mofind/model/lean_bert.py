@@ -90,9 +90,9 @@ class _Fp16Product:
 
     Why: on a CPU without VNNI, oneDNN's int8 product has no fast path (16-bit pair sums, then widening), and the
     tower is not faster in int8 than with half the float32 weight bytes: on an AMD EPYC (Zen 3, AVX2, 2 vCPUs) a
-    query took 7.3 ms here against 10.1 in int8 and 13.6 in float32, side by side (bench/bench_index.py). Only the weights are rounded
-    (11 bits of mantissa), never the input, so the token vectors equal float32's to a cosine of 1 - 1e-6, and a row
-    is computed alone (batch-invariant, tested).
+    query took 7.3 ms here against 10.1 in int8 and 13.6 in float32, side by side (bench/bench_index.py). Only the
+    weights are rounded (11 bits of mantissa), never the input, so the token vectors equal float32's to a cosine
+    of 1 - 1e-6; a caption gives the same vectors alone or in a batch to float32 rounding (tested).
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor):

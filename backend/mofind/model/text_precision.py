@@ -2,11 +2,11 @@
 
 Why measure: which is fastest depends on the CPU far more than on the arithmetic. With VNNI / AMX (a Xeon,
 2 vCPUs) oneDNN's int8 product made a query 2x faster than float32; without VNNI (an AMD EPYC, Zen 3, AVX2) int8
-gained only 1.35x and float16 weights through FBGEMM 1.86x, with float32's results (bench/bench_index.py). So each available precision
-(`lean_bert.available_precisions`) is timed as a server runs it: one short prompt at a time, with the caches
-emptied in between (a search between two queries evicts the tower's weights). The most exact precision within
-`TOLERANCE` of the fastest wins (fp32, then fp16, then int8): a few percent of speed is not worth rounding
-every input row. The choice is cached per machine (`mofind.machine`) in `cache_dir()/text-precision.json`, so
+gained only 1.35x and float16 weights through FBGEMM 1.86x, with float32's results (bench/bench_index.py). So
+each available precision (`lean_bert.available_precisions`) is timed as a server runs it: one short prompt at a
+time, with the caches emptied in between (a search between two queries evicts the tower's weights). The most
+exact precision within `TOLERANCE` of the fastest wins (fp32, then fp16, then int8): a few percent of speed is not
+worth rounding every input row. The choice is cached per machine (`mofind.machine`) in `cache_dir()/text-precision.json`, so
 a server and `mofind query` on one machine encode prompts alike, run after run.
 """
 
@@ -99,7 +99,8 @@ def choose_precision(bert) -> PrecisionChoice:
     ranked = ", ".join(f"{n} {ms:.2f} ms" for n, ms in sorted(timings.items(), key=lambda item: item[1]))
     choice = PrecisionChoice(name, f"the most exact within {TOLERANCE:g}x of the fastest, measured on this machine "
                                    f"(one {PROMPT_TOKENS}-token prompt, cold caches): {ranked}", timings)
-    data[key] = {"precision": name, "reason": choice.reason, "timings_ms": {n: round(ms, 3) for n, ms in timings.items()},
+    data[key] = {"precision": name, "reason": choice.reason,
+                 "timings_ms": {n: round(ms, 3) for n, ms in timings.items()},
                  "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
