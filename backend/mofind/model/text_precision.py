@@ -6,8 +6,9 @@ gained only 1.35x and float16 weights through FBGEMM 1.86x, with float32's resul
 each available precision (`lean_bert.available_precisions`) is timed as a server runs it: one short prompt at a
 time, with the caches emptied in between (a search between two queries evicts the tower's weights). The most
 exact precision within `TOLERANCE` of the fastest wins (fp32, then fp16, then int8): a few percent of speed is not
-worth rounding every input row. The choice is cached per machine (`mofind.machine`) in `cache_dir()/text-precision.json`, so
-a server and `mofind query` on one machine encode prompts alike, run after run.
+worth rounding every input row. The choice is cached per machine (`mofind.machine`) in
+`cache_dir()/text-precision.json`, so a server and `mofind query` on one machine encode prompts alike, run after
+run.
 """
 
 from __future__ import annotations
