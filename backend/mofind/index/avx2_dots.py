@@ -208,25 +208,23 @@ if numba is not None:
 
     @numba.njit(nogil=True, boundscheck=False, cache=True)
     def _window_maxima(levels, queries, width, out):
-        dim = levels.shape[1]
+        dim, lanes = levels.shape[1], queries.shape[0]
         chunks = dim // CHUNK
-        best = np.empty(queries.shape[0], np.int32)
-        rows, asked, kept = levels.ctypes.data, queries.ctypes.data, best.ctypes.data  # C-contiguous: plain offsets
+        rows, asked, kept = levels.ctypes.data, queries.ctypes.data, out.ctypes.data  # C-contiguous: plain offsets
         for window in range(levels.shape[0] // width):
-            best[:] = -2147483648
+            out[window, :] = -2147483648  # each window's maxima are kept in its own row of `out`
             for offset in range(width):
                 row = rows + (window * width + offset) * dim
-                for first in range(0, queries.shape[0], LANES):
-                    _best_of_four(row, asked + first * dim, dim, chunks, kept + first * 4)
-            out[window] = best
+                for first in range(0, lanes, LANES):
+                    _best_of_four(row, asked + first * dim, dim, chunks, kept + (window * lanes + first) * 4)
 
     @numba.njit(nogil=True, boundscheck=False, cache=True)
     def _packed_window_maxima(packed, starts, counts, dim, fifth, queries, out):
-        best = np.empty(queries.shape[0], np.int32)
-        rows, asked, kept, stride = packed.ctypes.data, queries.ctypes.data, best.ctypes.data, packed.shape[1]
+        lanes = queries.shape[0]
+        rows, asked, kept, stride = packed.ctypes.data, queries.ctypes.data, out.ctypes.data, packed.shape[1]
         for window in range(starts.shape[0]):
-            best[:] = -2147483648
+            out[window, :] = -2147483648
             for row in range(starts[window], starts[window] + counts[window]):
-                for first in range(0, queries.shape[0], LANES):
-                    _packed_best_of_four(rows + row * stride, dim, fifth, asked + first * dim, kept + first * 4)
-            out[window] = best
+                for first in range(0, lanes, LANES):
+                    _packed_best_of_four(rows + row * stride, dim, fifth, asked + first * dim,
+                                         kept + (window * lanes + first) * 4)
