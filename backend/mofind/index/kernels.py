@@ -43,6 +43,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..machine import ISA_VARIABLES, machine_key as _machine_key  # noqa: F401 - ISA_VARIABLES: kernels' API
+from . import avx2_dots
 from .chunk import Chunk
 from .codec import RotatedCodec
 from .linalg import single_blas_thread
@@ -64,6 +65,11 @@ class Kernel:
 
     name = ""
     dtype = np.int8
+
+    @staticmethod
+    def available() -> bool:
+        """Whether it runs on this machine (those that need a library kernel or an instruction set say)."""
+        return True
 
     def queries(self, q8: np.ndarray):
         """(L, D) int8 query rows -> the (D, L) operand this kernel multiplies with."""
@@ -277,32 +283,20 @@ class Avx2U8S8Kernel(Kernel):
     # batches over 24 rows, whose (rows x 370) float output no longer stays in cache (AMD EPYC, bench_quality, two
     # runs); from 4 to 24 rows it took 0.6 to 3.6 ms against oneDNN's 2.5 to 4.8 (256 windows of packed rows).
 
-    @staticmethod
-    def available() -> bool:
-        from . import avx2_dots
-
-        return avx2_dots.available()
+    available = staticmethod(avx2_dots.available)
+    rows = OneDnnU8S8Kernel.rows  # levels are already the u8 operand
 
     def queries(self, q8):
-        from . import avx2_dots
-
         q8 = np.asarray(q8, np.int8)
         return PaddedQueries(avx2_dots.padded_queries(q8), q8.shape[::-1])
-
-    def rows(self, levels):
-        return levels.view(np.uint8) if levels.dtype == np.int8 else levels.astype(np.uint8)
 
     def dots(self, rows, queries):
         return self.max_dots(rows, queries, 1)
 
     def max_dots(self, levels, queries, width):
-        from . import avx2_dots
-
         return avx2_dots.max_dots(levels, queries.rows, width, queries.shape[1])
 
     def packed_max_dots(self, packed, starts, counts, codec, queries):
-        from . import avx2_dots
-
         if codec.dim % (2 * avx2_dots.CHUNK) or codec.bits not in (4, 5):
             return None
         return avx2_dots.packed_max_dots(np.asarray(packed, np.uint8), starts, counts, codec.dim, codec.bits,
@@ -393,9 +387,9 @@ def calibrate(codec: RotatedCodec, patches: int, queries: int = 8, block: int = 
     reference = (levels.astype(np.float64) @ q8.T.astype(np.float64)).reshape(block, patches, -1).max(axis=1)
     timings, inexact = {}, []
     for name in CPU_KERNELS:
-        if name in (OneDnnU8S8Kernel.name, Avx2U8S8Kernel.name) and not make_kernel(name).available():
-            continue
         kernel = make_kernel(name)
+        if not kernel.available():
+            continue
         try:
             operand = kernel.queries(q8)
             result = kernel.max_dots(kernel.rows(levels), operand, patches)
@@ -500,7 +494,7 @@ def _cached_choice(key: str, dim: int, patches: int, device: str) -> KernelChoic
     forced = os.environ.get("MOFIND_KERNEL")
     if forced:
         kernel = make_kernel(forced)
-        if not getattr(kernel, "available", lambda: True)():
+        if not kernel.available():
             raise ValueError(f"MOFIND_KERNEL={forced} does not run on this machine")
         table, table_reason, _ = _choose_table(kernel, dim)
         return KernelChoice(kernel, "forced by MOFIND_KERNEL", table=table, table_reason=table_reason)

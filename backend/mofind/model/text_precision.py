@@ -14,7 +14,6 @@ run.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 
@@ -104,10 +103,10 @@ def choose_precision(bert) -> PrecisionChoice:
                  "timings_ms": {n: round(ms, 3) for n, ms in timings.items()},
                  "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     try:
+        from mofind.index.atomic import write_atomic  # plain file replacement: nothing of the index layer
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        partial.write_text(json.dumps(data, indent=1))
-        os.replace(partial, path)
+        write_atomic(path, json.dumps(data, indent=1).encode())
     except OSError:
         pass  # a read-only cache only costs a measurement next time
     return choice
