@@ -69,6 +69,33 @@ def test_commit_and_reopen_roundtrip(tmp_path):
     assert np.all(patches[~valid] == 0)
 
 
+def test_an_unchanged_manifest_is_not_parsed_again_and_a_changed_one_is(tmp_path, monkeypatch):
+    """A server asks `reopen_if_changed` before every request: the manifest's bytes answer it while nothing was
+    committed; a commit is parsed, and the same bytes written back (a restore) are the same state."""
+    from mofind.index.manifest import Manifest
+
+    with IndexWriter(tmp_path, SPEC) as writer:
+        writer.add(*make_clip("walk_a", 2, seed=1))
+    reader = IndexReader.open(tmp_path, SPEC)
+    reads = []
+    real_read = Manifest.read.__func__
+    monkeypatch.setattr(Manifest, "read", classmethod(lambda cls, folder: reads.append(folder) or real_read(cls, folder)))
+    assert reader.reopen_if_changed() is reader and reads == []
+    with IndexWriter(tmp_path, SPEC) as writer:
+        writer.add(*make_clip("wave_b", 1, seed=2))
+    reads.clear()
+    newer = reader.reopen_if_changed()
+    assert newer.generation > reader.generation and reads
+    assert newer.reopen_if_changed() is newer
+    saved = (tmp_path / "manifest.json").read_bytes()
+    (tmp_path / "manifest.json").unlink()
+    (tmp_path / "manifest.json").write_bytes(saved)  # the same bytes in a new file: the same state
+    reads.clear()
+    assert newer.reopen_if_changed() is newer and reads == []
+    (tmp_path / "manifest.json").write_bytes(saved.replace(b"{", b"{ ", 1))  # other bytes: parsed, same state
+    assert newer.reopen_if_changed() is newer and reads
+
+
 def test_only_valid_patches_are_stored(tmp_path):
     rec, win = make_clip("short", 1, valid_rows=1)
     with IndexWriter(tmp_path, SPEC) as writer:

@@ -89,6 +89,26 @@ def test_the_avx2_kernel_reads_packed_codes_as_the_unpacking_does(dim, bits):
         avx2_dots.packed_max_dots(packed, np.array([295]), np.array([10]), dim, bits, avx2_dots.padded_queries(q8), 1)
 
 
+@pytest.mark.parametrize("dim", [32, 128])
+def test_the_avx2_kernel_reads_picked_windows_of_a_whole_chunk_as_gathering_them_does(dim):
+    """Scattered, unsorted and repeated windows of a chunk kept unpacked, read where they lie."""
+    from mofind.index import avx2_dots
+
+    kernel = kernels.make_kernel("avx2-u8s8")
+    if not kernel.available():
+        pytest.skip("no AVX2 here, or numba is missing: the kernel is never offered")
+    rng = np.random.default_rng(dim)
+    windows = rng.integers(0, 32, (50, 7, dim)).astype(np.uint8)
+    picks = np.array([49, 3, 3, 0, 17, 48])
+    for count in (1, 4, 6):
+        q8 = rng.integers(-128, 128, (count, dim)).astype(np.int8)
+        gathered = windows[picks].reshape(-1, dim)
+        expected = (gathered.astype(np.int64) @ q8.T.astype(np.int64)).reshape(len(picks), 7, count).max(1)
+        np.testing.assert_array_equal(kernel.picked_max_dots(windows, picks, kernel.queries(q8)), expected)
+    with pytest.raises(IndexError, match="outside"):
+        avx2_dots.picked_max_dots(windows, np.array([50]), avx2_dots.padded_queries(q8), 1)
+
+
 def test_kernel_is_calibrated_once_per_machine_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("MOFIND_CACHE", str(tmp_path))
     monkeypatch.delenv("MOFIND_KERNEL", raising=False)

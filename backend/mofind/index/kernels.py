@@ -92,6 +92,11 @@ class Kernel:
         where this kernel has no such path (the caller unpacks first)."""
         return None
 
+    def picked_max_dots(self, windows: np.ndarray, picks: np.ndarray, queries) -> np.ndarray | None:
+        """`max_dots` of windows[picks] for (W, width, D) rows in this kernel's operand (a chunk kept whole), read
+        where they lie; None where this kernel has no such path (the caller gathers them first)."""
+        return None
+
     def describe(self) -> str:
         return self.name
 
@@ -301,6 +306,9 @@ class Avx2U8S8Kernel(Kernel):
             return None
         return avx2_dots.packed_max_dots(np.asarray(packed, np.uint8), starts, counts, codec.dim, codec.bits,
                                          queries.rows, queries.shape[1])
+
+    def picked_max_dots(self, windows, picks, queries):
+        return avx2_dots.picked_max_dots(windows, picks, queries.rows, queries.shape[1])
 
 
 def int_matmul(a, b):
@@ -970,16 +978,21 @@ class ChunkScan:
     def _whole_maxima(self, whole: np.ndarray, windows: np.ndarray, kernel: Kernel, queries, out: np.ndarray,
                       block: int) -> None:
         """out for windows of a chunk kept whole (`BlockCache.whole`), `block` windows per product: a run of
-        consecutive windows (an exact scan) is multiplied where it lies, scattered ones are gathered first."""
+        consecutive windows (an exact scan) is multiplied where it lies, scattered ones are read where they lie
+        by a kernel that can (`picked_max_dots`) and gathered first for the others."""
         for start in range(0, len(windows), block):
             part = windows[start:start + block]
             first, last = int(part[0]), int(part[-1])
             if last - first + 1 == len(part) and np.all(np.diff(part) == 1):
-                levels = whole[first:last + 1]
+                found = kernel.max_dots(whole[first:last + 1].reshape(len(part) * self.num_patches, -1), queries,
+                                        self.num_patches)
             else:
-                levels = np.take(whole, part, axis=0)
-            out[start:start + len(part)] = kernel.max_dots(levels.reshape(len(part) * self.num_patches, -1),
-                                                           queries, self.num_patches)
+                found = kernel.picked_max_dots(whole, part, queries)
+                if found is None:
+                    levels = np.take(whole, part, axis=0)
+                    found = kernel.max_dots(levels.reshape(len(part) * self.num_patches, -1), queries,
+                                            self.num_patches)
+            out[start:start + len(part)] = found
 
     def _gathered_maxima(self, gathered: list, kernel: Kernel, queries, out: np.ndarray) -> None:
         """One product for the cached windows gathered so far, taken straight into one buffer (one call instead

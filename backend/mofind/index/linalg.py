@@ -24,20 +24,45 @@ def _controller():
 
 
 def single_blas_thread():
-    """Context manager: numpy's BLAS uses one thread inside it."""
+    """Context manager: numpy's BLAS uses one thread inside it.
+
+    Nothing to do where the whole process is already held to one (`limit_blas_threads(1)`, the server): asking
+    threadpoolctl costs ~80 us a call (it lists the libraries and sets each one's threads, then restores them),
+    and a 10k-window search made about ten such calls (AMD EPYC, 2 vCPUs)."""
     controller = _controller()
-    return controller.limit(limits=1, user_api="blas") if controller is not None else nullcontext()
+    if controller is None or _process_limit[0] == 1:
+        return nullcontext()
+    return controller.limit(limits=1, user_api="blas")
+
+
+class _ProcessLimit:
+    """threadpoolctl's limiter for the whole process; its restore also ends `single_blas_thread`'s shortcut."""
+
+    def __init__(self, limiter, count: int):
+        self._limiter, self.count = limiter, count
+
+    def restore_original_limits(self) -> None:
+        self._limiter.restore_original_limits()
+        _process_limit[0] = None
+
+
+_process_limit: list[int | None] = [None]  # the count of the process-wide limit in force, None when there is none
 
 
 def limit_blas_threads(count: int):
     """Process-wide: numpy's BLAS uses at most `count` threads from now on (`mofind serve --threads`).
 
     Every numpy product a server request makes (name fusion, match quality, kernels) then stays clear of the
-    contention above, not only the ones wrapped in `single_blas_thread`. Returns the threadpoolctl limiter
-    (None without threadpoolctl).
+    contention above, not only the ones wrapped in `single_blas_thread`. Returns a limiter whose
+    `restore_original_limits()` undoes it (None without threadpoolctl).
     """
     controller = _controller()
-    return controller.limit(limits=max(1, int(count)), user_api="blas") if controller is not None else None
+    if controller is None:
+        return None
+    count = max(1, int(count))
+    limiter = _ProcessLimit(controller.limit(limits=count, user_api="blas"), count)
+    _process_limit[0] = count
+    return limiter
 
 
 def blas_threads() -> int | None:

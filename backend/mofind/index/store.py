@@ -152,6 +152,7 @@ class IndexReader:
         self.codec, self.pooled_codec = codecs
         self.chunks = chunks
         self.offline = list(offline or [])  # damaged chunks: quarantined from search until `--repair`
+        self.manifest_raw: bytes | None = None  # the manifest's bytes when `open` read it (Manifest.raw)
         dead = {name: set(ids) for name, ids in manifest.tombstones.items()}
         self._by_id: dict[str, tuple[Chunk, int]] = {}
         for chunk in chunks:  # later chunks win, so an update supersedes its older copy
@@ -170,6 +171,7 @@ class IndexReader:
         """
         folder = Path(folder)
         for attempt in range(attempts):
+            raw = Manifest.raw(folder)  # before parsing: a commit in between shows up at the next check
             manifest = Manifest.read(folder)
             if spec is not None:
                 manifest.check_spec(spec, folder)
@@ -190,7 +192,9 @@ class IndexReader:
                 continue  # a compaction replaced the manifest and deleted a chunk between our two reads
             codecs = previous.codecs if previous is not None else \
                 _load_codecs(folder, manifest.codec, manifest.codec_checksum)
-            return cls(folder, manifest, codecs, chunks, offline)
+            reader = cls(folder, manifest, codecs, chunks, offline)
+            reader.manifest_raw = raw
+            return reader
         raise IndexStoreError(f"{folder} kept changing while it was being opened; retry")
 
     def reopen_if_changed(self) -> "IndexReader":
@@ -199,10 +203,14 @@ class IndexReader:
         A chunk file replaced or truncated under us (a restore with `cp`, a disk error) also counts as a change:
         it is re-verified, and quarantined if damaged, before anything reads through its old mapping.
         """
-        try:
-            generation = Manifest.read(self.folder).generation
-        except IndexStoreError:
-            return self
+        raw = Manifest.raw(self.folder)
+        if raw is not None and raw == self.manifest_raw:
+            generation = self.manifest.generation  # the same bytes: no need to parse them again
+        else:
+            try:
+                generation = Manifest.read(self.folder).generation
+            except IndexStoreError:
+                return self
         if generation == self.manifest.generation and all(chunk.unchanged_on_disk() for chunk in self.chunks):
             return self
         return IndexReader.open(self.folder, previous=self)
