@@ -88,7 +88,7 @@ def main() -> int:
     searcher.warm("two_stage")
     open_s = time.perf_counter() - opened
     windows = searcher.snapshot.num_windows
-    allowed = np.arange(windows)
+    allowed = searcher.snapshot.all_windows  # what a search without filters passes (`allowed_windows`)
     # the first-stage kernel alone, one query: it reads the coarse table (and nothing else) for every window;
     # the whole first stage (coarse + the 32-vector middle stage) is timed separately
     from mofind.index.search import _QueryBatch

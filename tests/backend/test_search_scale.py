@@ -847,3 +847,30 @@ def test_a_chunk_an_exact_scan_cached_in_blocks_is_kept_whole_at_the_next_warm(l
     np.testing.assert_array_equal(scan.exact_maxima(everything, kernel, queries, cache), reference)
     searcher.warm("two_stage")
     assert cache.whole(scan.chunk.name, kernel.name) is whole
+
+
+def test_a_chunk_with_a_removed_take_is_gathered_and_the_others_are_read_whole_with_the_same_scores(tmp_path):
+    """`_Snapshot.chunk_spans`: a chunk whose every window is live and in order is read where it lies; one with a
+    removed take is not, and either way every window gets the score of the gathered path."""
+    rng = np.random.default_rng(21)
+    for part in range(3):
+        with IndexWriter(tmp_path, SPEC) as writer:
+            add_clips(writer, 6, rng, start=6 * part)
+    reader = IndexReader.open(tmp_path, SPEC)
+    removed = reader.chunks[1].clips[2]["clip_id"]
+    with IndexWriter(tmp_path, SPEC) as writer:
+        assert writer.remove([removed]) == 1
+    searcher = Searcher(IndexReader.open(tmp_path, SPEC))
+    snapshot = searcher.snapshot
+    assert [span is None for span in snapshot.chunk_spans] == [False, True, False]
+    queries = [unit(rng.standard_normal((n, DIM))) for n in (3, 6)]
+    every, copy = snapshot.all_windows, np.array(snapshot.all_windows)
+    from mofind.index.search import _QueryBatch
+
+    batch = _QueryBatch(queries, snapshot.reader, searcher.kernel)
+    np.testing.assert_array_equal(searcher.coarse_scores(snapshot, every, batch),
+                                  searcher.coarse_scores(snapshot, copy, batch))
+    np.testing.assert_array_equal(searcher.first_stage_scores(queries, every),
+                                  searcher.first_stage_scores(queries, copy))
+    hits = searcher.search_tokens(queries, k=5, mode="two_stage", candidates=8)
+    assert all(hit.clip_id != removed for found in hits for hit in found)

@@ -222,8 +222,9 @@ def _rescued_windows(clips: np.ndarray, column: np.ndarray, bonus: np.ndarray, k
     named = np.flatnonzero(has_missing & (bonus > 0))
     if len(named) == 0:
         return np.zeros(0, np.int64)
-    best = named[_top_k_stable(bonus[named], k)]
-    return np.flatnonzero(missing & np.isin(clips, best))
+    best = np.zeros(len(bonus), bool)
+    best[named[_top_k_stable(bonus[named], k)]] = True
+    return np.flatnonzero(missing & best[clips])  # a lookup per window: np.isin sorted them (~0.2 ms at 10k)
 
 
 def annotate(hits, fusion: Fusion | None, snapshot) -> None:
