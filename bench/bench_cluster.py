@@ -46,7 +46,7 @@ INDEX_FILES = 120
 
 
 def run(windows: int = 8000, queries: int = 12) -> list[dict]:
-    """Rows of the table; raises when a target is missed (so `make bench` fails)."""
+    """Rows of the table; a missed target is a row with `ok` False (`run_all` fails on it, and keeps the table)."""
     prefix = _namespace_prefix()
     if prefix is None:
         raise RuntimeError("cannot create a loopback-only network namespace (unshare --net); Ray is not started "
@@ -61,11 +61,7 @@ def run(windows: int = 8000, queries: int = 12) -> list[dict]:
                               timeout=1800)
         if not out.exists():
             raise RuntimeError(f"the cluster benchmark wrote nothing (exit {proc.returncode}): {proc.stderr[-2000:]}")
-        rows = json.loads(out.read_text())
-    missed = [row for row in rows if row.get("ok") is False]
-    if missed:
-        raise RuntimeError(f"cluster targets missed: {missed}")
-    return rows
+        return json.loads(out.read_text())
 
 
 def _namespace_prefix() -> list[str] | None:
@@ -245,6 +241,6 @@ if __name__ == "__main__":
         inside(args.inside, args.windows, args.queries)
     else:
         sys.path.insert(0, str(ROOT / "backend"))
-        from bench.run_all import markdown_table
+        from bench.run_all import print_stage
 
-        print(markdown_table(run(args.windows, args.queries)))
+        sys.exit(print_stage(lambda: run(args.windows, args.queries)))

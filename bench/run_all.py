@@ -22,9 +22,10 @@ BPY_PYTHON = ROOT / ".venv-bpy42" / "bin" / "python"
 
 
 def print_stage(run) -> int:
-    """`python -m bench.<stage>` on its own: run the stage and print its table (a missed target raises)."""
-    print(markdown_table(run()))
-    return 0
+    """`python -m bench.<stage>` on its own: run the stage and print its table; 1 when a target was missed."""
+    rows = run()
+    print(markdown_table(rows) + _missed_lines(rows))
+    return 1 if missed(rows) else 0
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -40,6 +41,13 @@ def markdown_table(rows: list[dict]) -> str:
 def missed(rows: list[dict]) -> list[dict]:
     """Rows whose target was missed (`ok` is exactly False; "" means the row has no target)."""
     return [row for row in rows if row.get("ok") is False]
+
+
+def _missed_lines(rows: list[dict]) -> str:
+    """One **MISSED** line per row whose target was missed, naming it (stages name rows by `measure` or `stage`)."""
+    return "".join(f"\n**MISSED**: {row.get('measure') or row.get('stage')} "
+                   f"({row.get('setting') or row.get('backend') or row.get('windows', '')}): target "
+                   f"{row.get('target') or row.get('target ms', '')}\n" for row in missed(rows))
 
 
 def _fmt(value) -> str:
@@ -65,9 +73,7 @@ def main() -> int:
             continue
         misses = missed(rows)
         failures += bool(misses)
-        summary = "".join(f"\n**MISSED**: {row.get('measure')} ({row.get('setting', '')}): target "
-                          f"{row.get('target', '')}\n" for row in misses)
-        _write(stage, markdown_table(rows) + summary + f"\n_{time.perf_counter() - started:.0f} s_\n")
+        _write(stage, markdown_table(rows) + _missed_lines(rows) + f"\n_{time.perf_counter() - started:.0f} s_\n")
     if BPY_PYTHON.exists():
         proc = subprocess.run([str(BPY_PYTHON), "-m", "bench.bench_addon"], cwd=ROOT, capture_output=True, text=True)
         _write("addon", proc.stdout if proc.returncode == 0 else f"FAILED:\n{proc.stderr[-2000:]}\n")
