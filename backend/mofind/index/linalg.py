@@ -38,8 +38,8 @@ def single_blas_thread():
 class _ProcessLimit:
     """threadpoolctl's limiter for the whole process; its restore also ends `single_blas_thread`'s shortcut."""
 
-    def __init__(self, limiter, count: int):
-        self._limiter, self.count = limiter, count
+    def __init__(self, limiter):
+        self._limiter = limiter
 
     def restore_original_limits(self) -> None:
         self._limiter.restore_original_limits()
@@ -60,7 +60,7 @@ def limit_blas_threads(count: int):
     if controller is None:
         return None
     count = max(1, int(count))
-    limiter = _ProcessLimit(controller.limit(limits=count, user_api="blas"), count)
+    limiter = _ProcessLimit(controller.limit(limits=count, user_api="blas"))
     _process_limit[0] = count
     return limiter
 

@@ -266,6 +266,20 @@ class _Snapshot:
     def num_windows(self) -> int:
         return len(self.window_clip)
 
+    def local_windows(self, chunk: int, windows: np.ndarray, where: np.ndarray) -> np.ndarray | None:
+        """The chunk's own window numbers of windows[where] (its group), or None when they are all of its
+        windows in order: then a per-chunk array of the chunk's windows serves as it is, without a gather."""
+        if windows is self.all_windows and self.chunk_spans[chunk] is not None:
+            return None
+        local = self.window_index[windows[where]]
+        count = self.scans[chunk].num_windows
+        return None if len(local) == count and np.array_equal(local, np.arange(count)) else local
+
+    def group_rows(self, chunk: int, windows: np.ndarray, where: np.ndarray) -> slice | np.ndarray:
+        """`where` itself, or the same positions as a slice when `windows` is the whole library (no scatter)."""
+        span = self.chunk_spans[chunk] if windows is self.all_windows else None
+        return where if span is None else span
+
 
 def _whole_span(positions: np.ndarray, window_index: np.ndarray, windows: int) -> slice | None:
     """slice(a, b) when `positions` are a..b-1 and they hold the chunk's windows 0..windows-1 in order."""
@@ -483,12 +497,9 @@ class Searcher:
             chunk, where = group
             scan = snapshot.scans[chunk]
             coarse = scan.coarse_scores(self.kernel, queries.operand, weights, bias, table=table, operand=operand)
-            if windows is snapshot.all_windows and snapshot.chunk_spans[chunk] is not None:
-                local = None  # every window of the chunk in order: local == where - span.start == arange
-            else:
-                local = snapshot.window_index[windows[where]]
-                if not (len(local) == len(coarse) and np.array_equal(local, np.arange(len(coarse)))):
-                    coarse = coarse[local]
+            local = snapshot.local_windows(chunk, windows, where)
+            if local is not None:
+                coarse = coarse[local]
             top = _top_rows(coarse, middle_per_chunk(len(where), scan.coarse_kind))  # (keep, Q) rows of `where`
             chosen = np.zeros((len(where), columns), bool)
             np.put_along_axis(chosen, top, True, axis=0)
@@ -523,13 +534,8 @@ class Searcher:
             chunk, where = group
             scan = snapshot.scans[chunk]
             scores = scan.coarse_scores(self.kernel, queries.operand, weights, bias, table=table, operand=operand)
-            span = snapshot.chunk_spans[chunk] if windows is snapshot.all_windows else None
-            if span is not None:  # the whole chunk, where it lies: no gather, no scatter
-                out[span] = scores
-                return
-            local = snapshot.window_index[windows[where]]
-            whole = len(local) == len(scores) and bool(np.all(local == np.arange(len(scores))))
-            out[where] = scores if whole else scores[local]
+            local = snapshot.local_windows(chunk, windows, where)
+            out[snapshot.group_rows(chunk, windows, where)] = scores if local is None else scores[local]
 
         with single_blas_thread():
             self._each_chunk(snapshot.groups(windows), one)
