@@ -1,7 +1,9 @@
 """Run the add-on inside the bpy wheel, enabled exactly as Blender enables an extension.
 
 Blender's user folders go to a throw-away directory (BLENDER_USER_RESOURCES, read when bpy is
-imported), so tests never touch the developer's own Blender configuration. blender_addon/ is
+imported), and so does MoFind's own config folder (MOFIND_CONFIG: keys, settings), so tests never touch the
+developer's own Blender configuration, and never see the keys a `mofind serve` run on this machine left (the
+add-on would then ask the tests' loopback servers for CurveZMQ). blender_addon/ is
 linked into a local extension repository and enabled with `preferences.addon_enable`, so
 `__package__` is a real `bl_ext.<repo>.mofind` name, as in a user's Blender.
 """
@@ -27,6 +29,7 @@ if importlib.util.find_spec("bpy") is None:
 else:
     _USER_RESOURCES = tempfile.mkdtemp(prefix="mofind-blender-user-")
     os.environ["BLENDER_USER_RESOURCES"] = _USER_RESOURCES
+    os.environ["MOFIND_CONFIG"] = os.path.join(_USER_RESOURCES, "mofind-config")
 
 
 def pytest_sessionfinish(session, exitstatus):
