@@ -79,7 +79,8 @@ def test_an_unchanged_manifest_is_not_parsed_again_and_a_changed_one_is(tmp_path
     reader = IndexReader.open(tmp_path, SPEC)
     reads = []
     real_read = Manifest.read.__func__
-    monkeypatch.setattr(Manifest, "read", classmethod(lambda cls, folder: reads.append(folder) or real_read(cls, folder)))
+    monkeypatch.setattr(Manifest, "read",
+                        classmethod(lambda cls, folder, *raw: reads.append(folder) or real_read(cls, folder, *raw)))
     assert reader.reopen_if_changed() is reader and reads == []
     with IndexWriter(tmp_path, SPEC) as writer:
         writer.add(*make_clip("wave_b", 1, seed=2))

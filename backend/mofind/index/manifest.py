@@ -166,10 +166,12 @@ class Manifest:
             return None
 
     @classmethod
-    def read(cls, folder: Path) -> "Manifest":
+    def read(cls, folder: Path, raw: bytes | None = None) -> "Manifest":
+        """The manifest of `folder`; from `raw` (its bytes, `Manifest.raw`) when given, so the bytes compared and
+        the state parsed are the same read."""
         path = Path(folder) / MANIFEST_NAME
         try:
-            text = path.read_text(encoding="utf-8")
+            text = (path.read_bytes() if raw is None else raw).decode("utf-8")
         except FileNotFoundError:
             raise IndexNotFoundError(f"{folder} is not a MoFind index (no {MANIFEST_NAME})") from None
         except UnicodeDecodeError as exc:

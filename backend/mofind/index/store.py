@@ -171,8 +171,8 @@ class IndexReader:
         """
         folder = Path(folder)
         for attempt in range(attempts):
-            raw = Manifest.raw(folder)  # before parsing: a commit in between shows up at the next check
-            manifest = Manifest.read(folder)
+            raw = Manifest.raw(folder)
+            manifest = Manifest.read(folder, raw)  # parsed from those bytes (read again when they could not be)
             if spec is not None:
                 manifest.check_spec(spec, folder)
             reuse = {chunk.name: chunk for chunk in previous.chunks} if previous is not None else {}
@@ -208,7 +208,7 @@ class IndexReader:
             generation = self.manifest.generation  # the same bytes: no need to parse them again
         else:
             try:
-                generation = Manifest.read(self.folder).generation
+                generation = Manifest.read(self.folder, raw).generation
             except IndexStoreError:
                 return self
         if generation == self.manifest.generation and all(chunk.unchanged_on_disk() for chunk in self.chunks):
