@@ -260,6 +260,22 @@ def test_other_text_architectures_keep_the_hugging_face_forward():
     assert "Hugging Face" in tiny.text_precision_reason
 
 
+def test_tokenize_gives_the_hugging_face_tokenizers_ids(encoder):
+    """`tokenize` runs a copy of the fast tokenizer's Rust core; it must cut and mark captions exactly as the
+    Hugging Face wrapper does: special tokens, case, accents, punctuation, word pieces and truncation."""
+    from mofind.quality.null import load_null_texts
+
+    assert encoder._fast_tokenizer is not None  # the shipped MiniLM tokenizer is a fast one
+    limit = encoder.config.text.max_length
+    captions = [*load_null_texts(), "", "   ", "A PERSON Waves, then... jumps!!", "naïve café pirouette -- 90°",
+                "someone's left-hand swings", "unbelievably acrobatic somersaulting", "x " * (2 * limit),
+                "walk " * limit + "then sits"]
+    for caption in captions:
+        expected = list(encoder.tokenizer(caption, truncation=True, max_length=limit)["input_ids"])
+        assert encoder.tokenize(caption) == expected, caption
+    assert len(encoder.tokenize("x " * (2 * limit))) == limit
+
+
 def test_bad_inputs_raise_clear_errors(encoder):
     with pytest.raises(ValueError, match="96 frames"):
         encoder.encode_motions([synthetic_joints(97)])

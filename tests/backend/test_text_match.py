@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fixtures.synthetic import write_action_bvh
@@ -134,6 +135,25 @@ def test_descriptive_names_put_the_right_take_first_and_say_so(libraries, encode
         assert searcher.search(query, k=1, names_weight=0.25, mode="two_stage", candidates=1)[0].source == expected
 
 
+def test_queries_searched_together_rank_as_each_alone_rescue_included(libraries, encoder):
+    """The name rescue re-scores windows with each query's own quantised batch (`_QueryBatch.alone`): a batch
+    of queries must give each query what searching it alone gives (scores to float32 rounding: the batch's
+    products sum its rows in another order)."""
+    _, named_index, _ = libraries
+    searcher = Searcher(IndexReader.open(named_index), encoder)
+    texts = list(QUERIES)
+    token_sets = [tokens for tokens, _ in encoder.encode_texts(texts)]
+    together = searcher.search_tokens(token_sets, k=3, mode="two_stage", candidates=1, texts=texts,
+                                      names_weight=0.25)
+    for tokens, text, hits in zip(token_sets, texts, together):
+        alone = searcher.search_tokens([tokens], k=3, mode="two_stage", candidates=1, texts=[text],
+                                       names_weight=0.25)[0]
+        assert [r[:3] for r in ranking(hits)] == [r[:3] for r in ranking(alone)]
+        np.testing.assert_allclose([h.score for h in hits], [h.score for h in alone], rtol=1e-6)
+        assert [h.matched for h in hits] == [h.matched for h in alone]
+        assert "name" in hits[0].matched  # the rescue ran: a one-window shortlist still found the named take
+
+
 def test_labels_from_a_table_lift_takes_with_anonymous_names(tmp_path, libraries, encoder):
     anonymous_index, _, _ = libraries
     folder = Path(IndexReader.open(anonymous_index).clips()[0].source).parent
@@ -149,7 +169,6 @@ def test_labels_from_a_table_lift_takes_with_anonymous_names(tmp_path, libraries
 def test_a_takes_text_score_does_not_depend_on_which_other_takes_are_scored_with_it():
     """A shard scores a slice of the takes; each take must get the very same float score as in the whole library,
     or ties between equally named takes break differently on a cluster (cluster.py promises equal results)."""
-    import numpy as np
 
     from mofind.index.text_match import SOURCES, LibraryText, encode_vector
 
@@ -171,7 +190,6 @@ def test_a_takes_text_score_does_not_depend_on_which_other_takes_are_scored_with
 def test_top_k_and_the_rescued_takes_are_what_sorting_everything_gives(seed):
     """The partial selections equal the full stable sorts they replace, ties and unscored windows included, and
     each take's best source is its row maximum."""
-    import numpy as np
 
     from mofind.index.text_match import SOURCES, _rescued_windows, _top_clips, _top_k_stable, best_source
 
@@ -203,7 +221,6 @@ def test_matched_never_comes_back_empty_a_take_lifted_by_a_weak_name_lists_both(
     both together: it says so, instead of an empty `matched` that read as "nothing matched"."""
     from types import SimpleNamespace
 
-    import numpy as np
 
     from mofind.index.text_match import MATCH_THRESHOLD, Fusion, annotate
 

@@ -176,8 +176,9 @@ class Fusion:
 
 
 def fuse(searcher, snapshot, allowed: np.ndarray, scores: np.ndarray, token_sets, texts, weight: float,
-         k: int, mode: str) -> tuple[np.ndarray, list[Fusion | None], np.ndarray]:
+         k: int, mode: str, alone=None) -> tuple[np.ndarray, list[Fusion | None], np.ndarray]:
     """Add weight * text score to each window's MaxSim (columns = queries); see the module docstring.
+    `alone(q)`: query q's quantised batch for the rescue's exact scores (`search._QueryBatch.alone`), if at hand.
 
     Returns (fused scores, fusions, MaxSim alone): the last includes windows re-scored for well-named takes.
     """
@@ -202,8 +203,8 @@ def fuse(searcher, snapshot, allowed: np.ndarray, scores: np.ndarray, token_sets
             continue  # the same words for every searched take tell nothing: keep MaxSim exactly
         rescore = _rescued_windows(clips, column, bonus, k)
         if len(rescore):  # two-stage: windows of well-named takes the pooled shortlist left out
-            column[rescore] = searcher.score_windows([tokens], allowed[rescore], mode="exact",
-                                                     snapshot=snapshot)[:, 0]
+            column[rescore] = searcher.score_windows([tokens], allowed[rescore], mode="exact", snapshot=snapshot,
+                                                     queries=alone(q) if alone else None)[:, 0]
         fused[:, q] = column + weight * bonus[clips]
     return fused, fusions, motion
 

@@ -38,6 +38,9 @@ class MotionColBERT(nn.Module):
         skip_ids, continuation = _skiplist_tables(config)
         self.register_buffer("skip_ids", skip_ids, persistent=False)
         self.register_buffer("continuation", continuation, persistent=False)  # vocab id -> is a "##" piece
+        skippable = torch.zeros_like(continuation)
+        skippable[skip_ids] = True  # vocab id -> is a skiplist word: a lookup, where `torch.isin` sorted (~0.1 ms)
+        self.register_buffer("skippable", skippable, persistent=False)
 
     # -- motion ------------------------------------------------------------------------------------------
     def row_valid(self, valid_len: torch.Tensor, frames: int) -> torch.Tensor:
@@ -83,7 +86,7 @@ class MotionColBERT(nn.Module):
         if self.skip_ids.numel() and valid.shape[1] > 0:
             # a skip word only as a whole word: "am" is skipped, the "am" of "am ##bling" is not
             whole = ~self.continuation.to(input_ids.device)[input_ids[:, 2:]]
-            skipped = torch.isin(input_ids[:, 1:-1], self.skip_ids.to(input_ids.device)) & whole
+            skipped = self.skippable.to(input_ids.device)[input_ids[:, 1:-1]] & whole
             kept = valid & ~skipped
             valid = torch.where(kept.any(1, keepdim=True), kept, valid)
         return tokens, valid

@@ -166,8 +166,27 @@ class Encoder:
         return lean.reason if self.device.type == "cpu" else "float32 on the GPU"
 
     def tokenize(self, text: str) -> list[int]:
+        """The caption's ids with [CLS] and [SEP], truncated to the model's length."""
+        fast = self._fast_tokenizer
+        if fast is not None:
+            return fast.encode(text).ids
         ids = self.tokenizer(text, truncation=True, max_length=self.config.text.max_length)["input_ids"]
         return list(ids)
+
+    @cached_property
+    def _fast_tokenizer(self):
+        """A copy of a fast tokenizer's Rust `tokenizers.Tokenizer`, truncating as `tokenize` asks: the same ids
+        as calling the Hugging Face wrapper (tested), without its per-call Python (~0.05 ms warm, ~0.4 ms in a
+        server between text-tower runs). None for a slow (pure Python) tokenizer."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            return None
+        from tokenizers import Tokenizer
+
+        fast = Tokenizer.from_str(backend.to_str())
+        fast.no_padding()
+        fast.enable_truncation(self.config.text.max_length)
+        return fast
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> list[tuple[np.ndarray, list[str]]]:
