@@ -153,6 +153,27 @@ def test_lean_text_forward_follows_weight_updates(precision):
         assert (after * reference).sum(1).min() > 0.99  # the updated weights, rounded
 
 
+@pytest.mark.parametrize("precision", ["fp32", "int8", "fp16"])
+def test_compiled_text_tower_gives_the_eager_towers_numbers(precision):
+    """The tower runs compiled by TorchScript (the pinned torch compiles every precision); it must give exactly
+    what the same modules give in eager Python, for prompts of several lengths and a batch."""
+    import torch
+
+    from mofind.model.lean_bert import PRODUCTS, LeanBert, _Tower
+
+    encoder = Encoder.random("compact", seed=3, text_precision=precision)
+    lean = encoder._text_backbone()
+    assert lean.precision == precision
+    assert isinstance(lean.tower, torch.jit.ScriptModule) and lean.compile_note == ""
+    eager = _Tower(lean.bert, PRODUCTS[precision])
+    generator = torch.Generator().manual_seed(1)
+    with torch.inference_mode():
+        for shape in [(1, 3), (1, 9), (1, 14), (4, 9), (1, 9)]:  # the last again: after the compiler specialised
+            ids = torch.randint(1000, 30000, shape, generator=generator)
+            assert torch.equal(lean(ids), eager(ids)), shape
+    assert isinstance(LeanBert(lean.bert, precision).tower, torch.jit.ScriptModule)
+
+
 # Captions written for this check (no template, no training caption): words the shipped model knows and does not.
 FREE_CAPTIONS = ["a person kicks with the left leg", "waves", "someone sits down, then stands up and walks away",
                  "an old man shuffles forward leaning on a cane", "a dancer spins twice and bows to the audience",

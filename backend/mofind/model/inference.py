@@ -163,7 +163,9 @@ class Encoder:
         lean = self._lean_text or self._text_backbone()
         if lean is None:
             return "this text backbone runs Hugging Face's float32 forward"
-        return lean.reason if self.device.type == "cpu" else "float32 on the GPU"
+        if self.device.type != "cpu":
+            return "float32 on the GPU"
+        return lean.reason + (f"; the tower runs {lean.compile_note}" if lean.compile_note else "")
 
     def tokenize(self, text: str) -> list[int]:
         """The caption's ids with [CLS] and [SEP], truncated to the model's length."""
