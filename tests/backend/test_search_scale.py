@@ -466,6 +466,8 @@ def test_window_levels_unpack_the_mapped_rows_and_a_cut_file_is_an_error(library
     np.testing.assert_array_equal(scan.window_levels(windows),
                                   library.codec.levels(patches[scan.padded(windows)[0].reshape(-1)]))
     queries = kernels.make_kernel("int8").queries(np.ones((2, DIM), np.int8))
+    # once before measuring: the first call also maps the kernel's own library code (file-backed pages too)
+    scan.exact_maxima(np.arange(chunk.num_windows), kernels.make_kernel("int8"), queries, cache=None)
     before = mapped_file_bytes()
     scan.exact_maxima(np.arange(chunk.num_windows), kernels.make_kernel("int8"), queries, cache=None)
     if before is not None:  # the block's mapped pages were released: nothing of the chunk stays resident
@@ -492,6 +494,46 @@ def test_a_search_over_its_mapped_budget_releases_the_chunk_pages(library):
     assert roomy.bound_mapped_pages() is False
     assert tight.search_tokens(queries, k=10, mode="two_stage", candidates=5) == want
     assert tight.bound_mapped_pages() is True
+
+
+def test_mapped_file_bytes_reads_this_process_now_forked_children_included(tmp_path):
+    """The kept-open /proc/self/statm gives live numbers (a file mapped and read shows up, released it goes), and
+    a forked child reads its own process, not the parent's through an inherited descriptor."""
+    import mmap
+    import os
+
+    from mofind.index.search import mapped_file_bytes
+
+    if mapped_file_bytes() is None:
+        pytest.skip("no /proc/self/statm: mapped pages are not measured on this system")
+    size = 32 << 20
+    path = tmp_path / "pages.bin"
+    path.write_bytes(np.ones(size, np.uint8).tobytes())
+
+    def touched(handle) -> tuple[int, mmap.mmap]:
+        before = mapped_file_bytes()
+        mapping = mmap.mmap(handle.fileno(), size, prot=mmap.PROT_READ)
+        np.frombuffer(mapping, np.uint8)[::4096].sum()  # fault every page in
+        return mapped_file_bytes() - before, mapping
+
+    with open(path, "rb") as handle:
+        grown, mapping = touched(handle)
+        assert grown >= size * 0.9
+        resident = mapped_file_bytes()
+        mapping.madvise(mmap.MADV_DONTNEED)
+        assert resident - mapped_file_bytes() >= size * 0.9
+        parent = mapped_file_bytes()
+        child = os.fork()
+        if child == 0:  # the child maps its own pages: only its number moves
+            try:
+                grown_in_child, _ = touched(handle)
+                os._exit(0 if grown_in_child >= size * 0.9 else 1)
+            except BaseException:  # noqa: BLE001
+                os._exit(2)
+        _, status = os.waitpid(child, 0)
+        assert os.WEXITSTATUS(status) == 0
+        assert abs(mapped_file_bytes() - parent) < size * 0.1
+        mapping.close()
 
 
 @pytest.mark.parametrize("candidates", [1, 4, 7, 40])

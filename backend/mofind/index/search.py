@@ -664,13 +664,21 @@ class Searcher:
 
 def mapped_file_bytes() -> int | None:
     """This process's resident file-backed (and shared) memory in bytes, from /proc/self/statm; None where
-    there is no /proc (then nothing is released: other systems account mapped files differently)."""
+    there is no /proc (then nothing is released: other systems account mapped files differently).
+
+    Read with `pread` on a descriptor kept open (reopened in a forked child, whose /proc/self differs): every
+    search asks, and opening, reading and closing the file cost ~30 us warm and ~0.15 ms in a server."""
+    global _STATM
     try:
-        with open("/proc/self/statm", encoding="ascii") as handle:
-            shared_pages = int(handle.read().split()[2])
-    except (OSError, ValueError, IndexError):
+        if _STATM is None or _STATM[0] != os.getpid():
+            _STATM = (os.getpid(), os.open("/proc/self/statm", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)))
+        shared_pages = int(os.pread(_STATM[1], 256, 0).split()[2])
+    except (OSError, ValueError, IndexError, AttributeError):  # AttributeError: no os.pread (Windows)
         return None
     return shared_pages * _PAGE_SIZE
+
+
+_STATM: tuple[int, int] | None = None  # (pid, descriptor of /proc/self/statm) of `mapped_file_bytes`
 
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
