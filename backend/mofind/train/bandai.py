@@ -6,6 +6,8 @@ extraction is redone) and read like any labelled BVH folder with the packaged `t
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import tarfile
 import tempfile
@@ -44,17 +46,28 @@ def ensure_extracted(archive: str | Path | None = None, target: str | Path | Non
 
 
 def extract_once(archive: Path, target: Path) -> Path:
-    """Extract `archive` into `target` unless a marker says this very archive (name, size) already is there."""
+    """Extract `archive` into `target` unless a marker says this very archive (name, size) already is there.
+
+    Under an exclusive `flock` on `<target>.lock`, checked again once held: two processes on a fresh machine
+    (`make bench` beside `make test`) both extracted, and the second replaced the folder while the first read
+    its takes (8 of 300 failed to parse)."""
     stamp = f"{archive.name} {archive.stat().st_size}"
     marker = target / _MARKER
-    if not (marker.is_file() and marker.read_text() == stamp):
-        _extract(archive, target)
-        marker.write_text(stamp)
+    if marker.is_file() and marker.read_text() == stamp:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target.parent / f"{target.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel if this process dies
+        if not (marker.is_file() and marker.read_text() == stamp):
+            _extract(archive, target)
+            marker.write_text(stamp)
+    finally:
+        os.close(fd)
     return target
 
 
 def _extract(archive: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".bandai-", dir=target.parent))
     try:
         try:
