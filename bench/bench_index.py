@@ -188,6 +188,8 @@ def probe(index: Path, tokens_file: Path, exact_repeats: int, recall: bool, repe
 
 def size_rows(size: int, found: dict, tiled: bool, disk_bytes: int) -> list[dict]:
     note = f"tiled from real windows (jittered copies)" if tiled else "real windows"
+    if found.get("names_weight"):
+        note += f"; take names fused as `mofind serve` fuses them (weight {found['names_weight']:g})"
     rows = []
     for mode in ("exact", "two_stage"):
         samples = found["latency_ms"][mode]
@@ -393,7 +395,8 @@ def run(files: int = 300, sizes=(10_000, 100_000, 1_000_000), query_count: int =
         _progress(rows)
         rows += sharded_rows()
         tokens_file = work / "tokens.npz"
-        np.savez(tokens_file, **{f"q{i}": t for i, (t, _) in enumerate(model.encode_texts(texts))})
+        np.savez(tokens_file, texts=np.asarray(texts),  # the prompts too: the probe fuses names as the server does
+                 **{f"q{i}": t for i, (t, _) in enumerate(model.encode_texts(texts))})
         rows += encoding_rows(model, texts)
         del model
         for size in sizes:

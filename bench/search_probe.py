@@ -8,6 +8,8 @@ parent has a model, other indexes, page cache of its own). Prints one JSON objec
   rss_after_exact, bandwidth_gbps (read bandwidth measured here, on as many threads as the searcher's),
   first_stage {ms, bytes: the coarse-table kernel alone and the table it reads; cascade_ms: coarse +
   32-vector middle stage}.
+Searches as `mofind serve` does: when TOKENS.npz also holds the prompts (`texts`), take names and labels are fused
+in at the server's default weight, in the timed searches and in the exact ground truth of the recall alike.
 
     python -m bench.search_probe INDEX TOKENS.npz [--exact-repeats 5] [--recall]
 """
@@ -78,7 +80,17 @@ def main() -> int:
     from mofind.index.store import IndexReader
 
     stored = np.load(args.tokens)
-    tokens = [stored[f"q{i}"] for i in range(len(stored.files))]
+    tokens = [stored[f"q{i}"] for i in range(sum(name.startswith("q") for name in stored.files))]
+    from mofind.index.text_match import DEFAULT_NAMES_WEIGHT, fuse
+
+    texts = [str(text) for text in stored["texts"]] if "texts" in stored.files else None
+    weight = DEFAULT_NAMES_WEIGHT if texts else 0.0
+
+    def served(q: int, mode: str):
+        """Query q as the server searches it (names fused when the prompts are known)."""
+        return searcher.search_tokens([tokens[q]], k=10, mode=mode, texts=[texts[q]] if texts else None,
+                                      names_weight=weight)[0]
+
     base = status_kib("VmRSS")
     opened = time.perf_counter()
     reader = IndexReader.open(args.index)
@@ -107,24 +119,27 @@ def main() -> int:
     latency: dict[str, list[float]] = {"two_stage": [], "exact": []}
     peak = 0
     staged_hits = []
-    searcher.search_tokens([tokens[0]], k=10, mode="two_stage")
-    for query in tokens[:args.repeats]:
+    served(0, "two_stage")
+    for q in range(min(args.repeats, len(tokens))):
         before = status_kib("VmRSS")
         reset_peak()
         started = time.perf_counter()
-        staged_hits.append(searcher.search_tokens([query], k=10, mode="two_stage")[0])
+        staged_hits.append(served(q, "two_stage"))
         latency["two_stage"].append((time.perf_counter() - started) * 1000)
         peak = max(peak, status_kib("VmHWM") - before)
     rss_two_stage = status_kib("VmRSS")
-    for query in tokens[:args.exact_repeats]:
+    for q in range(min(args.exact_repeats, len(tokens))):
         started = time.perf_counter()
-        searcher.search_tokens([query], k=10, mode="exact")
+        served(q, "exact")
         latency["exact"].append((time.perf_counter() - started) * 1000)
     rss_exact = status_kib("VmRSS")
     recall = []
     if args.recall:
         count = min(len(tokens), args.repeats, args.recall_queries or args.repeats)
         scores = searcher.score_windows(tokens[:count], allowed, mode="exact")  # one pass for all queries
+        # the names fused as `search_tokens` fuses them (exact scores: nothing to rescue)
+        scores = fuse(searcher, searcher.snapshot, allowed, scores, tokens[:count], texts[:count] if texts else None,
+                      weight, 10, "exact")[0]
         for q in range(count):
             truth = {h.clip_id for h in searcher._top_takes(searcher.snapshot, allowed, scores[:, q], 10, 1)}
             recall.append(len(truth & {h.clip_id for h in staged_hits[q]}) / 10)
@@ -135,7 +150,7 @@ def main() -> int:
         "peak_query_bytes": peak * 1024, "latency_ms": latency, "recall": recall,
         "bandwidth_gbps": bandwidth, "first_stage": {"ms": float(np.median(first) * 1000), "bytes": table_bytes,
                         "cascade_ms": float(np.median(cascade) * 1000)},
-        "query_rows": [int(len(t)) for t in tokens[:args.repeats]],
+        "query_rows": [int(len(t)) for t in tokens[:args.repeats]], "names_weight": weight,
     }))
     return 0
 

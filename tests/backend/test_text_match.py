@@ -231,3 +231,36 @@ def test_matched_never_comes_back_empty_a_take_lifted_by_a_weak_name_lists_both(
     assert [h.matched for h in hits] == [["motion", "name"], ["name"], ["motion", "name"], ["motion"]]
     annotate(hits[:1], None, snapshot)
     assert hits[0].matched == ["motion"]
+
+
+def test_takes_that_share_a_text_are_scored_once_and_each_gets_its_own_sources():
+    """Distinct texts are scored once and gathered to the takes that share them: every take gets the score its
+    own text (and vector) earns, a take without a source gets 0 there, and a slice of the takes scores the same."""
+
+    from mofind.index.text_match import SOURCES, LibraryText, encode_vector
+
+    rng = np.random.default_rng(5)
+    query = rng.standard_normal(64).astype(np.float32)
+    query /= np.linalg.norm(query)
+    near = query + rng.standard_normal(64).astype(np.float32) / 8
+    far = rng.standard_normal(64).astype(np.float32)
+    near, far = near / np.linalg.norm(near), far / np.linalg.norm(far)
+    kinds = [("wave left hand", near), ("jump", far), ("wave left hand", far), None]  # the same text, two vectors
+    clips = []
+    for i in range(40):
+        kind = kinds[i % 4]
+        clip = {"text": {}, "text_vectors": {}}
+        if kind is not None:
+            clip["text"][SOURCES[0]], clip["text_vectors"][SOURCES[0]] = kind[0], encode_vector(kind[1])
+        if i % 5 == 0:
+            clip["text"][SOURCES[1]], clip["text_vectors"][SOURCES[1]] = "waving", encode_vector(near)
+        clips.append(clip)
+    table = LibraryText.of(clips, 64)
+    assert [len(v) for v in table.vectors] == [3, 1]  # (text, vector) pairs, not takes
+    scores = table.scores("someone waves the left hand", query)
+    for i, clip in enumerate(clips):  # each take alone: what a library of that one take gives it
+        assert np.array_equal(scores[i], LibraryText.of([clip], 64).scores("someone waves the left hand", query)[0])
+    assert np.all(scores[3::4, 0] == 0) and np.all(scores[[i for i in range(40) if i % 5], 1] == 0)
+    assert scores[0, 0] == scores[2, 0] == 1.0 and scores[1, 0] == 0.0  # its words match whatever its vector
+    assert 0 < table.scores("someone hops", query)[0, 0] and table.scores("someone hops", query)[2, 0] == 0.0
+    assert np.array_equal(LibraryText.of(clips[7:29], 64).scores("someone waves the left hand", query), scores[7:29])
