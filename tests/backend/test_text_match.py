@@ -191,7 +191,8 @@ def test_top_k_and_the_rescued_takes_are_what_sorting_everything_gives(seed):
     """The partial selections equal the full stable sorts they replace, ties and unscored windows included, and
     each take's best source is its row maximum."""
 
-    from mofind.index.text_match import SOURCES, _rescued_windows, _top_clips, _top_k_stable, best_source
+    from mofind.index.text_match import SOURCES, SearchedTakes, _rescued_windows, _top_clips, _top_k_stable, \
+        best_source
 
     rng = np.random.default_rng(seed)
     per_source = np.where(rng.random((90, len(SOURCES))) < 0.4, 0.0, rng.random((90, len(SOURCES))))
@@ -200,7 +201,8 @@ def test_top_k_and_the_rescued_takes_are_what_sorting_everything_gives(seed):
     values[rng.random(300) < 0.2] = -np.inf
     for k in (1, 5, 50, 400):
         np.testing.assert_array_equal(_top_k_stable(values, k), np.argsort(-values, kind="stable")[:k])
-    clips = np.sort(rng.integers(0, 90, 300))  # windows of 90 takes, each take's windows together
+    clips = rng.integers(0, 90, 300)  # windows of 90 takes, each take's windows anywhere
+    takes = SearchedTakes.of(clips, 90)
     bonus = np.where(rng.random(90) < 0.5, rng.integers(0, 4, 90) / 4, 0.0)
     for k in (1, 3, 10, 100):
         best = np.full(90, -np.inf)  # the per-window rule: each take's best window, all takes sorted
@@ -213,7 +215,8 @@ def test_top_k_and_the_rescued_takes_are_what_sorting_everything_gives(seed):
         np.maximum.at(named, clips[missing], bonus[clips][missing])
         chosen = [c for c in np.argsort(-named, kind="stable")[:k] if np.isfinite(named[c])]
         expected = np.flatnonzero(missing & np.isin(clips, chosen))
-        np.testing.assert_array_equal(_rescued_windows(clips, values, bonus, k), expected)
+        scored = np.flatnonzero(np.isfinite(values))
+        np.testing.assert_array_equal(_rescued_windows(takes, clips[scored], values, bonus, k), expected)
 
 
 def test_matched_never_comes_back_empty_a_take_lifted_by_a_weak_name_lists_both():
