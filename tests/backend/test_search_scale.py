@@ -273,6 +273,23 @@ def test_warm_unpacks_a_library_that_fits_the_cache_and_the_re_rank_reads_it(lib
     assert tight.cache.used == 0  # a library that does not fit is left to the exact scans (first come, kept)
 
 
+def test_warm_builds_the_name_fusion_tables_and_searches_reuse_them(library):
+    """The per-snapshot tables of the name fusion are built by `warm` (the server warms in the background after
+    each commit), not by the first search that fuses names."""
+    from mofind.index.text_match import SearchedTakes, library_text
+
+    searcher = Searcher(library)
+    snapshot = searcher.snapshot
+    assert "_library_text" not in vars(snapshot) and "_searched_takes" not in vars(snapshot)
+    searcher.warm("two_stage")
+    table, takes = vars(snapshot)["_library_text"], vars(snapshot)["_searched_takes"]
+    assert takes.counts.sum() == snapshot.num_windows
+    query = unit(np.random.default_rng(2).standard_normal((4, DIM)))
+    searcher.search_tokens([query], k=5, mode="two_stage", texts=["a take"], names_weight=0.25)
+    assert library_text(snapshot, SPEC.dim) is table
+    assert SearchedTakes.searched(snapshot, snapshot.all_windows) is takes
+
+
 def test_two_stage_cascade_finds_a_planted_window(library):
     searcher = Searcher(library)
     target = library.clips()[37].clip_id
