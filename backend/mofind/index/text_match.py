@@ -106,14 +106,12 @@ class LibraryText:
         distinct: list[dict[tuple, int]] = [{} for _ in SOURCES]
         vectors: list[list[np.ndarray]] = [[] for _ in SOURCES]
         postings: list[dict[str, list[int]]] = [{} for _ in SOURCES]
-        which = np.empty((len(SOURCES), len(clips)), np.int64)
-        absent = []  # (source, clip): pointed at the sentinel once the distinct texts are counted
+        which = np.full((len(SOURCES), len(clips)), -1, np.int64)  # -1: no such text, set to the sentinel below
         for i, clip in enumerate(clips):
             text = clip.get("text") or {}
             stored = clip.get("text_vectors") or {}
             for s, source in enumerate(SOURCES):
                 if not text.get(source):
-                    absent.append((s, i))
                     continue
                 key = (text[source], stored.get(source))  # the vector is the text's, unless stored differently
                 found = distinct[s].get(key)
@@ -125,8 +123,8 @@ class LibraryText:
                     for word in content_stems(text[source]):
                         postings[s].setdefault(word, []).append(found)
                 which[s, i] = found
-        for s, i in absent:
-            which[s, i] = len(vectors[s])
+        for s, texts in enumerate(vectors):
+            which[s][which[s] < 0] = len(texts)
         return cls([np.stack(v) if v else np.zeros((0, dim), np.float32) for v in vectors],
                    [{w: np.asarray(ids) for w, ids in p.items()} for p in postings], which)
 
@@ -196,6 +194,7 @@ class SearchedTakes:
     lie (positions into `allowed`, grouped by take). Built once per snapshot for an unfiltered search."""
 
     counts: np.ndarray  # (clips,) windows of each take among the searched ones
+    has_windows: np.ndarray  # (clips,) bool: counts > 0
     order: np.ndarray  # positions into `allowed`, sorted by take (stable: ascending within a take)
     starts: np.ndarray  # (clips + 1,) where each take's positions begin in `order`
 
@@ -203,7 +202,8 @@ class SearchedTakes:
     def of(cls, window_clips: np.ndarray, clip_count: int) -> "SearchedTakes":
         """From the take of every searched window (`snapshot.window_clip[allowed]`)."""
         counts = np.bincount(window_clips, minlength=clip_count)
-        return cls(counts, np.argsort(window_clips, kind="stable"), np.concatenate([[0], np.cumsum(counts)]))
+        return cls(counts, counts > 0, np.argsort(window_clips, kind="stable"),
+                   np.concatenate([[0], np.cumsum(counts)]))
 
     @classmethod
     def searched(cls, snapshot, allowed: np.ndarray) -> "SearchedTakes":
@@ -237,17 +237,15 @@ def fuse(searcher, snapshot, allowed: np.ndarray, scores: np.ndarray, token_sets
     if table.empty:
         return scores, fusions, scores
     takes = SearchedTakes.searched(snapshot, allowed)
-    searched = takes.counts > 0  # the takes that have a window among `allowed`
-    whole = allowed is snapshot.all_windows
     plans: list[tuple[np.ndarray, np.ndarray] | None] = []  # per query: (scored positions, fused scores) or None
     for q, (tokens, text) in enumerate(zip(token_sets, texts)):
         per_source = table.scores(text, pooled_query(tokens))
         bonus = best_source(per_source)
         column = scores[:, q]
         scored = np.flatnonzero(np.isfinite(column))
-        clips = snapshot.window_clip[scored if whole else allowed[scored]]
+        clips = snapshot.window_clip[allowed[scored]]
         fusions[q] = Fusion(per_source, _top_clips(clips, column[scored], k))
-        if np.ptp(bonus[searched]) == 0:
+        if np.ptp(bonus[takes.has_windows]) == 0:
             plans.append(None)
             continue  # the same words for every searched take tell nothing: keep MaxSim exactly
         rescore = _rescued_windows(takes, clips, column, bonus, k)
@@ -255,7 +253,7 @@ def fuse(searcher, snapshot, allowed: np.ndarray, scores: np.ndarray, token_sets
             column[rescore] = searcher.score_windows([tokens], allowed[rescore], mode="exact", snapshot=snapshot,
                                                      queries=alone(q) if alone else None)[:, 0]
             scored = np.sort(np.concatenate((scored, rescore)))  # disjoint: the rescued were unscored
-            clips = snapshot.window_clip[scored if whole else allowed[scored]]
+            clips = snapshot.window_clip[allowed[scored]]
         plans.append((scored, column[scored] + weight * bonus[clips]))
     if all(plan is None for plan in plans):
         return scores, fusions, scores

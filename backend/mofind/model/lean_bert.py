@@ -215,8 +215,6 @@ class LeanBert:
         self.precision = precision
         self.reason = "asked for"
         self.bert = bert
-        self.width = int(bert.config.hidden_size)
-        self.heads = int(bert.config.num_attention_heads)
         self.tower, self.compile_note = _compiled(_Tower(bert, PRODUCTS[precision]))
         self._parameters = list(bert.parameters())
         self._versions = self._parameter_versions()
