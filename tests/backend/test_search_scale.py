@@ -89,6 +89,26 @@ def test_the_avx2_kernel_reads_packed_codes_as_the_unpacking_does(dim, bits):
         avx2_dots.packed_max_dots(packed, np.array([295]), np.array([10]), dim, bits, avx2_dots.padded_queries(q8), 1)
 
 
+@pytest.mark.parametrize("dim", [64, 128, 256])
+def test_the_avx2_kernel_sums_packed_rows_at_the_extremes_in_16_bits(dim):
+    """Packed rows are summed four chunks at a time in 16 bits too: every level 31 (all bytes 0xFF at 5 bits)
+    against -128 and 127 puts each of those sums at its limit (4 x 7,936); rows in pairs and an odd last row."""
+    from mofind.index import avx2_dots, unpack
+
+    if not avx2_dots.available():
+        pytest.skip("no AVX2 here, or numba is missing: the kernel is never offered")
+    rng = np.random.default_rng(dim)
+    packed = np.where(rng.random((12, dim // 2 + dim // 8)) < 0.8, 255, rng.integers(0, 256, (12, dim // 2 + dim // 8)))
+    packed = packed.astype(np.uint8)
+    levels = unpack.levels(packed, dim, 5).astype(np.int64)
+    for q8 in (np.full((5, dim), -128, np.int8), np.full((5, dim), 127, np.int8),
+               rng.choice(np.array([-128, 127], np.int8), (5, dim))):
+        for starts, counts in ((np.array([0, 3]), np.array([3, 9])), (np.array([1]), np.array([11]))):
+            expected = np.array([(levels[a:a + n] @ q8.T.astype(np.int64)).max(0) for a, n in zip(starts, counts)])
+            np.testing.assert_array_equal(
+                avx2_dots.packed_max_dots(packed, starts, counts, dim, 5, avx2_dots.padded_queries(q8), 5), expected)
+
+
 @pytest.mark.parametrize("dim", [32, 128])
 def test_the_avx2_kernel_reads_picked_windows_of_a_whole_chunk_as_gathering_them_does(dim):
     """Scattered, unsorted and repeated windows of a chunk kept unpacked, read where they lie."""
