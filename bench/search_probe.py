@@ -86,16 +86,17 @@ def main() -> int:
     texts = [str(text) for text in stored["texts"]] if "texts" in stored.files else None
     weight = DEFAULT_NAMES_WEIGHT if texts else 0.0
 
-    def served(q: int, mode: str):
-        """Query q as the server searches it (names fused when the prompts are known)."""
-        return searcher.search_tokens([tokens[q]], k=10, mode=mode, texts=[texts[q]] if texts else None,
-                                      names_weight=weight)[0]
-
     base = status_kib("VmRSS")
     opened = time.perf_counter()
     reader = IndexReader.open(args.index)
     searcher = Searcher(reader, cache_bytes=DEFAULT_CACHE_BYTES if args.cache_bytes is None else args.cache_bytes,
                         threads=args.search_threads)
+
+    def served(q: int, mode: str):
+        """Query q as the server searches it (names fused when the prompts are known)."""
+        return searcher.search_tokens([tokens[q]], k=10, mode=mode, texts=[texts[q]] if texts else None,
+                                      names_weight=weight)[0]
+
     bandwidth = read_bandwidth_gbps(searcher.threads)  # as many readers as the kernel below has
     searcher.warm("two_stage")
     open_s = time.perf_counter() - opened

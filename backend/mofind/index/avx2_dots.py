@@ -276,44 +276,37 @@ def _packed_codegen(builder, rows, dim, fifth, queries, best) -> None:
     _by_groups(builder, builder.udiv(dim, ir.Constant(i64, CHUNK)), lanes, chunks_of, best)
 
 
+def _codegen_of(generate, rows: int):
+    """A numba intrinsic's codegen: `generate(builder, its first `rows` arguments (the stored rows), the others)`."""
+    def codegen(context, builder, signature, args):
+        generate(builder, args[:rows], *args[rows:])
+        return context.get_dummy_value()
+
+    return codegen
+
+
 if numba is not None:
     @intrinsic
     def _best_of_four(typingctx, row, queries, stride, chunks, best):
         """best[0:4] = max(best[0:4], row . queries[k] for k < 4), the rows at `row` (u8) and `queries + k * stride`
         (s8), `chunks` x 32 bytes each, `best` four int32."""
-        def codegen(context, builder, signature, args):
-            _plain_codegen(builder, args[:1], *args[1:])
-            return context.get_dummy_value()
-
-        return types.void(row, queries, stride, chunks, best), codegen
+        return types.void(row, queries, stride, chunks, best), _codegen_of(_plain_codegen, 1)
 
     @intrinsic
     def _best_of_four_pair(typingctx, row, other, queries, stride, chunks, best):
         """`_best_of_four` of two stored rows (at `row` and `other`) in one pass."""
-        def codegen(context, builder, signature, args):
-            _plain_codegen(builder, args[:2], *args[2:])
-            return context.get_dummy_value()
-
-        return types.void(row, other, queries, stride, chunks, best), codegen
+        return types.void(row, other, queries, stride, chunks, best), _codegen_of(_plain_codegen, 2)
 
     @intrinsic
     def _packed_best_of_four(typingctx, row, dim, fifth, queries, best):
         """`_best_of_four` for one packed row at `row` (D levels: nibbles, then fifth bits when `fifth`), the
         four query rows at `queries` (D bytes apart)."""
-        def codegen(context, builder, signature, args):
-            _packed_codegen(builder, args[:1], *args[1:])
-            return context.get_dummy_value()
-
-        return types.void(row, dim, fifth, queries, best), codegen
+        return types.void(row, dim, fifth, queries, best), _codegen_of(_packed_codegen, 1)
 
     @intrinsic
     def _packed_best_of_four_pair(typingctx, row, other, dim, fifth, queries, best):
         """`_packed_best_of_four` of two packed rows (at `row` and `other`) in one pass."""
-        def codegen(context, builder, signature, args):
-            _packed_codegen(builder, args[:2], *args[2:])
-            return context.get_dummy_value()
-
-        return types.void(row, other, dim, fifth, queries, best), codegen
+        return types.void(row, other, dim, fifth, queries, best), _codegen_of(_packed_codegen, 2)
 
     @intrinsic
     def _prefetch(typingctx, address):
