@@ -76,6 +76,9 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)  # what `mofind serve` runs with (and its default search threads: Searcher's default)
+    from mofind.index.linalg import limit_blas_threads
+
+    limit_blas_threads(1)  # numpy's BLAS as `mofind serve --threads 1` holds it (no threadpoolctl call a product)
     from mofind.index.search import DEFAULT_CACHE_BYTES, Searcher
     from mofind.index.store import IndexReader
 

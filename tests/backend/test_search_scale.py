@@ -68,6 +68,33 @@ def test_the_avx2_kernel_is_exact_at_the_extremes_of_its_16_bit_pair_sums(dim):
         kernel.max_dots(kernel.rows(levels[:, :dim - 8]), kernel.queries(q8[:, :dim - 8]), 9)
 
 
+@pytest.mark.parametrize("dim", [16, 128, 256])
+def test_the_interleaved_first_stage_kernel_is_exact_at_the_extremes_and_for_any_window_and_query_count(dim):
+    """The row-interleaved table sums four chunks of 8 products in 16 bits: levels 31 against -128 and 127 put
+    every lane at the end of its range; an odd window count is padded, any query count is padded to four."""
+    from mofind.index import avx2_dots
+
+    if not avx2_dots.available():
+        pytest.skip("no AVX2 here, or numba is missing: the table is never offered")
+    rng = np.random.default_rng(dim)
+    for windows in (1, 2, 5, 64):
+        levels = np.where(rng.random((windows * 4, dim)) < 0.7, 31, rng.integers(0, 32, (windows * 4, dim)))
+        table = avx2_dots.interleaved_rows(levels.astype(np.uint8), 4)
+        assert table.shape == (-(-windows // 2), 8 * dim)
+        for count in (1, 4, 5, 9):
+            q8 = rng.choice(np.array([-128, -127, 127, 126, 0], np.int8), (count, dim))
+            expected = (levels.astype(np.int64) @ q8.T.astype(np.int64)).reshape(windows, 4, count).max(1)
+            np.testing.assert_array_equal(
+                avx2_dots.interleaved_max_dots(table, avx2_dots.interleaved_queries(q8), windows, count), expected)
+    built = kernels.InterleavedTable(np.full((12, dim), 31, np.int8), 4)
+    np.testing.assert_array_equal(built.maxima(built.queries(np.full((3, dim), -128, np.int8))),
+                                  np.full((3, 3), 31 * -128 * dim, np.float32))
+    with pytest.raises(ValueError, match="at most 31"):
+        avx2_dots.interleaved_rows(np.full((4, dim), 32, np.uint8), 4)
+    with pytest.raises(ValueError, match="do not fit"):
+        avx2_dots.interleaved_rows(np.zeros((6, dim), np.uint8), 3)
+
+
 @pytest.mark.parametrize("bits", [4, 5])
 @pytest.mark.parametrize("dim", [64, 128, 256])
 def test_the_avx2_kernel_reads_packed_codes_as_the_unpacking_does(dim, bits):
@@ -397,14 +424,15 @@ def test_coarse_scores_are_the_integer_maxima_through_the_query_map(library):
 def test_every_first_stage_table_gives_the_same_scores_and_hits(library, monkeypatch, tmp_path):
     monkeypatch.setenv("MOFIND_CACHE", str(tmp_path))
     monkeypatch.delenv("MOFIND_KERNEL", raising=False)
-    if not kernels.PackedTable.available():
-        pytest.skip("this torch has no oneDNN quantized linear (the kernel's own table is used)")
+    tables = [name for name, kind in kernels.TABLES.items() if kind.available()]
+    if not tables:
+        pytest.skip("neither oneDNN's quantized linear nor AVX2 here: the kernel's own table is the only one")
     from mofind.index.search import _QueryBatch
 
     rng = np.random.default_rng(12)
     queries = [unit(rng.standard_normal((n, DIM))) for n in (2, 5, 9)]
     found = {}
-    for table in (kernels.KERNEL_TABLE, *kernels.TABLES):
+    for table in (kernels.KERNEL_TABLE, *tables):
         monkeypatch.setenv("MOFIND_FIRST_STAGE", table)
         kernels._cached_choice.cache_clear()
         searcher = Searcher(library)
@@ -418,7 +446,7 @@ def test_every_first_stage_table_gives_the_same_scores_and_hits(library, monkeyp
     assert "forced" not in kernels.choose_kernel(DIM, ROWS * COLS).table_reason  # a forced table is never cached
     kernels._cached_choice.cache_clear()
     plain = found[kernels.KERNEL_TABLE]
-    for table in kernels.TABLES:
+    for table in tables:
         np.testing.assert_array_equal(found[table][0], plain[0])
         assert found[table][1] == plain[1]
 

@@ -40,6 +40,7 @@ GROUP = 4  # chunks summed in 16 bits before widening: 4 x 7,936 = 31,744 < 2**1
 #: stream may run past the last row.
 PREFETCH_BYTES = 2048
 LINE = 64  # bytes per cache line
+BLOCK_ROWS = 8  # stored rows of an interleaved table a 32-byte chunk holds (4 dims of each): two 4-row windows
 
 
 @functools.cache
@@ -125,6 +126,52 @@ def packed_max_dots(packed: np.ndarray, starts: np.ndarray, counts: np.ndarray, 
     out = np.empty((len(starts), len(queries)), np.int32)
     _packed_window_maxima(packed, starts, counts, dim, int(bits == 5), queries, out)
     return out[:, :columns]
+
+
+def interleaved_rows(levels: np.ndarray, width: int) -> np.ndarray:
+    """(n * width, D) u8 levels 0..31 of n windows (width 4) -> (ceil(n / 2), 8 * D) u8 blocks for
+    `interleaved_max_dots`: block b holds windows 2b and 2b + 1 (a zero window pads an odd n), dims in groups of
+    four, each group's 4 bytes of the block's 8 rows side by side (32 bytes, one register)."""
+    levels = np.ascontiguousarray(levels).view(np.uint8)
+    dim = levels.shape[1]
+    if width * 2 != BLOCK_ROWS or dim % (4 * GROUP) or len(levels) % width:
+        raise ValueError(f"rows {levels.shape} do not fit the interleaved kernel (width {width}, D a multiple "
+                         f"of {4 * GROUP})")
+    if len(levels) and int(levels.max()) > 31:
+        raise ValueError("the interleaved kernel sums four chunks in 16 bits: levels must be at most 31")
+    if (len(levels) // width) % 2:
+        levels = np.concatenate([levels, np.zeros((width, dim), np.uint8)])
+    blocks = len(levels) // BLOCK_ROWS
+    return np.ascontiguousarray(levels.reshape(blocks, BLOCK_ROWS, dim // 4, 4).transpose(0, 2, 1, 3)) \
+        .reshape(blocks, BLOCK_ROWS * dim)
+
+
+def interleaved_queries(q8: np.ndarray) -> np.ndarray:
+    """(L, D) int8 query rows -> (ceil(L / 4), 32 * D) int8: per group of four rows and group of four dims, each
+    row's 4 bytes repeated for the 8 rows of a block (the operand `vpmaddubsw` multiplies a block chunk by)."""
+    queries = padded_queries(q8)
+    rows, dim = queries.shape
+    grouped = queries.reshape(rows // LANES, LANES, dim // 4, 1, 4).transpose(0, 2, 1, 3, 4)
+    return np.ascontiguousarray(np.broadcast_to(grouped, (rows // LANES, dim // 4, LANES, BLOCK_ROWS, 4))) \
+        .reshape(rows // LANES, -1)
+
+
+def interleaved_max_dots(table: np.ndarray, queries: np.ndarray, windows: int, columns: int) -> np.ndarray:
+    """`max_dots` of an `interleaved_rows` table (its first `windows` windows) and `interleaved_queries`:
+    (windows, columns) int32, the same integers.
+
+    Why a second layout: with a window's rows side by side in each register, one `vpmaddubsw` multiplies 8 rows
+    by the same 4 query dims, and a row's sum builds up in its own 32-bit lane: no horizontal sums, the costliest
+    part of `max_dots` after the multiplies. On an AMD EPYC (Zen 3, AVX2, one thread), 10k windows in cache:
+    5.2 against 8.3 ns a row for 4 query rows, 9.1 against 14.9 for 8 (prototype, side by side)."""
+    table, queries = np.asarray(table, np.uint8), np.asarray(queries, np.int8)
+    if (table.ndim != 2 or queries.ndim != 2 or table.shape[1] % (BLOCK_ROWS * 4 * GROUP)
+            or queries.shape[1] != table.shape[1] * LANES or not table.flags.c_contiguous
+            or not queries.flags.c_contiguous or windows > 2 * len(table)):
+        raise ValueError(f"table {table.shape} and queries {queries.shape} do not fit the interleaved kernel")
+    out = np.empty((2 * len(table), LANES * len(queries)), np.int32)
+    _interleaved_window_maxima(table, queries, out)
+    return out[:windows, :columns]
 
 
 class _Lanes:
@@ -276,6 +323,53 @@ def _packed_codegen(builder, rows, dim, fifth, queries, best) -> None:
     _by_groups(builder, builder.udiv(dim, ir.Constant(i64, CHUNK)), lanes, chunks_of, best)
 
 
+def _interleaved_codegen(builder, blocks, queries, dim, first, second) -> None:
+    """IR for `_interleaved_best`: the 8 rows of the block at blocks[0] (`interleaved_rows`) times four query rows (`queries`,
+    `interleaved_queries`' layout), GROUP chunks summed in 16 bits and widened by `vpmaddwd` into one 32-bit
+    lane per row; then, per query row, the best of each window's four lanes, stored at `first` and `second`."""
+    b = builder
+    lanes = _Lanes(builder, queries, dim, 0)  # the intrinsics and vector types; no running sums
+    i64, four = ir.IntType(64), ir.VectorType(ir.IntType(32), 4)
+    table = b.inttoptr(blocks[0], lanes.bytes32.as_pointer())
+    asked = b.inttoptr(queries, lanes.bytes32.as_pointer())
+    ones = ir.Constant(lanes.shorts, [1] * 16)
+
+    def widened(start):  # query row k's sums over chunks start .. start + GROUP - 1, one 32-bit lane per row
+        shorts = [None] * LANES
+        for step in range(GROUP):
+            at = b.add(start, ir.Constant(i64, step))
+            chunk = b.load(b.gep(table, [at]), align=1)
+            for k in range(LANES):
+                operand = b.load(b.gep(asked, [b.add(b.mul(at, ir.Constant(i64, LANES)), ir.Constant(i64, k))]),
+                                 align=1)
+                product = b.call(lanes.madd_bytes, [chunk, operand])
+                shorts[k] = product if shorts[k] is None else b.add(shorts[k], product)
+        return [b.call(lanes.madd_shorts, [summed, ones]) for summed in shorts]
+
+    chunks = b.udiv(dim, ir.Constant(i64, 4))  # one chunk per 4 dims
+    totals = [cgutils.alloca_once_value(b, ir.Constant(lanes.ints, [0] * 8)) for _ in range(LANES)]
+    with cgutils.for_range(b, b.udiv(chunks, ir.Constant(i64, GROUP))) as loop:
+        for total, part in zip(totals, widened(b.mul(loop.index, ir.Constant(i64, GROUP)))):
+            b.store(b.add(b.load(total), part), total)
+    sums = [b.load(total) for total in totals]
+
+    def larger(x, y):
+        return b.select(b.icmp_signed(">", x, y), x, y)
+
+    def picked(x, y, order):
+        return b.shuffle_vector(x, y, ir.Constant(lanes.ints, order))
+
+    # sums[k] = [row 0..3 of the first window | rows 0..3 of the second]: the best of each four, as
+    # [first window's q0 q1 q2 q3 | second window's q0 q1 q2 q3], in two interleave-and-max steps
+    low, high = [0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]
+    pairs = [larger(picked(sums[k], sums[k + 1], low), picked(sums[k], sums[k + 1], high)) for k in (0, 2)]
+    best = larger(picked(pairs[0], pairs[1], [0, 1, 8, 9, 4, 5, 12, 13]),
+                  picked(pairs[0], pairs[1], [2, 3, 10, 11, 6, 7, 14, 15]))
+    for address, half in ((first, [0, 1, 2, 3]), (second, [4, 5, 6, 7])):
+        b.store(b.shuffle_vector(best, best, ir.Constant(four, half)), b.inttoptr(address, four.as_pointer()),
+                align=4)
+
+
 def _codegen_of(generate, rows: int):
     """A numba intrinsic's codegen: `generate(builder, its first `rows` arguments (the stored rows), the others)`."""
     def codegen(context, builder, signature, args):
@@ -307,6 +401,12 @@ if numba is not None:
     def _packed_best_of_four_pair(typingctx, row, other, dim, fifth, queries, best):
         """`_packed_best_of_four` of two packed rows (at `row` and `other`) in one pass."""
         return types.void(row, other, dim, fifth, queries, best), _codegen_of(_packed_codegen, 2)
+
+    @intrinsic
+    def _interleaved_best(typingctx, block, queries, dim, first, second):
+        """out[first] and out[second] (four int32 each) = the best row of each of the block's two windows for
+        each of the four query rows at `queries` (`interleaved_codegen`)."""
+        return types.void(block, queries, dim, first, second), _codegen_of(_interleaved_codegen, 1)
 
     @intrinsic
     def _prefetch(typingctx, address):
@@ -396,3 +496,17 @@ if numba is not None:
                                                   kept + (window * lanes + first) * 4)
                     else:
                         _packed_best_of_four(at, dim, fifth, asked + first * dim, kept + (window * lanes + first) * 4)
+
+
+    @numba.njit(nogil=True, boundscheck=False, cache=True)
+    def _interleaved_window_maxima(table, queries, out):
+        blocks, span = table.shape
+        groups, asked_span = queries.shape
+        lanes, dim = out.shape[1], span // BLOCK_ROWS
+        rows, asked, kept = table.ctypes.data, queries.ctypes.data, out.ctypes.data
+        for block in range(blocks):
+            at = rows + block * span
+            _prefetch_row(at + PREFETCH_BYTES, span)
+            for group in range(groups):
+                _interleaved_best(at, asked + group * asked_span, dim, kept + (2 * block * lanes + LANES * group) * 4,
+                                  kept + ((2 * block + 1) * lanes + LANES * group) * 4)
