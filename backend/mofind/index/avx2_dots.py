@@ -9,6 +9,9 @@ reductions into `vpmaddwd`); this kernel took 0.39 ms (0.71 against 1.24 ms at 8
 window's rows fused in, no product array written. The instructions are reached through LLVM's intrinsics
 (`llvm.x86.avx2.pmadd.ub.sw`, `llvm.x86.avx2.pmadd.wd`, `llvm.x86.avx2.phadd.d`) from a numba `intrinsic`.
 
+A second layout serves the first stage's coarse table (`interleaved_*`): each register holds 4 dims of 8 rows,
+so a row's sum builds up in its own lane and no horizontal sums are needed (kernels.InterleavedTable).
+
 Exact: stored levels are u8 0..31 and query rows s8 -127..127 (-128 too), so each 16-bit pair sum of
 `vpmaddubsw` is at most 2 x 31 x 128 = 7,936 (no saturation), and four chunks' sums (31,744 < 2**15) are widened
 to 32 bits (`vpmaddwd` by ones) together. The calibration checks every kernel against a float64 product before
@@ -163,7 +166,7 @@ def interleaved_max_dots(table: np.ndarray, queries: np.ndarray, windows: int, c
     Why a second layout: with a window's rows side by side in each register, one `vpmaddubsw` multiplies 8 rows
     by the same 4 query dims, and a row's sum builds up in its own 32-bit lane: no horizontal sums, the costliest
     part of `max_dots` after the multiplies. On an AMD EPYC (Zen 3, AVX2, one thread), 10k windows in cache:
-    5.2 against 8.3 ns a row for 4 query rows, 9.1 against 14.9 for 8 (prototype, side by side)."""
+    5.2 against 8.3 ns a row for 4 query rows, 9.1 against 14.9 for 8 (side by side)."""
     table, queries = np.asarray(table, np.uint8), np.asarray(queries, np.int8)
     if (table.ndim != 2 or queries.ndim != 2 or table.shape[1] % (BLOCK_ROWS * 4 * GROUP)
             or queries.shape[1] != table.shape[1] * LANES or not table.flags.c_contiguous
@@ -324,9 +327,10 @@ def _packed_codegen(builder, rows, dim, fifth, queries, best) -> None:
 
 
 def _interleaved_codegen(builder, blocks, queries, dim, first, second) -> None:
-    """IR for `_interleaved_best`: the 8 rows of the block at blocks[0] (`interleaved_rows`) times four query rows (`queries`,
-    `interleaved_queries`' layout), GROUP chunks summed in 16 bits and widened by `vpmaddwd` into one 32-bit
-    lane per row; then, per query row, the best of each window's four lanes, stored at `first` and `second`."""
+    """IR for `_interleaved_best`: the 8 rows of the block at blocks[0] (`interleaved_rows`) times four query rows
+    (`queries`, `interleaved_queries`' layout), GROUP chunks summed in 16 bits and widened by `vpmaddwd` into one
+    32-bit lane per row; then, per query row, the best of each window's four lanes, stored at `first` and
+    `second`."""
     b = builder
     lanes = _Lanes(builder, queries, dim, 0)  # the intrinsics and vector types; no running sums
     i64, four = ir.IntType(64), ir.VectorType(ir.IntType(32), 4)
@@ -405,7 +409,7 @@ if numba is not None:
     @intrinsic
     def _interleaved_best(typingctx, block, queries, dim, first, second):
         """out[first] and out[second] (four int32 each) = the best row of each of the block's two windows for
-        each of the four query rows at `queries` (`interleaved_codegen`)."""
+        each of the four query rows at `queries` (`_interleaved_codegen`)."""
         return types.void(block, queries, dim, first, second), _codegen_of(_interleaved_codegen, 1)
 
     @intrinsic
@@ -496,7 +500,6 @@ if numba is not None:
                                                   kept + (window * lanes + first) * 4)
                     else:
                         _packed_best_of_four(at, dim, fifth, asked + first * dim, kept + (window * lanes + first) * 4)
-
 
     @numba.njit(nogil=True, boundscheck=False, cache=True)
     def _interleaved_window_maxima(table, queries, out):

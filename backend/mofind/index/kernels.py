@@ -54,13 +54,14 @@ from .linalg import single_blas_thread
 BLOCK_WINDOWS = 256
 CPU_KERNELS = ("int8", "onednn-u8s8", "avx2-u8s8", "fp32-torch", "fp32-numpy")
 INEXACT_KERNELS = ("bf16-torch",)  # timed for the report, never used: output rounding changes scores
-# 10: the avx2-interleaved first-stage table; 9: tables timed with 4 query rows, not 6; 8: packed codes read by avx2-u8s8; 7: the avx2-u8s8 kernel;
-# 6: first-stage tables timed on 32 MB (2 MB before); 5: float64 exactness reference
+# 10: the avx2-interleaved first-stage table; 9: tables timed with 4 query rows, not 6; 8: packed codes read by
+# avx2-u8s8; 7: the avx2-u8s8 kernel; 6: first-stage tables timed on 32 MB (2 MB before); 5: float64 exactness
+# reference
 CALIBRATION_VERSION = 10
 KERNEL_TABLE = "kernel"  # the first stage multiplies its table with the MaxSim kernel, block by block
 PACKED_TABLE = "onednn-u8s8"  # ... or with oneDNN's prepacked u8 x s8 inner product (see PackedTable)
 ROWS_TABLE = "onednn-u8-rows"  # ... or the same product with the table as u8 activations (see PlaneTable)
-INTERLEAVED_TABLE = "avx2-interleaved"  # ... or AVX2's byte multiply-add on a row-interleaved copy (InterleavedTable)
+INTERLEAVED_TABLE = "avx2-interleaved"  # ... or AVX2's multiply-add on interleaved rows (InterleavedTable)
 
 
 # -- kernels -------------------------------------------------------------------------------------------------
