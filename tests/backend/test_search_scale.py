@@ -76,6 +76,7 @@ def test_the_interleaved_first_stage_kernel_is_exact_at_the_extremes_and_for_any
 
     if not avx2_dots.available():
         pytest.skip("no AVX2 here, or numba is missing: the table is never offered")
+    assert avx2_dots.interleaved_available() and kernels.InterleavedTable.available()  # offered wherever AVX2 is
     rng = np.random.default_rng(dim)
     for windows in (1, 2, 5, 64):
         levels = np.where(rng.random((windows * 4, dim)) < 0.7, 31, rng.integers(0, 32, (windows * 4, dim)))

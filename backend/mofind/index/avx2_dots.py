@@ -73,6 +73,23 @@ def available() -> bool:
         return False
 
 
+@functools.cache
+def interleaved_available() -> bool:
+    """`available()`, and the interleaved table's kernel compiles and gives the right integers on a tiny case
+    (three windows: an odd count, padded)."""
+    if not available():
+        return False
+    try:
+        dim = 4 * GROUP
+        levels = (np.arange(12 * dim) * 7 % 32).astype(np.uint8).reshape(12, dim)
+        q8 = (np.arange(5 * dim) * 11 % 255 - 127).astype(np.int8).reshape(5, dim)
+        expected = (levels.astype(np.int64) @ q8.T.astype(np.int64)).reshape(3, 4, 5).max(1)
+        return bool(np.array_equal(interleaved_max_dots(interleaved_rows(levels, 4), interleaved_queries(q8), 3, 5),
+                                   expected))
+    except Exception:  # noqa: BLE001 - as in `available`
+        return False
+
+
 def padded_queries(q8: np.ndarray) -> np.ndarray:
     """(L, D) int8 query rows, zero rows added up to a multiple of LANES (their sums are dropped)."""
     q8 = np.asarray(q8, np.int8)
@@ -177,7 +194,21 @@ def interleaved_max_dots(table: np.ndarray, queries: np.ndarray, windows: int, c
     return out[:windows, :columns]
 
 
-class _Lanes:
+class _Ops:
+    """The vector types and AVX2 intrinsics every kernel's IR uses, declared in the builder's module."""
+
+    def __init__(self, builder):
+        i8, i16, i32 = ir.IntType(8), ir.IntType(16), ir.IntType(32)
+        self.bytes32, self.shorts, self.ints = ir.VectorType(i8, 32), ir.VectorType(i16, 16), ir.VectorType(i32, 8)
+        self.builder = builder
+        module = builder.module
+        declare = cgutils.get_or_insert_function
+        self.madd_bytes = declare(module, ir.FunctionType(self.shorts, [self.bytes32] * 2), "llvm.x86.avx2.pmadd.ub.sw")
+        self.madd_shorts = declare(module, ir.FunctionType(self.ints, [self.shorts] * 2), "llvm.x86.avx2.pmadd.wd")
+        self.pair_add = declare(module, ir.FunctionType(self.ints, [self.ints] * 2), "llvm.x86.avx2.phadd.d")
+
+
+class _Lanes(_Ops):
     """LLVM IR for four query rows against one or two stored rows: the x86 intrinsics, four 32-bit accumulators per
     stored row, and the final horizontal sums folded into the running maxima. Shared by the intrinsics below.
 
@@ -190,14 +221,7 @@ class _Lanes:
     instead of `vpmaddwd` slower still."""
 
     def __init__(self, builder, queries, stride, rows: int = 1):
-        i8, i16, i32 = ir.IntType(8), ir.IntType(16), ir.IntType(32)
-        self.bytes32, self.shorts, self.ints = ir.VectorType(i8, 32), ir.VectorType(i16, 16), ir.VectorType(i32, 8)
-        self.builder = builder
-        module = builder.module
-        declare = cgutils.get_or_insert_function
-        self.madd_bytes = declare(module, ir.FunctionType(self.shorts, [self.bytes32] * 2), "llvm.x86.avx2.pmadd.ub.sw")
-        self.madd_shorts = declare(module, ir.FunctionType(self.ints, [self.shorts] * 2), "llvm.x86.avx2.pmadd.wd")
-        self.pair_add = declare(module, ir.FunctionType(self.ints, [self.ints] * 2), "llvm.x86.avx2.phadd.d")
+        _Ops.__init__(self, builder)
         self.asked = [builder.inttoptr(builder.add(queries, builder.mul(stride, ir.Constant(stride.type, k))),
                                        self.bytes32.as_pointer()) for k in range(LANES)]
         self.sums = [[cgutils.alloca_once_value(builder, ir.Constant(self.ints, [0] * 8)) for _ in range(LANES)]
@@ -332,11 +356,11 @@ def _interleaved_codegen(builder, blocks, queries, dim, first, second) -> None:
     32-bit lane per row; then, per query row, the best of each window's four lanes, stored at `first` and
     `second`."""
     b = builder
-    lanes = _Lanes(builder, queries, dim, 0)  # the intrinsics and vector types; no running sums
+    ops = _Ops(builder)
     i64, four = ir.IntType(64), ir.VectorType(ir.IntType(32), 4)
-    table = b.inttoptr(blocks[0], lanes.bytes32.as_pointer())
-    asked = b.inttoptr(queries, lanes.bytes32.as_pointer())
-    ones = ir.Constant(lanes.shorts, [1] * 16)
+    table = b.inttoptr(blocks[0], ops.bytes32.as_pointer())
+    asked = b.inttoptr(queries, ops.bytes32.as_pointer())
+    ones = ir.Constant(ops.shorts, [1] * 16)
 
     def widened(start):  # query row k's sums over chunks start .. start + GROUP - 1, one 32-bit lane per row
         shorts = [None] * LANES
@@ -346,12 +370,12 @@ def _interleaved_codegen(builder, blocks, queries, dim, first, second) -> None:
             for k in range(LANES):
                 operand = b.load(b.gep(asked, [b.add(b.mul(at, ir.Constant(i64, LANES)), ir.Constant(i64, k))]),
                                  align=1)
-                product = b.call(lanes.madd_bytes, [chunk, operand])
+                product = b.call(ops.madd_bytes, [chunk, operand])
                 shorts[k] = product if shorts[k] is None else b.add(shorts[k], product)
-        return [b.call(lanes.madd_shorts, [summed, ones]) for summed in shorts]
+        return [b.call(ops.madd_shorts, [summed, ones]) for summed in shorts]
 
     chunks = b.udiv(dim, ir.Constant(i64, 4))  # one chunk per 4 dims
-    totals = [cgutils.alloca_once_value(b, ir.Constant(lanes.ints, [0] * 8)) for _ in range(LANES)]
+    totals = [cgutils.alloca_once_value(b, ir.Constant(ops.ints, [0] * 8)) for _ in range(LANES)]
     with cgutils.for_range(b, b.udiv(chunks, ir.Constant(i64, GROUP))) as loop:
         for total, part in zip(totals, widened(b.mul(loop.index, ir.Constant(i64, GROUP)))):
             b.store(b.add(b.load(total), part), total)
@@ -361,7 +385,7 @@ def _interleaved_codegen(builder, blocks, queries, dim, first, second) -> None:
         return b.select(b.icmp_signed(">", x, y), x, y)
 
     def picked(x, y, order):
-        return b.shuffle_vector(x, y, ir.Constant(lanes.ints, order))
+        return b.shuffle_vector(x, y, ir.Constant(ops.ints, order))
 
     # sums[k] = [row 0..3 of the first window | rows 0..3 of the second]: the best of each four, as
     # [first window's q0 q1 q2 q3 | second window's q0 q1 q2 q3], in two interleave-and-max steps

@@ -674,7 +674,7 @@ class InterleavedTable:
     time summing each row's lanes; this layout sums a row in its own lane. Same bytes as the kernel's rows (one
     zero window pads an odd chunk). Exact for levels up to 31 (`interleaved_rows` refuses more)."""
 
-    available = staticmethod(avx2_dots.available)
+    available = staticmethod(avx2_dots.interleaved_available)
 
     @staticmethod
     def queries(q8: np.ndarray) -> tuple[np.ndarray, int]:
@@ -1067,7 +1067,7 @@ class ChunkScan:
         identical."""
         count = self.num_windows
         out = np.empty((count, weights.shape[1]), np.float32)
-        if table in TABLES:  # the table's maxima come whole: one product (per block cost ~15 us a call more)
+        if table in TABLES:  # the table gives the whole chunk's maxima: one product for all of them
             np.matmul(self.coarse(kernel, table).maxima(operand), weights, out=out)
         else:
             rows, width = self.coarse(kernel), self.coarse_width
