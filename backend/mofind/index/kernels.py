@@ -689,7 +689,11 @@ class InterleavedTable:
     def maxima(self, queries: tuple[np.ndarray, int]) -> np.ndarray:
         """(W, L) float32 holding integers: per window, the best of its rows for every query row."""
         operand, rows = queries
-        return avx2_dots.interleaved_max_dots(self.table, operand, self.count, rows).astype(np.float32)
+        # converted whole, then cut: the strided (W, L) int32 slice took 41-89 us to convert at 8,193 windows
+        # against 10-14 us for the whole array (AMD EPYC, hot caches, two runs), and the product reads the
+        # float32 view where it lies (BLAS's row stride); the same values, so the same scores
+        padded = avx2_dots.interleaved_padded_max_dots(self.table, operand).astype(np.float32)
+        return padded[:self.count, :rows]
 
 
 TABLES = {PACKED_TABLE: PackedTable, ROWS_TABLE: PlaneTable, INTERLEAVED_TABLE: InterleavedTable}
