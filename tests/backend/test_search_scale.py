@@ -96,6 +96,57 @@ def test_the_interleaved_first_stage_kernel_is_exact_at_the_extremes_and_for_any
         avx2_dots.interleaved_rows(np.zeros((6, dim), np.uint8), 3)
 
 
+def test_query_sums_weigh_each_querys_own_rows_alike_compiled_and_in_numpy():
+    """Each query's score reads only its own rows (the batch's rows are stacked query after query); the compiled
+    sums and numpy's are the same float32 operations in the same order, so the same scores to the bit."""
+    from mofind.index.query_sums import QueryMap, query_sums, query_sums_numpy
+
+    rng = np.random.default_rng(31)
+    maxima = rng.integers(-600_000, 600_000, (257, 12)).astype(np.int32)  # 12 columns: 2 of padding
+    query_map = QueryMap(np.array([0, 1, 5, 10]), rng.standard_normal(10).astype(np.float32),
+                         rng.standard_normal(3).astype(np.float32))
+    found = query_sums(maxima, query_map)
+    np.testing.assert_array_equal(found, query_sums_numpy(maxima, query_map, np.empty_like(found)))
+    np.testing.assert_array_equal(query_sums(maxima.astype(np.float32), query_map), found)  # floats holding integers
+    expected = np.stack([maxima[:, a:b].astype(np.float64) @ query_map.weights[a:b] + query_map.bias[q]
+                         for q, (a, b) in enumerate(zip(query_map.starts[:-1], query_map.starts[1:]))], axis=1)
+    magnitude = np.stack([np.abs(maxima[:, a:b].astype(np.float64)) @ np.abs(query_map.weights[a:b])
+                          for a, b in zip(query_map.starts[:-1], query_map.starts[1:])], axis=1)
+    assert np.all(np.abs(found - expected) <= 1e-6 * (magnitude + 1))  # float32 rounding of its terms only
+    changed = maxima.copy()
+    changed[:, 10:] = 7  # padding columns are never read
+    np.testing.assert_array_equal(query_sums(changed, query_map), found)
+    with pytest.raises(ValueError, match="fewer than"):
+        query_sums(maxima[:, :9], query_map)
+
+
+@pytest.mark.parametrize("dim", [64, 128])
+def test_the_interleaved_pass_sums_its_integer_maxima_for_any_window_count_and_query_split(dim):
+    """The fused pass (`interleaved_scores`: maxima a piece at a time, summed per query, the last group of query
+    rows multiplying only its real rows) gives exactly `query_sums` of the exact integer maxima: window counts
+    across a piece boundary, odd counts, 1 to 10 query rows split into one or several queries, extreme values."""
+    from mofind.index import avx2_dots
+    from mofind.index.query_sums import QueryMap, query_sums
+
+    if not avx2_dots.interleaved_available():
+        pytest.skip("no AVX2 here, or numba is missing: the table is never offered")
+    rng = np.random.default_rng(dim + 1)
+    piece = 2 * avx2_dots.PIECE_BLOCKS
+    for windows in (1, 2, 7, piece, piece + 1, 2 * piece + 3):
+        levels = np.where(rng.random((windows * 4, dim)) < 0.5, 31, rng.integers(0, 32, (windows * 4, dim)))
+        table = avx2_dots.interleaved_rows(levels.astype(np.uint8), 4)
+        for rows in (1, 2, 3, 4, 5, 6, 9, 10):
+            q8 = rng.choice(np.array([-128, -127, 127, 126, 0, 5], np.int8), (rows, dim))
+            split = [rows] if rows < 4 else [1, rows - 3, 2]
+            query_map = QueryMap(np.concatenate([[0], np.cumsum(split)]).astype(np.int64),
+                                 rng.standard_normal(rows).astype(np.float32),
+                                 rng.standard_normal(len(split)).astype(np.float32))
+            maxima = (levels.astype(np.int64) @ q8.T.astype(np.int64)).reshape(windows, 4, rows).max(1)
+            np.testing.assert_array_equal(
+                avx2_dots.interleaved_scores(table, avx2_dots.interleaved_queries(q8), windows, query_map),
+                query_sums(maxima.astype(np.int32), query_map))
+
+
 @pytest.mark.parametrize("bits", [4, 5])
 @pytest.mark.parametrize("dim", [64, 128, 256])
 def test_the_avx2_kernel_reads_packed_codes_as_the_unpacking_does(dim, bits):

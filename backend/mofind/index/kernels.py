@@ -50,14 +50,16 @@ from . import avx2_dots
 from .chunk import Chunk
 from .codec import RotatedCodec
 from .linalg import single_blas_thread
+from .query_sums import QueryMap, query_sums
 
 BLOCK_WINDOWS = 256
 CPU_KERNELS = ("int8", "onednn-u8s8", "avx2-u8s8", "fp32-torch", "fp32-numpy")
 INEXACT_KERNELS = ("bf16-torch",)  # timed for the report, never used: output rounding changes scores
+# 11: first-stage scores summed per query in compiled code (query_sums.py), fused into the interleaved pass;
 # 10: the avx2-interleaved first-stage table; 9: tables timed with 4 query rows, not 6; 8: packed codes read by
 # avx2-u8s8; 7: the avx2-u8s8 kernel; 6: first-stage tables timed on 32 MB (2 MB before); 5: float64 exactness
 # reference
-CALIBRATION_VERSION = 10
+CALIBRATION_VERSION = 11
 KERNEL_TABLE = "kernel"  # the first stage multiplies its table with the MaxSim kernel, block by block
 PACKED_TABLE = "onednn-u8s8"  # ... or with oneDNN's prepacked u8 x s8 inner product (see PackedTable)
 ROWS_TABLE = "onednn-u8-rows"  # ... or the same product with the table as u8 activations (see PlaneTable)
@@ -687,13 +689,14 @@ class InterleavedTable:
         self.nbytes = int(self.table.nbytes)
 
     def maxima(self, queries: tuple[np.ndarray, int]) -> np.ndarray:
-        """(W, L) float32 holding integers: per window, the best of its rows for every query row."""
+        """(W, L) int32: per window, the best of its rows for every query row (a view into the padded result:
+        `query_sums` reads it where it lies)."""
         operand, rows = queries
-        # converted whole, then cut: the strided (W, L) int32 slice took 41-89 us to convert at 8,193 windows
-        # against 10-14 us for the whole array (AMD EPYC, hot caches, two runs), and the product reads the
-        # float32 view where it lies (BLAS's row stride); the same values, so the same scores
-        padded = avx2_dots.interleaved_padded_max_dots(self.table, operand).astype(np.float32)
-        return padded[:self.count, :rows]
+        return avx2_dots.interleaved_padded_max_dots(self.table, operand)[:self.count, :rows]
+
+    def scores(self, queries: tuple[np.ndarray, int], query_map: QueryMap) -> np.ndarray:
+        """`query_sums` of `maxima` in one compiled pass (`avx2_dots.interleaved_scores`): (W, Q) float32."""
+        return avx2_dots.interleaved_scores(self.table, queries[0], self.count, query_map)
 
 
 TABLES = {PACKED_TABLE: PackedTable, ROWS_TABLE: PlaneTable, INTERLEAVED_TABLE: InterleavedTable}
@@ -1063,23 +1066,26 @@ class ChunkScan:
             self.chunk.release("pooled")
         return out
 
-    def coarse_scores(self, kernel: Kernel, queries, weights: np.ndarray, bias: np.ndarray,
-                      block: int = 16 * BLOCK_WINDOWS, table: str = KERNEL_TABLE, operand=None) -> np.ndarray:
-        """(W, Q) float32 first-stage scores: per block, the integer maxima times the queries' affine map.
+    def coarse_scores(self, kernel: Kernel, queries, query_map: QueryMap, block: int = 16 * BLOCK_WINDOWS,
+                      table: str = KERNEL_TABLE, operand=None) -> np.ndarray:
+        """(W, Q) float32 first-stage scores: per block, the integer maxima through the queries' affine map
+        (`query_sums`).
 
         With `table` one of TABLES and `operand` its `queries(q8)`, that table gives the maxima; the scores are
-        identical."""
+        identical (the same sums of the same integers)."""
+        built = self.coarse(kernel, table)
+        if isinstance(built, InterleavedTable):  # the maxima and their sums in one pass
+            return built.scores(operand, query_map)
         count = self.num_windows
-        out = np.empty((count, weights.shape[1]), np.float32)
-        if table in TABLES:  # the table gives the whole chunk's maxima: one product for all of them
-            np.matmul(self.coarse(kernel, table).maxima(operand), weights, out=out)
+        out = np.empty((count, query_map.queries), np.float32)
+        if table in TABLES:  # the table gives the whole chunk's maxima at once
+            query_sums(built.maxima(operand)[:count], query_map, out)
         else:
-            rows, width = self.coarse(kernel), self.coarse_width
-            for start in range(0, count, block):  # the same float32 products either way: identical scores
+            rows, width = built, self.coarse_width
+            for start in range(0, count, block):
                 stop = min(start + block, count)
-                np.matmul(kernel.max_dots(rows[start * width:stop * width], queries, width).astype(np.float32),
-                          weights, out=out[start:stop])
-        out += bias
+                query_sums(kernel.max_dots(rows[start * width:stop * width], queries, width), query_map,
+                           out[start:stop])
         return out
 
 

@@ -41,6 +41,7 @@ import numpy as np
 from .kernels import BLOCK_WINDOWS, TABLES, BlockCache, ChunkScan, KernelChoice, choose_kernel
 from .linalg import matmul, single_blas_thread
 from .pooling import COARSE_SIZE
+from .query_sums import QueryMap
 from .store import IndexReader
 from .text_match import DEFAULT_NAMES_WEIGHT, SearchedTakes, annotate, fuse, library_text
 
@@ -494,7 +495,7 @@ class Searcher:
         columns = len(token_sets)
         if len(windows) == 0:
             return np.zeros(0, np.int64), np.zeros((0, columns))
-        weights, bias = queries.linear(pooled=True)
+        query_map = queries.query_map(pooled=True)
         table = self.kernel_choice.table
         operand = TABLES[table].queries(queries.quantized.q8) if table in TABLES else None
         groups = snapshot.groups(windows)
@@ -504,7 +505,7 @@ class Searcher:
         def one(group):  # both stages of one chunk in one task: no barrier, no library-wide coarse array
             chunk, where = group
             scan = snapshot.scans[chunk]
-            coarse = scan.coarse_scores(self.kernel, queries.operand, weights, bias, table=table, operand=operand)
+            coarse = scan.coarse_scores(self.kernel, queries.operand, query_map, table=table, operand=operand)
             local = snapshot.local_windows(chunk, windows, where)
             if local is not None:
                 coarse = coarse[local]
@@ -528,20 +529,20 @@ class Searcher:
     def coarse_scores(self, snapshot: _Snapshot, windows: np.ndarray, queries: "_QueryBatch") -> np.ndarray:
         """(len(windows), Q) float32 coarse-table MaxSim: the first stage's kernel over every given window.
 
-        Per chunk and block, the integer maxima go straight through one float32 product with the queries'
-        affine map (`_QueryBatch.linear`): no (W, rows) integer or float64 copy of the whole library.
+        Per chunk and block, the integer maxima go straight through the queries' affine map
+        (`_QueryBatch.query_map`, `query_sums`): no (W, rows) integer or float64 copy of the whole library.
         """
-        weights, bias = queries.linear(pooled=True)
+        query_map = queries.query_map(pooled=True)
         table = self.kernel_choice.table
         operand = TABLES[table].queries(queries.quantized.q8) if table in TABLES else None
-        out = np.empty((len(windows), weights.shape[1]), np.float32)
+        out = np.empty((len(windows), query_map.queries), np.float32)
         if len(windows) == 0:
             return out
 
         def one(group):
             chunk, where = group
             scan = snapshot.scans[chunk]
-            scores = scan.coarse_scores(self.kernel, queries.operand, weights, bias, table=table, operand=operand)
+            scores = scan.coarse_scores(self.kernel, queries.operand, query_map, table=table, operand=operand)
             local = snapshot.local_windows(chunk, windows, where)
             out[snapshot.group_rows(chunk, windows, where)] = scores if local is None else scores[local]
 
@@ -713,6 +714,7 @@ class _QueryBatch:
         self.rows = len(tokens)
         self.operand = kernel.queries(self.quantized.q8)
         lengths = [len(t) for t in token_sets]
+        self.starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)  # query q's rows: starts[q]..
         self.average = np.zeros((self.rows, len(token_sets)))
         start = 0
         for q, length in enumerate(lengths):
@@ -725,14 +727,14 @@ class _QueryBatch:
             return self
         return _QueryBatch([self.token_sets[q]], self._reader, self._kernel)
 
-    def linear(self, pooled: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(weights (rows, Q), bias (Q,)) float32 with `scores(m) == m @ weights + bias` (to float32 rounding)."""
+    def query_map(self, pooled: bool = False) -> QueryMap:
+        """The map with `query_sums(m) == scores(m)` (to float32 rounding): each query's rows weighted and summed."""
         quantized = self.pooled_quantized if pooled else self.quantized
         factor = (quantized.scale * quantized.step / 2.0).astype(np.float64)  # per row: cosine per integer unit
         offset = (quantized.level_count - 1) * quantized.row_sum.astype(np.float64)
-        weights = 2.0 * factor[:, None] * self.average
+        share = self.average.sum(axis=1)  # per row: 1 / its query's row count
         bias = -(offset * factor) @ self.average
-        return weights.astype(np.float32), bias.astype(np.float32)
+        return QueryMap(self.starts, (2.0 * factor * share).astype(np.float32), bias.astype(np.float32))
 
     def scores(self, maxima: np.ndarray, pooled: bool = False) -> np.ndarray:
         """Integer maxima (n, rows) -> MaxSim (n, queries): cosine per token, averaged per query."""

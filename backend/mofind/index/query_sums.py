@@ -1,0 +1,80 @@
+"""First-stage scores from integer maxima: each query's token rows weighted and summed, in one compiled pass.
+
+A batch stacks its queries' token rows (query 0's rows, then query 1's, ...), and a query's score is an affine
+map of its own rows' maxima only: score[w, q] = sum over q's rows l of maxima[w, l] * weight[l], plus bias[q].
+Written as a product with a (rows, Q) matrix, that map is zero outside each query's rows.
+
+Why not that product: with BLAS it multiplied every query by every row (62x the work for the 62 prompts of the
+match-quality null bank), and a small one paid numpy's conversions around it. At 8,193 windows and one query,
+turning the int32 maxima into float32 and multiplying took 60-80 us with caches cold (a search's pattern), more
+than a third of the table pass itself (AMD EPYC, Zen 3). Here each query's rows are summed in order, in float32,
+straight from the integers.
+
+Every first-stage table goes through `query_sums`, so all of them give identical scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+try:
+    import numba
+except ImportError:  # pragma: no cover - the project installs numba; this keeps other platforms working
+    numba = None
+
+
+@dataclass(frozen=True)
+class QueryMap:
+    """The affine map from a batch's integer maxima to its queries' scores: query q's rows are
+    starts[q] .. starts[q + 1] - 1, each weighted by `weights` (float32), then `bias[q]` added."""
+
+    starts: np.ndarray  # (Q + 1,) int64
+    weights: np.ndarray  # (rows,) float32
+    bias: np.ndarray  # (Q,) float32
+
+    @property
+    def rows(self) -> int:
+        return int(self.starts[-1])
+
+    @property
+    def queries(self) -> int:
+        return len(self.bias)
+
+
+def query_sums(maxima: np.ndarray, query_map: QueryMap, out: np.ndarray | None = None) -> np.ndarray:
+    """(n, >= rows) maxima (int32, or floats holding integers; extra columns are padding and ignored) ->
+    (n, Q) float32 scores, written into `out` when given."""
+    maxima = np.asarray(maxima)
+    if maxima.ndim != 2 or maxima.shape[1] < query_map.rows:
+        raise ValueError(f"maxima {maxima.shape} hold fewer than the map's {query_map.rows} rows")
+    if out is None:
+        out = np.empty((len(maxima), query_map.queries), np.float32)
+    if out.shape != (len(maxima), query_map.queries) or out.dtype != np.float32:
+        raise ValueError(f"scores {out.shape} {out.dtype} do not fit {len(maxima)} windows x {query_map.queries}")
+    if numba is None:  # pragma: no cover - the project installs numba
+        return query_sums_numpy(maxima, query_map, out)
+    _query_sums(maxima, query_map.starts, query_map.weights, query_map.bias, out)
+    return out
+
+
+def query_sums_numpy(maxima: np.ndarray, query_map: QueryMap, out: np.ndarray) -> np.ndarray:
+    """`query_sums` in numpy: the same float32 operations in the same order, so the same scores (tested)."""
+    for q in range(query_map.queries):
+        total = np.zeros(len(maxima), np.float32)
+        for row in range(query_map.starts[q], query_map.starts[q + 1]):
+            total += maxima[:, row].astype(np.float32) * query_map.weights[row]
+        out[:, q] = total + query_map.bias[q]
+    return out
+
+
+if numba is not None:
+    @numba.njit(nogil=True, boundscheck=False, cache=True)
+    def _query_sums(maxima, starts, weights, bias, out):
+        for window in range(out.shape[0]):
+            for query in range(out.shape[1]):
+                total = np.float32(0.0)
+                for row in range(starts[query], starts[query + 1]):
+                    total += np.float32(maxima[window, row]) * weights[row]
+                out[window, query] = total + bias[query]
