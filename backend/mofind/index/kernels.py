@@ -55,7 +55,8 @@ from .query_sums import QueryMap, query_sums
 BLOCK_WINDOWS = 256
 CPU_KERNELS = ("int8", "onednn-u8s8", "avx2-u8s8", "fp32-torch", "fp32-numpy")
 INEXACT_KERNELS = ("bf16-torch",)  # timed for the report, never used: output rounding changes scores
-# 11: first-stage scores summed per query in compiled code (query_sums.py), fused into the interleaved pass;
+# 11: first-stage scores summed per query in compiled code (query_sums.py), fused into the interleaved pass,
+# tables timed with those sums;
 # 10: the avx2-interleaved first-stage table; 9: tables timed with 4 query rows, not 6; 8: packed codes read by
 # avx2-u8s8; 7: the avx2-u8s8 kernel; 6: first-stage tables timed on 32 MB (2 MB before); 5: float64 exactness
 # reference
@@ -444,7 +445,8 @@ TABLE_CHECK_ROWS = 2 * 64 * BLOCK_WINDOWS * 4
 def calibrate_table(kernel: Kernel, dim: int, queries: int = 4, rows: int = TABLE_CALIBRATION_ROWS,
                     repeats: int = 3) -> dict[str, float]:
     """ms per first-stage pass over `rows` coarse rows x `queries` query rows, for each table that is exact here
-    (checked on the first TABLE_CHECK_ROWS rows against a float64 product, exact for these integers).
+    (checked on the first TABLE_CHECK_ROWS rows against a float64 product, exact for these integers). A pass is
+    what a search runs: the maxima and their sums into one query's scores (`query_sums`).
 
     Four query rows: what a short prompt keeps (the bench's 20 prompts keep 2 to 5 tokens). The avx2 kernel's
     cost grows with the rows and oneDNN's hardly does; timed with 6, a choice made while tests loaded the CPU
@@ -462,13 +464,18 @@ def calibrate_table(kernel: Kernel, dim: int, queries: int = 4, rows: int = TABL
     operand = kernel.queries(q8)
     table = kernel.rows(levels)
     step = 16 * BLOCK_WINDOWS * width  # the blocks `ChunkScan.coarse_scores` multiplies the kernel's rows in
+    query_map = QueryMap(np.array([0, queries], np.int64), np.full(queries, 1e-3, np.float32), np.zeros(1, np.float32))
+    scores = np.empty((rows // width, 1), np.float32)
+
+    def kernel_maxima(start):
+        return kernel.max_dots(table[start:start + step], operand, width)
 
     def kernel_pass():
-        return np.concatenate([kernel.max_dots(table[start:start + step], operand, width)
-                               for start in range(0, rows, step)])
+        for start in range(0, rows, step):
+            query_sums(kernel_maxima(start), query_map, scores[start // width:(start + step) // width])
 
     timings = {}
-    if exact(kernel_pass()):  # the chosen kernel is exact: checked
+    if exact(np.concatenate([kernel_maxima(start) for start in range(0, rows, step)])):  # the kernel is exact: checked
         timings[KERNEL_TABLE] = _time(kernel_pass, repeats)
     for name, kind in TABLES.items():
         if not kind.available():
@@ -477,7 +484,9 @@ def calibrate_table(kernel: Kernel, dim: int, queries: int = 4, rows: int = TABL
             built = kind(levels, width)  # the block size a chunk's table is built with
             operand = kind.queries(q8)
             if exact(built.maxima(operand)):  # exact here, or never used
-                timings[name] = _time(lambda: built.maxima(operand), repeats)
+                fused = getattr(built, "scores", None)  # InterleavedTable: maxima and sums in one pass
+                timings[name] = _time((lambda: fused(operand, query_map)) if fused else
+                                      (lambda: query_sums(built.maxima(operand), query_map, scores)), repeats)
         except (RuntimeError, TypeError, ValueError):
             pass
     return timings
