@@ -201,11 +201,7 @@ def interleaved_max_dots(table: np.ndarray, queries: np.ndarray, windows: int, c
 def interleaved_padded_max_dots(table: np.ndarray, queries: np.ndarray) -> np.ndarray:
     """`interleaved_max_dots` before the padding is cut off: (2 * len(table), 4 * len(queries)) int32, C-contiguous
     (a padded window's and padded query rows' maxima are zeros of no meaning)."""
-    table, queries = np.asarray(table, np.uint8), np.asarray(queries, np.int8)
-    if (table.ndim != 2 or queries.ndim != 2 or table.shape[1] % (BLOCK_ROWS * 4 * GROUP)
-            or queries.shape[1] != table.shape[1] * LANES or not table.flags.c_contiguous
-            or not queries.flags.c_contiguous):
-        raise ValueError(f"table {table.shape} and queries {queries.shape} do not fit the interleaved kernel")
+    table, queries = _interleaved_operands(table, queries)
     out = np.empty((2 * len(table), LANES * len(queries)), np.int32)
     _interleaved_window_maxima(table, queries, out)
     return out
@@ -220,15 +216,23 @@ def interleaved_scores(table: np.ndarray, queries: np.ndarray, windows: int, que
     summed from a small buffer while it is still in the cache. The last group of query rows multiplies only its
     real rows: a 5-row prompt took 1.45x a 4-row one when its second group multiplied three zero rows too, and
     takes 1.1x now (73 against 66 us, 2,001 windows in cache, AMD EPYC Zen 3)."""
-    table, queries = np.asarray(table, np.uint8), np.asarray(queries, np.int8)
-    if (table.ndim != 2 or queries.ndim != 2 or table.shape[1] % (BLOCK_ROWS * 4 * GROUP)
-            or queries.shape[1] != table.shape[1] * LANES or not table.flags.c_contiguous
-            or not queries.flags.c_contiguous or windows > 2 * len(table) or query_map.rows > LANES * len(queries)):
-        raise ValueError(f"table {table.shape}, queries {queries.shape} and {query_map.rows} query rows do not fit "
-                         f"the interleaved kernel")
+    table, queries = _interleaved_operands(table, queries)
+    if windows > 2 * len(table) or query_map.rows > LANES * len(queries):
+        raise ValueError(f"table {table.shape} and queries {queries.shape} do not hold {windows} windows and "
+                         f"{query_map.rows} query rows")
     scores = np.empty((windows, query_map.queries), np.float32)
     _interleaved_scores(table, queries, windows, query_map.starts, query_map.weights, query_map.bias, scores)
     return scores
+
+
+def _interleaved_operands(table: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An `interleaved_rows` table and `interleaved_queries` operand as the compiled loops read them, checked."""
+    table, queries = np.asarray(table, np.uint8), np.asarray(queries, np.int8)
+    if (table.ndim != 2 or queries.ndim != 2 or table.shape[1] % (BLOCK_ROWS * 4 * GROUP)
+            or queries.shape[1] != table.shape[1] * LANES or not table.flags.c_contiguous
+            or not queries.flags.c_contiguous):
+        raise ValueError(f"table {table.shape} and queries {queries.shape} do not fit the interleaved kernel")
+    return table, queries
 
 
 class _Ops:
@@ -610,8 +614,8 @@ if numba is not None:
     @numba.njit(nogil=True, boundscheck=False, cache=True)
     def _interleave_queries(q8, out):
         rows, dim = q8.shape
-        at = 0
         for group in range(out.shape[0]):
+            at = 0
             for chunk in range(dim // 4):
                 for lane in range(LANES):
                     row = group * LANES + lane
@@ -619,7 +623,6 @@ if numba is not None:
                         for byte in range(4):
                             out[group, at] = q8[row, 4 * chunk + byte] if row < rows else 0
                             at += 1
-            at = 0
 
     @numba.njit(nogil=True, boundscheck=False, cache=True)
     def _interleaved_scores(table, queries, windows, starts, weights, bias, scores):

@@ -484,9 +484,7 @@ def calibrate_table(kernel: Kernel, dim: int, queries: int = 4, rows: int = TABL
             built = kind(levels, width)  # the block size a chunk's table is built with
             operand = kind.queries(q8)
             if exact(built.maxima(operand)):  # exact here, or never used
-                fused = getattr(built, "scores", None)  # InterleavedTable: maxima and sums in one pass
-                timings[name] = _time((lambda: fused(operand, query_map)) if fused else
-                                      (lambda: query_sums(built.maxima(operand), query_map, scores)), repeats)
+                timings[name] = _time(lambda: built.scores(operand, query_map), repeats)
         except (RuntimeError, TypeError, ValueError):
             pass
     return timings
@@ -574,7 +572,19 @@ def choose_kernel(dim: int, patches: int, device: str = "cpu") -> KernelChoice:
 
 
 # -- the first stage's table -----------------------------------------------------------------------------------
-class PackedTable:
+class FirstStageTable:
+    """What every table of TABLES offers the search: `maxima(operand)` ((W, L) integers, or floats holding them)
+    and `scores(operand, query_map)`, those maxima through `query_sums` (a table may fuse the two)."""
+
+    def maxima(self, queries) -> np.ndarray:
+        raise NotImplementedError
+
+    def scores(self, queries, query_map: QueryMap) -> np.ndarray:
+        """(W, Q) float32 first-stage scores."""
+        return query_sums(self.maxima(queries), query_map)
+
+
+class PackedTable(FirstStageTable):
     """A chunk's coarse rows prepacked once for oneDNN's u8 x s8 inner product (the op torch's x86 int8
     inference uses: `torch.ops.onednn.qlinear_prepack` / `qlinear_pointwise`), with float32 output.
 
@@ -632,7 +642,7 @@ class PackedTable:
         return out
 
 
-class PlaneTable:
+class PlaneTable(FirstStageTable):
     """The first-stage table as uint8 activations of oneDNN's quantized inner product, the query rows as its
     prepacked int8 weights (`OneDnnU8S8Kernel`): `PackedTable` with the roles swapped.
 
@@ -676,7 +686,7 @@ class PlaneTable:
         return out
 
 
-class InterleavedTable:
+class InterleavedTable(FirstStageTable):
     """The first-stage table with each window's four rows side by side in every register
     (`avx2_dots.interleaved_rows`), multiplied by AVX2's byte multiply-add with no horizontal sums.
 
@@ -704,13 +714,13 @@ class InterleavedTable:
         return avx2_dots.interleaved_padded_max_dots(self.table, operand)[:self.count, :rows]
 
     def scores(self, queries: tuple[np.ndarray, int], query_map: QueryMap) -> np.ndarray:
-        """`query_sums` of `maxima` in one compiled pass (`avx2_dots.interleaved_scores`): (W, Q) float32."""
+        """`query_sums` of `maxima` in one compiled pass (`avx2_dots.interleaved_scores`)."""
         return avx2_dots.interleaved_scores(self.table, queries[0], self.count, query_map)
 
 
 TABLES = {PACKED_TABLE: PackedTable, ROWS_TABLE: PlaneTable, INTERLEAVED_TABLE: InterleavedTable}
-"""The first-stage tables that are not the MaxSim kernel's own rows: name -> class (levels, width) with
-`available()`, `queries(q8)` and `maxima(operand)`."""
+"""The first-stage tables that are not the MaxSim kernel's own rows: name -> FirstStageTable class (levels, width)
+with `available()` and `queries(q8)`."""
 
 
 # -- a bounded cache of unpacked blocks ----------------------------------------------------------------------
@@ -1083,18 +1093,13 @@ class ChunkScan:
         With `table` one of TABLES and `operand` its `queries(q8)`, that table gives the maxima; the scores are
         identical (the same sums of the same integers)."""
         built = self.coarse(kernel, table)
-        if isinstance(built, InterleavedTable):  # the maxima and their sums in one pass
+        if table in TABLES:  # the table gives the whole chunk's scores at once
             return built.scores(operand, query_map)
-        count = self.num_windows
+        count, width = self.num_windows, self.coarse_width
         out = np.empty((count, query_map.queries), np.float32)
-        if table in TABLES:  # the table gives the whole chunk's maxima at once
-            query_sums(built.maxima(operand)[:count], query_map, out)
-        else:
-            rows, width = built, self.coarse_width
-            for start in range(0, count, block):
-                stop = min(start + block, count)
-                query_sums(kernel.max_dots(rows[start * width:stop * width], queries, width), query_map,
-                           out[start:stop])
+        for start in range(0, count, block):
+            stop = min(start + block, count)
+            query_sums(kernel.max_dots(built[start * width:stop * width], queries, width), query_map, out[start:stop])
         return out
 
 
