@@ -7,6 +7,9 @@ library's null distribution is cached (what every search pays), and the time to 
 three computations from scratch, each beside a block of searches. Times are measured side by side in one
 process, so the ratios are the stable numbers on a shared CPU.
 Targets: cached assess <= 5 ms p50; the null distribution <= 30 searches' worth (it batches 62 texts).
+The null distribution is also computed as `mofind serve` computes it above AUTO_EXACT_MAX_WINDOWS (two-stage:
+each text's own shortlist re-ranked), beside two-stage searches, and once more with every picked window scored
+against all 62 texts' rows (how a batch was re-ranked before): the two-stage one must cost no more than the exact.
 
     python -m bench.bench_quality
 """
@@ -86,6 +89,7 @@ def run() -> list[dict]:
         fresh.distribution(searcher, mode="exact")
         null_runs.append(1000 * (time.perf_counter() - started))
     search_ms, null_ms = float(np.median(search_blocks)), float(np.median(null_runs))
+    staged = _two_stage_null(searcher, encoder, tokens, folder)
     quality.null_model.distribution(searcher, mode="exact")
     hits = searcher.search_tokens([tokens], k=10, mode="exact")[0]
     assess_ms = _p50_ms(lambda: quality.assess(searcher, QUERY, hits, mode="exact"), 50)
@@ -99,8 +103,40 @@ def run() -> list[dict]:
          "p50 ms": null_ms,
          "in searches": null_ms / search_ms, "target": f"<= {TARGET_NULL_IN_SEARCHES:g} searches",
          "ok": null_ms / search_ms <= TARGET_NULL_IN_SEARCHES},
+        {"stage": "search (two-stage, k=10)", "windows": WINDOWS, "p50 ms": staged["search"], "in searches": 1.0,
+         "target": "", "ok": True},
+        {"stage": f"null distribution, two-stage as served (each text's own shortlist; median of {NULL_RUNS})",
+         "windows": WINDOWS, "p50 ms": staged["split"], "in searches": staged["split"] / staged["search"],
+         "target": f"<= the exact null ({null_ms:.0f} ms)", "ok": staged["split"] <= null_ms},
+        {"stage": "null distribution, two-stage, every picked window against every text (before)", "windows": WINDOWS,
+         "p50 ms": staged["whole"], "in searches": staged["whole"] / staged["search"],
+         "target": f"{staged['whole'] / staged['split']:.2f}x as served", "ok": True},
     ]
     return rows
+
+
+def _two_stage_null(searcher, encoder, tokens, folder: Path) -> dict:
+    """The null distribution in two-stage mode, as served (each null text re-ranks its own shortlist) and with
+    every picked window scored against every text's rows (SPLIT_CALL_* too large to split), alternated run by run
+    with blocks of two-stage searches: p50 ms of each."""
+    from mofind.index import search
+    from mofind.quality.null import NullModel
+
+    served = (search.SPLIT_CALL_RERANK, search.SPLIT_CALL_MIDDLE)
+    times: dict[str, list[float]] = {"search": [], "split": [], "whole": []}
+    try:
+        for run in range(NULL_RUNS):
+            times["search"].append(_p50_ms(lambda: searcher.search_tokens([tokens], k=10, mode="two_stage"), 5))
+            for name, cost in (("split", served), ("whole", (1 << 62, 1 << 62))):
+                search.SPLIT_CALL_RERANK, search.SPLIT_CALL_MIDDLE = cost
+                fresh = NullModel(encoder, cache_dir=folder / f"null-{name}-{run}")
+                fresh.tokens()
+                started = time.perf_counter()
+                fresh.distribution(searcher, mode="two_stage")
+                times[name].append(1000 * (time.perf_counter() - started))
+    finally:
+        search.SPLIT_CALL_RERANK, search.SPLIT_CALL_MIDDLE = served
+    return {name: float(np.median(values)) for name, values in times.items()}
 
 
 def main() -> int:

@@ -120,6 +120,35 @@ def test_query_sums_weigh_each_querys_own_rows_alike_compiled_and_in_numpy():
         query_sums(maxima[:, :9], query_map)
 
 
+def test_query_means_average_each_querys_own_cosines_alike_compiled_and_in_numpy():
+    """The exact scores: each row's cosine as `to_scores` gives it, averaged over the query's own rows only, in
+    row order (so never depending on the other queries of a batch); compiled and numpy the same to the bit;
+    only the picked entries, -inf elsewhere."""
+    from mofind.index.codec import QuantizedQueries
+    from mofind.index.query_sums import query_means, query_means_numpy
+
+    rng = np.random.default_rng(37)
+    starts = np.array([0, 1, 5, 10])
+    quantized = QuantizedQueries(q8=np.zeros((10, 4), np.int8), scale=rng.uniform(0.001, 0.02, 10).astype(np.float32),
+                                 row_sum=rng.integers(-500, 500, 10), step=0.0213, level_count=32)
+    factor = quantized.scale * quantized.step / 2.0
+    offset = (quantized.level_count - 1) * quantized.row_sum
+    maxima = rng.integers(-60_000, 60_000, (257, 12)).astype(np.int32)  # 12 columns: 2 of padding
+    found = query_means(maxima, factor, offset, starts)
+    cosines = quantized.to_scores(maxima[:, :10]).astype(np.float64)
+    expected = np.stack([cosines[:, a:b].mean(axis=1) for a, b in zip(starts[:-1], starts[1:])], axis=1)
+    np.testing.assert_allclose(found, expected, rtol=1e-14, atol=1e-15)
+    picked = rng.random((257, 3)) < 0.3
+    some = query_means(maxima, factor, offset, starts, picked)
+    np.testing.assert_array_equal(some, np.where(picked, found, -np.inf))
+    np.testing.assert_array_equal(query_means_numpy(maxima, np.asarray(factor, np.float64), offset.astype(np.float64),
+                                                    starts, picked, np.full_like(some, -np.inf)), some)
+    alone = query_means(maxima[:, 5:10], factor[5:10], offset[5:10], np.array([0, 5]))
+    np.testing.assert_array_equal(alone[:, 0], found[:, 2])  # the same query without the others: the same bits
+    with pytest.raises(ValueError, match="does not fit"):
+        query_means(maxima, factor, offset, starts, picked[:, :2])
+
+
 @pytest.mark.parametrize("dim", [64, 128])
 def test_the_interleaved_pass_sums_its_integer_maxima_for_any_window_count_and_query_split(dim):
     """The fused pass (`interleaved_scores`: maxima a piece at a time, summed per query, the last group of query
@@ -471,6 +500,42 @@ def test_coarse_scores_are_the_integer_maxima_through_the_query_map(library):
     np.testing.assert_allclose(searcher.coarse_scores(snapshot, every, batch), reference, atol=1e-5)
     some = every[::3][::-1]  # a subset, out of order, across chunks
     np.testing.assert_allclose(searcher.coarse_scores(snapshot, some, batch), reference[some], atol=1e-5)
+
+
+def test_a_batch_scores_each_querys_own_shortlist_alone_with_the_scores_each_query_gets_alone(library, monkeypatch):
+    """A batch whose queries each pick their own windows (the 62 prompts of the match-quality null bank) scores each
+    picked window against the picking queries' rows only, in the middle stage and the re-rank: the same scores
+    to the bit as scoring every picked window against every row, and each query's as it gets searched alone."""
+    from mofind.index import search
+    from mofind.index.search import _QueryBatch, _shortlist, _split_pays
+
+    searcher = Searcher(library)
+    snapshot = searcher.snapshot
+    every = snapshot.all_windows
+    rng = np.random.default_rng(12)
+    queries = [unit(rng.standard_normal((n, DIM))) for n in (1, 2, 3, 4, 5, 6, 7, 9, 2, 3)]
+    batch = _QueryBatch(queries, library, searcher.kernel)
+    rows, first = searcher._first_stage(queries, every, snapshot, batch)
+    assert not _split_pays(_shortlist(first, 8), batch.starts, search.SPLIT_CALL_RERANK)  # a small library: whole
+    assert _split_pays(_shortlist(first, 8), batch.starts, 0)  # each query's 8 of these ~100: less work alone
+    assert not _split_pays(_shortlist(first, 8)[:, :1], batch.starts[:2], 0)  # one query: nothing to split
+
+    found = {}
+    for cost in (0, 10**9):  # every batch split by query, then none
+        monkeypatch.setattr(search, "SPLIT_CALL_RERANK", cost)
+        monkeypatch.setattr(search, "SPLIT_CALL_MIDDLE", cost)
+        found[cost] = (searcher.first_stage_scores(queries, every), searcher.score_windows(
+            queries, every, mode="two_stage", candidates=8), searcher.search_tokens(queries, k=5, mode="two_stage",
+                                                                                    candidates=8))
+    for split, whole in zip(found[0][:2], found[10**9][:2]):
+        np.testing.assert_array_equal(split, whole)
+    assert [[(h.clip_id, h.start_frame, h.score) for h in hits] for hits in found[0][2]] == \
+        [[(h.clip_id, h.start_frame, h.score) for h in hits] for hits in found[10**9][2]]
+    assert np.isfinite(found[0][1]).sum(axis=0).min() >= 8  # each query's shortlist, ties included
+    for q, query in enumerate(queries):  # alone, up to the float32 rounding of its rotated rows (BLAS per batch)
+        alone = searcher.score_windows([query], every, mode="two_stage", candidates=8)[:, 0]
+        np.testing.assert_array_equal(np.isfinite(alone), np.isfinite(found[0][1][:, q]))
+        np.testing.assert_allclose(alone, found[0][1][:, q], rtol=1e-6)
 
 
 def test_every_first_stage_table_gives_the_same_scores_and_hits(library, monkeypatch, tmp_path):

@@ -179,12 +179,11 @@ class ShardServer:
             allowed, first = cached
         picked = (first >= np.asarray(cuts, np.float64)[None, :]) & np.isfinite(first)  # as Searcher.score_windows
         union = np.flatnonzero(picked.any(axis=1))
-        exact = self._exact(searcher, snapshot, query.tokens, allowed[union])
+        exact = searcher.rerank_scores(query.tokens, allowed[union], picked[union], snapshot)
         out = []
         for q in range(len(query.tokens)):
             column = np.full(len(allowed), -np.inf)
-            rows = picked[union, q]
-            column[union[rows]] = exact[rows, q]
+            column[union] = exact[:, q]
             out.append(self._finish(searcher, snapshot, allowed, column, q, query, set(named[q])))
         return searcher.reader.generation, out
 

@@ -11,6 +11,11 @@ than a third of the table pass itself (AMD EPYC, Zen 3). Here each query's rows 
 straight from the integers.
 
 Every first-stage table goes through `query_sums`, so all of them give identical scores.
+
+`query_means` is the same for the exact scores (the middle stage's and the re-rank's): each row's cosine estimate
+as `QuantizedQueries.to_scores` gives it, averaged over the query's rows in order in float64, for only the
+(window, query) pairs asked for. So a query's score never depends on the other queries of its batch, and a batch
+whose queries each re-rank their own shortlist pays for those pairs alone.
 """
 
 from __future__ import annotations
@@ -69,7 +74,52 @@ def query_sums_numpy(maxima: np.ndarray, query_map: QueryMap, out: np.ndarray) -
     return out
 
 
+def query_means(maxima: np.ndarray, factor: np.ndarray, offset: np.ndarray, starts: np.ndarray,
+                picked: np.ndarray | None = None) -> np.ndarray:
+    """(n, >= rows) int32 maxima -> (n, Q) float64 mean cosines: row l's estimate is
+    float32((2 * maxima - offset[l]) * factor[l]) (`QuantizedQueries.to_scores`), query q's score the mean of its
+    rows' estimates, summed in row order. With `picked` ((n, Q) bool) only those entries; -inf elsewhere."""
+    maxima = np.asarray(maxima)
+    queries = len(starts) - 1
+    if maxima.ndim != 2 or maxima.shape[1] < starts[-1]:
+        raise ValueError(f"maxima {maxima.shape} hold fewer than the batch's {starts[-1]} rows")
+    if picked is None:
+        picked = np.ones((len(maxima), queries), bool)
+    elif picked.shape != (len(maxima), queries):
+        raise ValueError(f"picked {picked.shape} does not fit {len(maxima)} windows x {queries} queries")
+    out = np.full((len(maxima), queries), -np.inf)
+    factor, offset = np.asarray(factor, np.float64), np.asarray(offset, np.float64)
+    if numba is None:  # pragma: no cover - the project installs numba
+        return query_means_numpy(maxima, factor, offset, starts, picked, out)
+    _query_means(maxima, factor, offset, np.asarray(starts, np.int64), np.ascontiguousarray(picked), out)
+    return out
+
+
+def query_means_numpy(maxima, factor, offset, starts, picked, out) -> np.ndarray:
+    """`query_means` in numpy: the same operations in the same order, so the same scores (tested)."""
+    for q in range(len(starts) - 1):
+        total = np.zeros(len(maxima))
+        for row in range(starts[q], starts[q + 1]):
+            cosine = ((2.0 * maxima[:, row].astype(np.float64) - offset[row]) * factor[row]).astype(np.float32)
+            total += cosine.astype(np.float64) * (1.0 / (starts[q + 1] - starts[q]))
+        out[:, q] = np.where(picked[:, q], total, -np.inf)
+    return out
+
+
 if numba is not None:
+    @numba.njit(nogil=True, boundscheck=False, cache=True)
+    def _query_means(maxima, factor, offset, starts, picked, out):
+        for window in range(out.shape[0]):
+            for query in range(out.shape[1]):
+                if not picked[window, query]:
+                    continue
+                share = 1.0 / (starts[query + 1] - starts[query])
+                total = 0.0
+                for row in range(starts[query], starts[query + 1]):
+                    cosine = np.float32((2.0 * np.float64(maxima[window, row]) - offset[row]) * factor[row])
+                    total += np.float64(cosine) * share
+                out[window, query] = total
+
     @numba.njit(nogil=True, boundscheck=False, cache=True)
     def _query_sums(maxima, starts, weights, bias, out):
         for window in range(out.shape[0]):

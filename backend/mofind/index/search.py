@@ -39,9 +39,9 @@ from functools import lru_cache
 import numpy as np
 
 from .kernels import BLOCK_WINDOWS, TABLES, BlockCache, ChunkScan, KernelChoice, choose_kernel
-from .linalg import matmul, single_blas_thread
+from .linalg import single_blas_thread
 from .pooling import COARSE_SIZE
-from .query_sums import QueryMap
+from .query_sums import QueryMap, query_means
 from .store import IndexReader
 from .text_match import DEFAULT_NAMES_WEIGHT, SearchedTakes, annotate, fuse, library_text
 
@@ -118,6 +118,13 @@ def _chunk_pool(threads: int) -> ThreadPoolExecutor:
 #: (block bookkeeping, one product call) than a second thread saves. A re-rank of fewer windows in all runs on
 #: the caller alone: the 10-20 windows of a name rescue took 0.17 ms there and 0.64 ms handed to two threads.
 PIECE_MIN_WINDOWS = 64
+
+#: What one more per-query call costs, in windows times 4-row query groups (`_split_pays`): a re-rank call
+#: (a hand-off to the chunk threads, per-chunk bookkeeping: ~0.1 ms) and a middle-stage call (one compiled
+#: call per chunk: ~10 us), each against a window's 168 patch rows or 32 pooled rows by 4 query rows (~0.7 and
+#: ~0.25 us on two threads, AMD EPYC Zen 3).
+SPLIT_CALL_RERANK = 256
+SPLIT_CALL_MIDDLE = 64
 
 
 def _pieces(groups: list[tuple[int, np.ndarray]], threads: int) -> list[tuple[int, np.ndarray]]:
@@ -463,11 +470,25 @@ class Searcher:
         picked = _shortlist(first, candidates)
         keep = picked.any(axis=1)
         union, picked = rows[keep], picked[keep]
-        exact = queries.scores(self._scan(snapshot, windows[union], queries))
+        exact = self.rerank_scores(token_sets, windows[union], picked, snapshot, queries)
         out = np.full((len(windows), len(token_sets)), -np.inf)
-        for q in range(out.shape[1]):
-            out[union[picked[:, q]], q] = exact[picked[:, q], q]
+        out[union] = exact
         return out
+
+    def rerank_scores(self, token_sets: list[np.ndarray], windows: np.ndarray, picked: np.ndarray,
+                      snapshot: _Snapshot | None = None, queries: "_QueryBatch | None" = None) -> np.ndarray:
+        """(len(windows), Q) exact MaxSim where `picked` ((len(windows), Q) bool) is set, -inf elsewhere.
+
+        Each window is scored against the rows of the queries that picked it alone when that is less work than
+        every row (`_split_pays`): a batch of prompts each re-ranks its own shortlist, and their union against
+        all the batch's rows was most of the library. The 62 prompts of the match-quality null bank at 100k
+        windows: 8.8 s, 369 two-stage searches' worth (AMD EPYC Zen 3, 2 threads). Same scores either way:
+        a window's maxima for a query row do not depend on the other rows."""
+        snapshot = snapshot or self._snapshot
+        queries = queries or _QueryBatch(token_sets, snapshot.reader, self.kernel)
+        maxima = _picked_maxima(picked, queries, SPLIT_CALL_RERANK,
+                                lambda part, where: self._scan(snapshot, windows[where], part))
+        return queries.scores(maxima, picked=picked)
 
     def first_stage_scores(self, token_sets: list[np.ndarray], windows: np.ndarray,
                            snapshot: _Snapshot | None = None, queries: "_QueryBatch | None" = None) -> np.ndarray:
@@ -513,9 +534,13 @@ class Searcher:
             chosen = np.zeros((len(where), columns), bool)
             np.put_along_axis(chosen, top, True, axis=0)
             rows = np.flatnonzero(chosen.any(axis=1))
-            pooled = queries.scores(scan.pooled_maxima(rows if local is None else local[rows], self.kernel,
-                                                       queries.operand, release=release), pooled=True)
-            parts[chunk] = (where[rows], np.where(chosen[rows], pooled, -np.inf))
+            chosen = chosen[rows]
+            chunk_rows = rows if local is None else local[rows]
+            maxima = _picked_maxima(chosen, queries, SPLIT_CALL_MIDDLE, lambda part, picked: scan.pooled_maxima(
+                chunk_rows[picked], self.kernel, part.operand, release=False))
+            if release:  # once per chunk, after every query's rows (see ChunkScan.pooled_maxima)
+                scan.chunk.release("pooled")
+            parts[chunk] = (where[rows], queries.scores(maxima, pooled=True, picked=chosen))
 
         with single_blas_thread():
             self._each_chunk(groups, one)
@@ -618,8 +643,9 @@ class Searcher:
         keep = filters.clip_mask(snapshot.clips)
         return np.flatnonzero(keep[snapshot.window_clip])
 
-    def _scan(self, snapshot: _Snapshot, windows: np.ndarray, queries: "_QueryBatch") -> np.ndarray:
-        """Integer maxima (len(windows), query rows) over each window's patches (exact MaxSim)."""
+    def _scan(self, snapshot: _Snapshot, windows: np.ndarray, queries: "_QueryBatch | _QueryRows") -> np.ndarray:
+        """Integer maxima (len(windows), query rows) over each window's patches (exact MaxSim); `queries`: a
+        batch or some of its rows (`_QueryBatch.part`)."""
         out = np.empty((len(windows), queries.rows), np.int32)
         if len(windows) == 0:
             return out
@@ -701,6 +727,13 @@ def _hit(snapshot: _Snapshot, position: int, score: float) -> Hit:
                window_start=int(scan.chunk.arrays["win_start"][window]))
 
 
+@dataclass(frozen=True)
+class _QueryRows:
+    """Some query rows as the kernels take them (`Searcher._scan`, `ChunkScan.pooled_maxima`)."""
+    rows: int
+    operand: object
+
+
 class _QueryBatch:
     """Several queries' tokens stacked as one int8 matrix, and the affine map back to mean cosines."""
 
@@ -713,6 +746,7 @@ class _QueryBatch:
                                         level_count=reader.pooled_codec.level_count)
         self.rows = len(tokens)
         self.operand = kernel.queries(self.quantized.q8)
+        self._parts: dict[int, _QueryRows] = {}
         lengths = [len(t) for t in token_sets]
         self.starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)  # query q's rows: starts[q]..
         self.average = np.zeros((self.rows, len(token_sets)))
@@ -720,6 +754,14 @@ class _QueryBatch:
         for q, length in enumerate(lengths):
             self.average[start:start + length, q] = 1.0 / length
             start += length
+
+    def part(self, q: int) -> "_QueryRows":
+        """Query q's rows of this batch and their kernel operand (the same int8 rows: quantised row by row)."""
+        found = self._parts.get(q)
+        if found is None:
+            rows = self.quantized.q8[self.starts[q]:self.starts[q + 1]]
+            found = self._parts[q] = _QueryRows(len(rows), self._kernel.queries(rows))
+        return found
 
     def alone(self, q: int) -> "_QueryBatch":
         """The batch of query `q` alone: this one when it holds no other (quantising and prepacking ~0.1 ms)."""
@@ -736,10 +778,12 @@ class _QueryBatch:
         bias = -(offset * factor) @ self.average
         return QueryMap(self.starts, (2.0 * factor * share).astype(np.float32), bias.astype(np.float32))
 
-    def scores(self, maxima: np.ndarray, pooled: bool = False) -> np.ndarray:
-        """Integer maxima (n, rows) -> MaxSim (n, queries): cosine per token, averaged per query."""
-        cosines = (self.pooled_quantized if pooled else self.quantized).to_scores(maxima)
-        return matmul(cosines.astype(np.float64), self.average)
+    def scores(self, maxima: np.ndarray, pooled: bool = False, picked: np.ndarray | None = None) -> np.ndarray:
+        """Integer maxima (n, rows) -> MaxSim (n, queries) float64: cosine per token, averaged per query
+        (`query_means`); with `picked` ((n, Q) bool) only those entries, -inf elsewhere."""
+        quantized = self.pooled_quantized if pooled else self.quantized
+        factor = quantized.scale * quantized.step / 2.0  # float32, as `to_scores` rounds it
+        return query_means(maxima, factor, (quantized.level_count - 1) * quantized.row_sum, self.starts, picked)
 
 
 def _by_chunk(chunks: np.ndarray) -> list:
@@ -762,6 +806,32 @@ def _shortlist(first: np.ndarray, candidates: int) -> np.ndarray:
         return np.isfinite(first)
     cut = np.partition(first, len(first) - candidates, axis=0)[len(first) - candidates]  # (Q,)
     return (first >= cut[None, :]) & np.isfinite(first)
+
+
+def _split_pays(picked: np.ndarray, starts: np.ndarray, call_cost: int) -> bool:
+    """Whether scoring each row of `picked` ((n, Q) bool) against the rows of the queries that picked it alone,
+    one call per query, is less work than scoring every picked row against every query row: in windows times
+    4-row query groups (how the kernels multiply), a call costing `call_cost` of them."""
+    if picked.shape[1] < 2:
+        return False
+    groups = -(-np.diff(starts) // 4)  # per query
+    alone = int(picked.sum(axis=0) @ groups) + call_cost * int(np.count_nonzero(picked.any(axis=0)))
+    return alone < int(np.count_nonzero(picked.any(axis=1))) * -(-int(starts[-1]) // 4)
+
+
+def _picked_maxima(picked: np.ndarray, queries: "_QueryBatch", call_cost: int, maxima) -> np.ndarray:
+    """(len(picked), rows) int32 maxima of `picked`'s rows: `maxima(queries, all rows)` when one call for every
+    query row is the least work (`_split_pays`), else `maxima(queries.part(q), rows q picked)` per query, into
+    that query's columns, zeros elsewhere. The zeros weigh nothing in the other queries' scores (their weights
+    there are zeros: `_QueryBatch.scores`), so every picked score is the same to the bit either way."""
+    if not _split_pays(picked, queries.starts, call_cost):
+        return maxima(queries, slice(None))
+    out = np.zeros((len(picked), queries.rows), np.int32)
+    for q in range(picked.shape[1]):
+        where = np.flatnonzero(picked[:, q])
+        if len(where):
+            out[where, queries.starts[q]:queries.starts[q + 1]] = maxima(queries.part(q), where)
+    return out
 
 
 def _top_rows(scores: np.ndarray, count: int) -> np.ndarray:
