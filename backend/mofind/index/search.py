@@ -38,6 +38,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from .avx2_dots import LANES
 from .kernels import BLOCK_WINDOWS, TABLES, BlockCache, ChunkScan, KernelChoice, choose_kernel
 from .linalg import single_blas_thread
 from .pooling import COARSE_SIZE
@@ -814,9 +815,9 @@ def _split_pays(picked: np.ndarray, starts: np.ndarray, call_cost: int) -> bool:
     4-row query groups (how the kernels multiply), a call costing `call_cost` of them."""
     if picked.shape[1] < 2:
         return False
-    groups = -(-np.diff(starts) // 4)  # per query
+    groups = -(-np.diff(starts) // LANES)  # per query
     alone = int(picked.sum(axis=0) @ groups) + call_cost * int(np.count_nonzero(picked.any(axis=0)))
-    return alone < int(np.count_nonzero(picked.any(axis=1))) * -(-int(starts[-1]) // 4)
+    return alone < int(np.count_nonzero(picked.any(axis=1))) * -(-int(starts[-1]) // LANES)
 
 
 def _picked_maxima(picked: np.ndarray, queries: "_QueryBatch", call_cost: int, maxima) -> np.ndarray:
