@@ -31,7 +31,7 @@ try:
     from numba.core import cgutils
     from numba.extending import intrinsic
 
-    from .query_sums import _query_sums
+    from .query_sums import _sums_into
 except ImportError:  # pragma: no cover - the project installs numba; this keeps other platforms working
     numba = None
 
@@ -630,6 +630,7 @@ if numba is not None:
         groups, asked_span = queries.shape
         lanes, dim = LANES * groups, span // BLOCK_ROWS
         maxima = np.empty((2 * PIECE_BLOCKS, lanes), np.int32)  # one piece's, reused
+        totals = np.empty(2 * PIECE_BLOCKS, np.float32)  # the sums' scratch, reused
         rows, asked, kept = table.ctypes.data, queries.ctypes.data, maxima.ctypes.data
         used = starts[-1]  # the query rows the sums read: a last group's padding is not multiplied
         for first in range(0, blocks, PIECE_BLOCKS):
@@ -643,4 +644,4 @@ if numba is not None:
                                        kept + (2 * local * lanes + LANES * group) * 4,
                                        kept + ((2 * local + 1) * lanes + LANES * group) * 4, used - LANES * group)
             stop = min(2 * last, windows)
-            _query_sums(maxima[:stop - 2 * first], starts, weights, bias, scores[2 * first:stop])
+            _sums_into(maxima, stop - 2 * first, starts, weights, bias, scores, 2 * first, totals)

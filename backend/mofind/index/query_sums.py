@@ -120,11 +120,25 @@ if numba is not None:
                     total += np.float64(cosine) * share
                 out[window, query] = total
 
+    @numba.njit(nogil=True, boundscheck=False, cache=True, inline="always")
+    def _sums_into(maxima, count, starts, weights, bias, out, base, totals):
+        """out[base + w] = the scores of maxima[w] for w < count; `totals`: scratch of >= count float32.
+
+        Windows innermost, each window's rows still summed in row order (the same float32 operations): LLVM
+        vectorises this loop. One query over 8,194 windows took 14 against 38 us with the rows innermost, and the
+        fused table pass (`avx2_dots.interleaved_scores`, 512 windows a piece) 211 against 245 us for 4 rows
+        (AMD EPYC Zen 3, side by side). Offsets rather than slices: with the pieces passed as slices the loop
+        was not vectorised inside the table pass, and took as long as before."""
+        for query in range(out.shape[1]):
+            totals[:count] = 0.0
+            for row in range(starts[query], starts[query + 1]):
+                weight = weights[row]
+                for window in range(count):
+                    totals[window] += np.float32(maxima[window, row]) * weight
+            for window in range(count):
+                out[base + window, query] = totals[window] + bias[query]
+
     @numba.njit(nogil=True, boundscheck=False, cache=True)
     def _query_sums(maxima, starts, weights, bias, out):
-        for window in range(out.shape[0]):
-            for query in range(out.shape[1]):
-                total = np.float32(0.0)
-                for row in range(starts[query], starts[query + 1]):
-                    total += np.float32(maxima[window, row]) * weights[row]
-                out[window, query] = total + bias[query]
+        windows = out.shape[0]
+        _sums_into(maxima, windows, starts, weights, bias, out, 0, np.empty(windows, np.float32))
