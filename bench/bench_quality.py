@@ -6,7 +6,8 @@ library's null distribution is cached (what every search pays), and the time to 
 (62 texts, paid once per index generation, filters and mode; in the background on the server), the median of
 three computations from scratch, each beside a block of searches. Times are measured side by side in one
 process, so the ratios are the stable numbers on a shared CPU.
-Targets: cached assess <= 5 ms p50; the null distribution <= 30 searches' worth (it batches 62 texts).
+Targets: cached assess <= 5 ms p50; the null distribution (batched) no slower per kernel group than its 62 texts
+scored one by one (the same scores to float32 rounding, checked): <= 88/115 = 0.77x their time (`_batched_work_share`).
 The null distribution is also computed as `mofind serve` computes it above AUTO_EXACT_MAX_WINDOWS (two-stage:
 each text's own shortlist re-ranked), beside two-stage searches, and once more with every picked window scored
 against all 62 texts' rows (how a batch was re-ranked before): the two-stage one must cost no more than the exact.
@@ -28,7 +29,6 @@ sys.path.insert(0, str(ROOT / "backend"))
 
 WINDOWS = 10_000
 TARGET_ASSESS_MS = 5.0
-TARGET_NULL_IN_SEARCHES = 30.0
 NULL_RUNS = 3  # the null distribution is timed three times (one run alone moved 30-38 searches' worth)
 QUERY = "a person waves the left hand and then walks forward slowly"
 
@@ -80,15 +80,23 @@ def run() -> list[dict]:
     quality.null_model = NullModel(encoder, cache_dir=folder / "null")
     tokens = encoder.encode_texts([QUERY])[0][0]
 
-    search_blocks, null_runs = [], []
+    search_blocks, null_runs, alone_runs = [], [], []
     for run in range(NULL_RUNS):  # alternated, so that a slow moment of a shared CPU weighs on both alike
         search_blocks.append(_p50_ms(lambda: searcher.search_tokens([tokens], k=10, mode="exact"), 5))
         fresh = NullModel(encoder, cache_dir=folder / f"null-{run}")  # nothing cached: computed from scratch
         fresh.tokens()  # encoding the texts is the text tower's cost, paid once a process: not timed
         started = time.perf_counter()
-        fresh.distribution(searcher, mode="exact")
+        batched = fresh.distribution(searcher, mode="exact")
         null_runs.append(1000 * (time.perf_counter() - started))
-    search_ms, null_ms = float(np.median(search_blocks)), float(np.median(null_runs))
+        started = time.perf_counter()
+        alone = _null_text_by_text(searcher, fresh.tokens())
+        alone_runs.append(1000 * (time.perf_counter() - started))
+        # each text's scores are its own rows' alone (query_sums.query_means), up to the float32 rounding of its
+        # rotated rows (one BLAS product per batch): ~1e-7
+        if np.abs(np.subtract(alone, batched.tops)).max() > 1e-6:
+            raise AssertionError("the batched null distribution differs from its texts scored one by one")
+    search_ms, null_ms, alone_ms = (float(np.median(v)) for v in (search_blocks, null_runs, alone_runs))
+    target = _batched_work_share(fresh.tokens())
     staged = _two_stage_null(searcher, encoder, tokens, folder)
     quality.null_model.distribution(searcher, mode="exact")
     hits = searcher.search_tokens([tokens], k=10, mode="exact")[0]
@@ -100,9 +108,11 @@ def run() -> list[dict]:
          "in searches": assess_ms / search_ms, "target": f"<= {TARGET_ASSESS_MS:g} ms",
          "ok": assess_ms <= TARGET_ASSESS_MS},
         {"stage": f"null distribution (62 texts, once per generation; median of {NULL_RUNS})", "windows": WINDOWS,
-         "p50 ms": null_ms,
-         "in searches": null_ms / search_ms, "target": f"<= {TARGET_NULL_IN_SEARCHES:g} searches",
-         "ok": null_ms / search_ms <= TARGET_NULL_IN_SEARCHES},
+         "p50 ms": null_ms, "in searches": null_ms / search_ms,
+         "target": f"<= {target:.2f}x its texts one by one (measured {null_ms / alone_ms:.2f}x)",
+         "ok": null_ms <= target * alone_ms},
+        {"stage": f"null distribution, its texts scored one by one (the same scores; median of {NULL_RUNS})",
+         "windows": WINDOWS, "p50 ms": alone_ms, "in searches": alone_ms / search_ms, "target": "", "ok": True},
         {"stage": "search (two-stage, k=10)", "windows": WINDOWS, "p50 ms": staged["search"], "in searches": 1.0,
          "target": "", "ok": True},
         {"stage": f"null distribution, two-stage as served (each text's own shortlist; median of {NULL_RUNS})",
@@ -113,6 +123,25 @@ def run() -> list[dict]:
          "target": f"{staged['whole'] / staged['split']:.2f}x as served", "ok": True},
     ]
     return rows
+
+
+def _batched_work_share(token_sets) -> float:
+    """The kernel work of the batched null against its texts one by one: the MaxSim kernel multiplies query rows in
+    groups of `avx2_dots.LANES`, and alone each text pads its own last group (351 rows: 88 groups against 115).
+    The batch must cost no more than that share: it must be at least as fast per group as a search of one text."""
+    from mofind.index.avx2_dots import LANES
+
+    rows = [len(tokens) for tokens in token_sets]
+    return -(-sum(rows) // LANES) / sum(-(-count // LANES) for count in rows)
+
+
+def _null_text_by_text(searcher, token_sets) -> tuple[float, ...]:
+    """`NullModel._compute` unbatched: each null text's exact scores over the whole library alone, then its best."""
+    from mofind.index.search import default_candidates
+
+    allowed = searcher.snapshot.all_windows  # what `NullModel` searches without filters
+    return tuple(float(searcher.score_windows([tokens], allowed, mode="exact", candidates=default_candidates(
+        len(allowed))).max()) for tokens in token_sets)
 
 
 def _two_stage_null(searcher, encoder, tokens, folder: Path) -> dict:

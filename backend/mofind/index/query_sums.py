@@ -14,8 +14,9 @@ Every first-stage table goes through `query_sums`, so all of them give identical
 
 `query_means` is the same for the exact scores (the middle stage's and the re-rank's): each row's cosine estimate
 as `QuantizedQueries.to_scores` gives it, averaged over the query's rows in order in float64, for only the
-(window, query) pairs asked for. So a query's score never depends on the other queries of its batch, and a batch
-whose queries each re-rank their own shortlist pays for those pairs alone.
+(window, query) pairs asked for. So a query's score depends on its own quantised rows alone (which the batch's
+rotation, one BLAS product, can round differently beside other rows: ~1e-7), and a batch whose queries each
+re-rank their own shortlist pays for those pairs alone.
 """
 
 from __future__ import annotations
