@@ -29,7 +29,7 @@ from mofind.io.limits import DEFAULT_LIMITS, MotionLimits
 
 from .discover import discover
 from .labels import labels_from_name
-from .library_text import take_texts
+from .library_text import forget_folder_listings, take_texts
 from .manifest import IndexSpec
 from .store import ClipRecord, IndexWriter, WindowEmbedding, clip_id_for
 from .windows import cut_windows
@@ -258,6 +258,7 @@ def build_index(paths, index_dir: str | Path, encoder, *, workers: int | None = 
     """
     started = time.monotonic()
     report = BuildReport()
+    forget_folder_listings()  # a long-lived process (a server parsing in-process) lists the folders again
     found = discover(paths, recursive=recursive, cancel=cancel, roots=roots, max_files=max_files)
     report.failed.extend(found.missing)
     report.files = len(found.files) + len(found.missing)
