@@ -71,7 +71,8 @@ def test_the_avx2_kernel_is_exact_at_the_extremes_of_its_16_bit_pair_sums(dim):
 @pytest.mark.parametrize("dim", [16, 128, 256])
 def test_the_interleaved_first_stage_kernel_is_exact_at_the_extremes_and_for_any_window_and_query_count(dim):
     """The row-interleaved table sums four chunks of 8 products in 16 bits: levels 31 against -128 and 127 put
-    every lane at the end of its range; an odd window count is padded, any query count is padded to four."""
+    every lane at the end of its range; an odd window count is padded, any query count is padded to four, and
+    eight query rows are multiplied in one pass (1 to 8 rows, and more than eight in passes of eight)."""
     from mofind.index import avx2_dots
 
     if not avx2_dots.available():
@@ -82,7 +83,7 @@ def test_the_interleaved_first_stage_kernel_is_exact_at_the_extremes_and_for_any
         levels = np.where(rng.random((windows * 4, dim)) < 0.7, 31, rng.integers(0, 32, (windows * 4, dim)))
         table = avx2_dots.interleaved_rows(levels.astype(np.uint8), 4)
         assert table.shape == (-(-windows // 2), 8 * dim)
-        for count in (1, 4, 5, 9):
+        for count in (1, 4, 5, 7, 8, 9, 13):
             q8 = rng.choice(np.array([-128, -127, 127, 126, 0], np.int8), (count, dim))
             expected = (levels.astype(np.int64) @ q8.T.astype(np.int64)).reshape(windows, 4, count).max(1)
             np.testing.assert_array_equal(
@@ -152,8 +153,9 @@ def test_query_means_average_each_querys_own_cosines_alike_compiled_and_in_numpy
 @pytest.mark.parametrize("dim", [64, 128])
 def test_the_interleaved_pass_sums_its_integer_maxima_for_any_window_count_and_query_split(dim):
     """The fused pass (`interleaved_scores`: maxima a piece at a time, summed per query, the last group of query
-    rows multiplying only its real rows) gives exactly `query_sums` of the exact integer maxima: window counts
-    across a piece boundary, odd counts, 1 to 10 query rows split into one or several queries, extreme values."""
+    rows multiplying only its real rows, eight rows a pass) gives exactly `query_sums` of the exact integer maxima:
+    window counts across a piece boundary, odd counts, 1 to 13 query rows split into one or several queries,
+    extreme values."""
     from mofind.index import avx2_dots
     from mofind.index.query_sums import QueryMap, query_sums
 
@@ -164,7 +166,7 @@ def test_the_interleaved_pass_sums_its_integer_maxima_for_any_window_count_and_q
     for windows in (1, 2, 7, piece, piece + 1, 2 * piece + 3):
         levels = np.where(rng.random((windows * 4, dim)) < 0.5, 31, rng.integers(0, 32, (windows * 4, dim)))
         table = avx2_dots.interleaved_rows(levels.astype(np.uint8), 4)
-        for rows in (1, 2, 3, 4, 5, 6, 9, 10):
+        for rows in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13):
             q8 = rng.choice(np.array([-128, -127, 127, 126, 0, 5], np.int8), (rows, dim))
             split = [rows] if rows < 4 else [1, rows - 3, 2]
             query_map = QueryMap(np.concatenate([[0], np.cumsum(split)]).astype(np.int64),
