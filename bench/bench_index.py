@@ -121,18 +121,23 @@ def sharded_rows() -> list[dict]:
 
 # -- tiling ----------------------------------------------------------------------------------------------
 def tile_index(template: Path, folder: Path, windows: int, seed: int = 0) -> IndexReader:
-    """An index of ~`windows` windows: jittered copies of the template's takes, written as full chunks."""
-    from mofind.index.store import TARGET_CHUNK_WINDOWS, ClipRecord, _assemble, _restage, clip_id_for
+    """An index of ~`windows` windows: jittered copies of the template's takes, written as compaction writes them
+    (the fewest chunks of at most TARGET_CHUNK_WINDOWS, all about equal: `store.chunk_share`)."""
+    from mofind.index.store import (TARGET_CHUNK_WINDOWS, ClipRecord, _assemble, _restage, chunk_share, clip_id_for,
+                                    starts_new_chunk)
 
     source = IndexReader.open(template)
     rng = np.random.default_rng(seed)
     clips = [_restage(chunk, index, source) for chunk, index in source.live()]
+    share = chunk_share(windows, TARGET_CHUNK_WINDOWS)
     with IndexWriter(folder, source.spec) as writer:
         made, copy, generation = 0, 0, writer.manifest.generation
         while made < windows:
             group, filled = [], 0
-            while filled < min(TARGET_CHUNK_WINDOWS, windows - made) or not group:
+            while made + filled < windows:
                 item = clips[copy % len(clips)]
+                if starts_new_chunk(filled, len(item.counts), share, TARGET_CHUNK_WINDOWS):
+                    break
                 path = f"/tiled/copy-{copy // len(clips):04d}/{Path(item.record.source).name}"
                 jittered = _reflect(item, rng.choice(source.spec.dim, REFLECTED_DIMS, replace=False), source)
                 jittered.record = ClipRecord(**(item.record.to_dict() | {

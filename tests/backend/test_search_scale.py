@@ -634,6 +634,29 @@ def test_compaction_merges_small_chunks_into_bounded_files(tmp_path):
         assert writer.compact(target_windows=42)["chunks_after"] == 3
 
 
+def test_compaction_writes_chunks_of_about_equal_size_so_search_threads_share_a_small_library(tmp_path):
+    """120 windows merged with a 100-window target: the fewest chunks (two), of 60 windows each, not 99 + 21 (a
+    search's threads take whole chunks); whole clips only, and no sliver of a last chunk."""
+    from mofind.index.store import chunk_share, starts_new_chunk
+
+    rng = np.random.default_rng(2)
+    for part in range(10):  # ten commits of 4 clips x 3 windows
+        with IndexWriter(tmp_path, SPEC) as writer:
+            add_clips(writer, 4, rng, start=4 * part)
+    with IndexWriter(tmp_path, SPEC) as writer:
+        assert writer.compact(target_windows=100)["chunks_after"] == 2
+    after = IndexReader.open(tmp_path, SPEC)
+    assert [entry.windows for entry in after.manifest.chunks] == [60, 60]
+    assert len(after.clip_ids()) == 40
+    sizes, filled, share = [], 0, chunk_share(10_001, 8192)
+    for _ in range(1429):  # 10,003 windows in 7-window clips: 5,005 + 4,998, not 8,190 + 1,813
+        if starts_new_chunk(filled, 7, share, 8192):
+            sizes.append(filled)
+            filled = 0
+        filled += 7
+    assert sizes + [filled] == [5005, 4998]
+
+
 def test_window_levels_unpack_the_mapped_rows_and_a_cut_file_is_an_error(library, tmp_path):
     """Re-rank rows are unpacked where they lie in the map (padded windows repeat their first row), their
     pages are released after the block, and a chunk file cut short is refused when opened (never read)."""
