@@ -392,10 +392,10 @@ def _packed_codegen(builder, rows, dim, fifth, queries, best) -> None:
 
 
 def _interleaved_codegen(builder, blocks, queries, dim, first, second, used: int = LANES) -> None:
-    """IR for `_interleaved_best`: the 8 rows of the block at blocks[0] (`interleaved_rows`) times the first `used`
-    (1 to 2 x LANES) query rows at `queries` (`interleaved_queries`' layout: consecutive groups of four rows,
-    32 x D bytes each), GROUP chunks summed in 16 bits and widened by `vpmaddwd` into one 32-bit lane per row; then,
-    per query row, the best of each window's four lanes, stored at `first` and `second` (four int32 per group of
+    """IR for `_interleaved_best_of(used)`: the 8 rows of the block at blocks[0] (`interleaved_rows`) times the
+    first `used` (1 to 2 x LANES) query rows at `queries` (`interleaved_queries`' layout: consecutive groups of four
+    rows, 32 x D bytes each), GROUP chunks summed in 16 bits and widened by `vpmaddwd` into one 32-bit lane per row;
+    then, per query row, the best of each window's four lanes, stored at `first` and `second` (four int32 per group of
     four query rows, groups side by side). A group's rows past `used` are not multiplied: their maxima are zeros.
 
     Why up to eight rows in one pass: most prompts are 4 to 6 tokens, and a fifth row in a second pass re-read
@@ -493,15 +493,15 @@ if numba is not None:
 
         return best
 
-    (_interleaved_best_1, _interleaved_best_2, _interleaved_best_3, _interleaved_best,
+    (_interleaved_best_1, _interleaved_best_2, _interleaved_best_3, _interleaved_best_4,
      _interleaved_best_5, _interleaved_best_6, _interleaved_best_7, _interleaved_best_8) = \
         [_interleaved_best_of(used) for used in range(1, 2 * LANES + 1)]
 
     @numba.njit(nogil=True, boundscheck=False, cache=True, inline="always")
     def _interleaved_block(at, asked, dim, first, second, used):
-        """`_interleaved_best` of the first `used` (1-8) query rows from `asked` on: two groups of four in one pass,
-        and a short last group (a 5-token prompt is a group of four rows and one of one) multiplies only its real
-        rows."""
+        """`_interleaved_best_of(used)` for the first `used` (1-8) query rows from `asked` on: two groups of four in
+        one pass, and a short last group (a 5-token prompt is a group of four rows and one of one) multiplies only
+        its real rows. A chain of calls because each intrinsic is compiled for one row count."""
         if used >= 2 * LANES:
             _interleaved_best_8(at, asked, dim, first, second)
         elif used == 7:
@@ -511,7 +511,7 @@ if numba is not None:
         elif used == 5:
             _interleaved_best_5(at, asked, dim, first, second)
         elif used == 4:
-            _interleaved_best(at, asked, dim, first, second)
+            _interleaved_best_4(at, asked, dim, first, second)
         elif used == 3:
             _interleaved_best_3(at, asked, dim, first, second)
         elif used == 2:
